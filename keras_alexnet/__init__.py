@@ -1,0 +1,16 @@
+"""keras_alexnet: the AlexNet of Krizhevsky, Sutskever and Hinton (2012) in Keras 3."""
+
+import os
+
+# TensorFlow reads this once, at import: oneDNN's CPU kernels are off by default on some
+# x86 CPUs and train this network about 1.5x faster. A value the user set is kept.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_alexnet.layers import GroupedConv2D  # noqa: E402
+from keras_alexnet.layers import LocalResponseNormalization  # noqa: E402
+from keras_alexnet.model import VARIANTS  # noqa: E402
+from keras_alexnet.model import AlexNet  # noqa: E402
+
+__all__ = ["AlexNet", "GroupedConv2D", "LocalResponseNormalization", "VARIANTS"]
+__version__ = "0.1.0"

@@ -1,0 +1,242 @@
+"""The two layers AlexNet needs beyond stock Keras: LRN and grouped convolution."""
+
+import keras
+import tensorflow as tf
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    return value
+
+
+def _pair(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints. Received: {name}={value!r}")
+    for v in value:
+        _positive_int(name, v)
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalisation across channels (Krizhevsky et al. 2012, section 3.3).
+
+    For the activity a[x, y, i] of channel i at position (x, y), with N channels:
+
+        b[x,y,i] = a[x,y,i] / (k + alpha * sum_{j=max(0, i-r)}^{min(N-1, i+r)} a[x,y,j]^2) ^ beta
+
+    where r = depth_radius, so the window holds n = 2r + 1 channels. As the paper prints
+    it, alpha multiplies the plain sum of squares: it is NOT divided by n. The paper's
+    constants are k=2, n=5, alpha=1e-4, beta=0.75, the defaults here. Caffe and PyTorch
+    divide alpha by n, so their `alpha=1e-4` is `alpha=2e-5` here.
+
+    The sum of squares is computed in float32 whatever the dtype policy: in float16 the
+    window sum overflows above 65504 and the result collapses to zero. The output is in
+    the layer's compute dtype.
+
+    Args:
+        depth_radius: r, half the window width; the window holds 2r+1 channels.
+        bias: k, the additive constant; must be positive.
+        alpha: the scale of the sum of squares.
+        beta: the exponent.
+        **kwargs: base layer arguments (name, dtype, ...).
+    """
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(depth_radius, bool) or not isinstance(depth_radius, int) or depth_radius < 0:
+            raise ValueError(
+                "depth_radius must be a non-negative integer. "
+                f"Received: depth_radius={depth_radius!r}"
+            )
+        if not bias > 0:
+            raise ValueError(f"bias must be positive. Received: bias={bias!r}")
+        if not alpha >= 0:
+            raise ValueError(f"alpha must be non-negative. Received: alpha={alpha!r}")
+        if not beta >= 0:
+            raise ValueError(f"beta must be non-negative. Received: beta={beta!r}")
+        self.depth_radius = depth_radius
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def call(self, inputs):
+        outputs = tf.nn.local_response_normalization(
+            tf.cast(inputs, tf.float32),
+            depth_radius=self.depth_radius,
+            bias=self.bias,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+        return tf.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class GroupedConv2D(keras.layers.Layer):
+    """2D convolution in `groups` independent towers (Krizhevsky et al. 2012, section 3.2).
+
+    The input channels and the filters are both split into `groups` equal parts; the
+    filters of part g see only the input channels of part g. This is the paper's two-GPU
+    layout of conv2, conv4 and conv5: conv2 has 256 kernels of 5x5x48, 128 on each GPU,
+    each seeing only the 48 maps of its own GPU.
+
+    There is ONE kernel variable, in the grouped layout (kh, kw, in_channels // groups,
+    filters), the layout of `keras.layers.Conv2D(groups=...)` and of Caffe's `group`.
+    The filters of group g are kernel[..., g*f:(g+1)*f] with f = filters // groups, and
+    output channels g*f:(g+1)*f come from input channels g*c:(g+1)*c with
+    c = in_channels // groups. Weights are therefore the same whichever way the
+    convolution is computed:
+
+    - implementation="towers" (default) slices input and kernel and runs one plain
+      convolution per group. It trains everywhere, including on CPUs where TensorFlow has
+      no gradient for grouped convolution, and exports SavedModels with standard ops only.
+    - implementation="native" passes the whole grouped kernel to one `tf.nn.conv2d`,
+      which cuDNN runs as a grouped convolution on GPUs. TensorFlow's CPU kernels compute
+      its forward pass but not its gradient: use it on GPUs only.
+
+    Both give the same outputs (tested). `keras.layers.Conv2D(groups=...)` is avoided
+    because Keras compiles every grouped call with XLA, which is slower here and puts
+    XLA-only ops into exported SavedModels.
+
+    Args:
+        filters: the total number of filters over all groups; divisible by `groups`.
+        kernel_size: an int or (height, width).
+        groups: the number of towers; must divide `filters` and the input channels.
+        strides: an int or (height, width).
+        padding: "valid" or "same".
+        activation: applied to the concatenated output.
+        use_bias: whether to add a bias per filter.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as in `keras.layers.Conv2D`.
+        implementation: "towers" or "native" (see above).
+        **kwargs: base layer arguments (name, dtype, ...).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups=2,
+        strides=1,
+        padding="valid",
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        implementation="towers",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.groups = _positive_int("groups", groups)
+        if filters % groups:
+            raise ValueError(f"groups must divide filters ({filters}). Received: groups={groups}")
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.strides = _pair("strides", strides)
+        padding = str(padding).lower()
+        if padding not in ("valid", "same"):
+            raise ValueError(f'padding must be "valid" or "same". Received: padding={padding!r}')
+        self.padding = padding
+        if implementation not in ("towers", "native"):
+            raise ValueError(
+                'implementation must be "towers" or "native". '
+                f"Received: implementation={implementation!r}"
+            )
+        self.implementation = implementation
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        if in_channels is None or in_channels % self.groups:
+            raise ValueError(
+                f"groups must divide the input channels ({in_channels}). "
+                f"Received: groups={self.groups}"
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: in_channels})
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, in_channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+        else:
+            self.bias = None
+
+    def call(self, inputs):
+        kernel = tf.convert_to_tensor(self.kernel)
+        strides = (1, *self.strides, 1)
+        padding = self.padding.upper()
+        if self.implementation == "native" or self.groups == 1:
+            outputs = tf.nn.conv2d(inputs, kernel, strides, padding)
+        else:
+            towers = zip(
+                tf.split(inputs, self.groups, axis=-1), tf.split(kernel, self.groups, axis=-1)
+            )
+            outputs = tf.concat([tf.nn.conv2d(x, k, strides, padding) for x, k in towers], -1)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (
+            batch,
+            _conv_output_length(height, self.kernel_size[0], self.strides[0], self.padding),
+            _conv_output_length(width, self.kernel_size[1], self.strides[1], self.padding),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            groups=self.groups,
+            strides=self.strides,
+            padding=self.padding,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+            implementation=self.implementation,
+        )
+        return config
+
+
+def _conv_output_length(length, kernel, stride, padding):
+    if length is None:
+        return None
+    if padding == "same":
+        return -(-length // stride)
+    return (length - kernel) // stride + 1

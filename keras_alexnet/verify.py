@@ -1,0 +1,443 @@
+"""The conformance report: does the model match the paper, layer by layer?
+
+    python -m keras_alexnet.verify [--variant=paper] [--input_size=227] [--format=text]
+    python -m keras_alexnet.verify --model=path/to/model.keras --variant=paper
+
+Every number of the paper that the model can show is compared with the built (or loaded)
+model: output shapes, neuron counts, kernel shapes and towers, parameters, LRN, pooling,
+dropout, weight decay and initialisation. A difference is "departs" where the variant
+declares that departure (the caffe and one_weird_trick variants do, by design), a "note"
+where the paper contradicts itself, and "FAIL" anywhere else. The exit status is 1 when
+any check fails, 2 when the model cannot be built or loaded.
+"""
+
+import dataclasses
+import json
+import math
+import sys
+
+import keras
+from absl import app
+from absl import flags
+
+from keras_alexnet import layers as layers_lib
+from keras_alexnet import model as model_lib
+from keras_alexnet import paper
+
+OK, DEPARTS, NOTE, FAIL = "ok", "departs", "note", "FAIL"
+_SEVERITY = {OK: 0, NOTE: 1, DEPARTS: 2, FAIL: 3}
+
+
+@dataclasses.dataclass
+class Check:
+    """One comparison of a paper value with the model's.
+
+    Attributes:
+        topic: "layout", "lrn", "init", "dropout" or "decay"; a variant may declare
+            departures by topic.
+        item: what is compared, e.g. "conv2 kernel".
+        expected: the paper's value, as text.
+        actual: the model's value, as text.
+        status: ok, departs, note or FAIL.
+    """
+
+    topic: str
+    item: str
+    expected: str
+    actual: str
+    status: str = OK
+
+
+class _Checker:
+    def __init__(self, departures):
+        self.departures = set(departures)
+        self.checks = []
+
+    def compare(self, topic, item, expected, actual, match=None, note=False):
+        if match is None:
+            match = expected == actual
+        if match:
+            status = OK
+        elif note:
+            status = NOTE
+        elif topic in self.departures:
+            status = DEPARTS
+        else:
+            status = FAIL
+        check = Check(topic, item, _text(expected), _text(actual), status)
+        self.checks.append(check)
+        return check
+
+
+def _text(value):
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _groups(layer):
+    return getattr(layer, "groups", 1)
+
+
+def _towers(groups, filters):
+    return "across" if groups == 1 else f"{groups} x {filters // groups}"
+
+
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def _check_layout(checker, model, rows):
+    names = [layer.name for layer in model.layers]
+    input_shape = tuple(model.input_shape[1:])
+    checker.compare(
+        "layout",
+        "input",
+        (paper.INPUT_SIZE_STATED, paper.INPUT_SIZE_STATED, 3),
+        input_shape,
+        note=input_shape == (paper.INPUT_SIZE, paper.INPUT_SIZE, paper.INPUT_CHANNELS),
+    )
+    total_neurons = 0
+    for spec in paper.LAYERS:
+        layer = _layer(model, spec.name)
+        if layer is None:
+            checker.compare("layout", f"{spec.name} present", True, False)
+            continue
+        is_fc8 = spec.name == "fc8"
+        num_classes = layer.units if is_fc8 else None
+        out_shape = tuple(layer.output.shape[1:])
+        expected_shape = (num_classes,) if is_fc8 else spec.output_shape
+        neurons = math.prod(out_shape)
+        total_neurons += neurons
+        kernel = tuple(layer.kernel.shape)
+        if spec.kind == "conv":
+            kernel_text = f"{kernel[0]}x{kernel[1]}x{kernel[2]}"
+            stride = layer.strides[0]
+            expected_kernel = spec.kernel_as_written
+            expected_towers = _towers(spec.groups, spec.filters)
+        else:
+            kernel_text = f"{kernel[0]}x{kernel[1]}"
+            stride = 1
+            expected_kernel = f"{spec.kernel_depth}x{num_classes if is_fc8 else spec.filters}"
+            expected_towers = "across"
+        towers = _towers(_groups(layer), out_shape[-1])
+        params = layer.count_params()
+        expected_params = spec.kernel_depth * num_classes + num_classes if is_fc8 else spec.params
+        stated_neurons = num_classes if is_fc8 else spec.stated_neurons
+        row_checks = [
+            checker.compare("layout", f"{spec.name} output", expected_shape, out_shape),
+            checker.compare("layout", f"{spec.name} kernel", expected_kernel, kernel_text),
+            checker.compare("layout", f"{spec.name} stride", spec.strides, stride),
+            checker.compare("layout", f"{spec.name} towers", expected_towers, towers),
+            checker.compare("layout", f"{spec.name} params", expected_params, params),
+            checker.compare(
+                "layout",
+                f"{spec.name} neurons",
+                stated_neurons,
+                neurons,
+                # conv1's stated count fits no input size; every other one fits exactly.
+                note=spec.name == "conv1" and out_shape == spec.output_shape,
+            ),
+            checker.compare(
+                "layout",
+                f"{spec.name} activation",
+                "softmax" if is_fc8 else "relu",
+                keras.activations.serialize(layer.activation)
+                if is_fc8
+                else _activation_name(layer),
+                # fc8 may return logits; the softmax is then in the loss.
+                match=is_fc8 or _activation_name(layer) == "relu",
+            ),
+        ]
+        for step in spec.followed_by:
+            if step in ("relu", "softmax"):
+                continue
+            index = names.index(spec.name) if spec.name in names else -1
+            following = names[index + 1 : index + 3]
+            topic = (
+                "lrn"
+                if step.startswith("lrn")
+                else ("dropout" if step.startswith("dropout") else "layout")
+            )
+            row_checks.append(
+                checker.compare(topic, f"{step} follows {spec.name}", True, step in following)
+            )
+        status = max((c.status for c in row_checks), key=_SEVERITY.get)
+        rows.append(
+            dict(
+                layer=spec.name,
+                output=_text(out_shape),
+                neurons=_text(neurons),
+                paper_neurons=_text(stated_neurons) + ("*" if neurons != stated_neurons else ""),
+                kernel=kernel_text,
+                paper_kernel=expected_kernel,
+                towers=towers,
+                paper_towers=expected_towers,
+                params=_text(params),
+                paper_params=_text(expected_params),
+                check=status,
+            )
+        )
+    num_classes = getattr(_layer(model, "fc8"), "units", paper.NUM_CLASSES)
+    expected_total = paper.TOTAL_PARAMS + (num_classes - paper.NUM_CLASSES) * 4097
+    checker.compare("layout", "total params", expected_total, model.count_params())
+    checker.compare("layout", "total neurons", paper.STATED_NEURONS, total_neurons, note=True)
+    for name in paper.POOL_LAYERS:
+        layer = _layer(model, name)
+        actual = (layer.pool_size[0], layer.strides[0]) if layer is not None else None
+        checker.compare(
+            "layout", f"{name} size, stride", (paper.POOL_SIZE, paper.POOL_STRIDE), actual
+        )
+    macs = sum(model_lib.multiply_adds(model).values())
+    checker.compare(
+        "layout",
+        "forward multiply-adds",
+        "about 724M",
+        f"{macs / 1e6:.0f}M",
+        match=abs(macs - 724e6) < 5e6,
+        note=True,
+    )
+
+
+def _activation_name(layer):
+    return getattr(layer.activation, "__name__", str(layer.activation))
+
+
+def _check_lrn(checker, model):
+    expected = dict(k=paper.LRN_K, n=paper.LRN_N, alpha=paper.LRN_ALPHA, beta=paper.LRN_BETA)
+    for name in paper.LRN_LAYERS:
+        layer = _layer(model, name)
+        if not isinstance(layer, layers_lib.LocalResponseNormalization):
+            checker.compare("lrn", f"{name} present", True, False)
+            continue
+        actual = dict(
+            k=layer.bias, n=2 * layer.depth_radius + 1, alpha=layer.alpha, beta=layer.beta
+        )
+        for key, value in expected.items():
+            checker.compare(
+                "lrn",
+                f"{name} {key}",
+                value,
+                actual[key],
+                match=math.isclose(value, actual[key], rel_tol=1e-6),
+            )
+
+
+def _check_dropout(checker, model):
+    for name in paper.DROPOUT_LAYERS:
+        layer = _layer(model, name)
+        checker.compare("dropout", f"{name} rate", paper.DROPOUT_RATE, getattr(layer, "rate", None))
+
+
+def _check_decay(checker, model):
+    expected = paper.WEIGHT_DECAY / 2
+    for spec in paper.LAYERS:
+        layer = _layer(model, spec.name)
+        regularizer = getattr(layer, "kernel_regularizer", None)
+        actual = getattr(regularizer, "l2", None)
+        checker.compare(
+            "decay",
+            f"{spec.name} L2 on kernel (= decay/2)",
+            expected,
+            actual,
+            match=actual is not None and math.isclose(actual, expected, rel_tol=1e-6),
+        )
+
+
+def _check_init(checker, model):
+    for spec in paper.LAYERS:
+        layer = _layer(model, spec.name)
+        if layer is None:
+            continue
+        kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+        n = kernel.size
+        std, mean = float(kernel.std()), float(kernel.mean())
+        expected = paper.INIT_WEIGHT_STDDEV
+        # Sampling error of the std of n Gaussian draws is about std / sqrt(2n).
+        checker.compare(
+            "init",
+            f"{spec.name} weight std",
+            expected,
+            round(std, 5),
+            match=abs(std - expected) < 6 * expected / math.sqrt(2 * n),
+        )
+        checker.compare(
+            "init",
+            f"{spec.name} weight mean",
+            0.0,
+            round(mean, 6),
+            match=abs(mean) < 6 * expected / math.sqrt(n),
+        )
+        bias = keras.ops.convert_to_numpy(layer.bias)
+        actual = float(bias[0]) if (bias == bias[0]).all() else "varies"
+        checker.compare("init", f"{spec.name} bias", spec.bias_init, actual)
+
+
+def check_model(model, variant="paper", check_init=True):
+    """Compares a model with the paper.
+
+    Args:
+        model: a model built by `AlexNet` (or loaded from one), with include_top.
+        variant: the variant it claims to be; its declared departures are allowed.
+        check_init: whether to check the initial weights (only meaningful before training).
+
+    Returns:
+        (checks, layer_rows): a list of `Check` and one summary dict per weight layer.
+    """
+    checker = _Checker(model_lib.VARIANTS[variant].departures)
+    rows = []
+    _check_layout(checker, model, rows)
+    _check_lrn(checker, model)
+    _check_dropout(checker, model)
+    _check_decay(checker, model)
+    if check_init:
+        _check_init(checker, model)
+    return checker.checks, rows
+
+
+def _table(header, rows, markdown):
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in cells]
+        lines.insert(1, "|" + "|".join("---" for _ in header) + "|")
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def render(variant, model, checks, rows, fmt="text"):
+    """Formats the report as "text", "markdown" or "json"."""
+    counts = {s: sum(c.status == s for c in checks) for s in (OK, DEPARTS, NOTE, FAIL)}
+    summary = (
+        f"{len(checks)} checks: {counts[OK]} ok, {counts[DEPARTS]} departs (declared), "
+        f"{counts[NOTE]} notes, {counts[FAIL]} FAIL"
+    )
+    spec = model_lib.VARIANTS[variant]
+    if fmt == "json":
+        return json.dumps(
+            dict(
+                variant=variant,
+                source=spec.source,
+                input_shape=list(model.input_shape[1:]),
+                params=model.count_params(),
+                declared_departures=list(spec.departures),
+                layers=rows,
+                checks=[dataclasses.asdict(c) for c in checks],
+                discrepancies=[dict(topic=t, text=x) for t, x in paper.DISCREPANCIES],
+                counts=counts,
+                passed=counts[FAIL] == 0,
+            ),
+            indent=1,
+        )
+    markdown = fmt == "markdown"
+    header = [
+        "layer",
+        "output",
+        "neurons",
+        "paper",
+        "kernel",
+        "paper",
+        "towers",
+        "paper",
+        "params",
+        "paper",
+        "check",
+    ]
+    layer_rows = [
+        [
+            r["layer"],
+            r["output"],
+            r["neurons"],
+            r["paper_neurons"],
+            r["kernel"],
+            r["paper_kernel"],
+            r["towers"],
+            r["paper_towers"],
+            r["params"],
+            r["paper_params"],
+            r["check"],
+        ]
+        for r in rows
+    ]
+    setting_rows = [
+        [c.topic, c.item, c.expected, c.actual, c.status]
+        for c in checks
+        if not c.item.startswith(tuple(r["layer"] + " " for r in rows))
+        or c.status != OK
+        or c.topic != "layout"
+    ]
+    title = "#### " if markdown else ""
+    parts = [
+        f"{title}AlexNet conformance report: variant {variant!r}, input "
+        f"{_text(tuple(model.input_shape[1:]))}, {model.count_params():,} parameters",
+        f"Paper: {paper.CITATION}",
+        f"Variant source: {spec.source}",
+        "Declared departures from the paper: " + (", ".join(spec.departures) or "none"),
+        "",
+        f"{title}Layers (* the paper's stated count differs; see the discrepancies below)",
+        _table(header, layer_rows, markdown),
+        "",
+        f"{title}Settings and checks (layout checks that passed are summarised above)",
+        _table(["topic", "item", "paper", "model", "check"], setting_rows, markdown),
+        "",
+        f"{title}Where the paper is ambiguous or contradicts itself, and where others differ",
+    ]
+    parts += [f"- {topic}: {text}" for topic, text in paper.DISCREPANCIES]
+    parts += ["", ("PASS" if counts[FAIL] == 0 else "FAIL") + f": {summary}"]
+    return "\n".join(parts)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_enum(
+        "variant",
+        "paper",
+        sorted(model_lib.VARIANTS),
+        "The variant to build, or that --model claims to be.",
+    )
+    flags.DEFINE_integer("input_size", paper.INPUT_SIZE, "Input height and width.", lower_bound=1)
+    flags.DEFINE_integer("num_classes", paper.NUM_CLASSES, "Classes of fc8.", lower_bound=1)
+    flags.DEFINE_enum("format", "text", ["text", "markdown", "json"], "Report format.")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "A saved .keras model to check instead of a new one "
+        "(its weights are not checked against the paper's initialisation).",
+    )
+
+
+def main(argv):
+    del argv
+    try:
+        if FLAGS.model:
+            model = keras.models.load_model(FLAGS.model, compile=False)
+        else:
+            keras.utils.set_random_seed(0)
+            model = model_lib.AlexNet(
+                FLAGS.num_classes,
+                variant=FLAGS.variant,
+                input_shape=(FLAGS.input_size, FLAGS.input_size, 3),
+            )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    checks, rows = check_model(model, FLAGS.variant, check_init=not FLAGS.model)
+    print(render(FLAGS.variant, model, checks, rows, FLAGS.format))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

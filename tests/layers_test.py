@@ -1,0 +1,218 @@
+"""LocalResponseNormalization and GroupedConv2D against independent references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alexnet import layers
+
+
+def lrn_reference(a, depth_radius, bias, alpha, beta):
+    """The paper's formula (section 3.3) in float64 NumPy, one channel at a time."""
+    a = np.asarray(a, np.float64)
+    channels = a.shape[-1]
+    out = np.empty_like(a)
+    for i in range(channels):
+        lo, hi = max(0, i - depth_radius), min(channels - 1, i + depth_radius)
+        window = np.sum(a[..., lo : hi + 1] ** 2, axis=-1)
+        out[..., i] = a[..., i] / (bias + alpha * window) ** beta
+    return out
+
+
+@pytest.mark.parametrize(
+    "depth_radius, bias, alpha, beta",
+    [(2, 2.0, 1e-4, 0.75), (2, 1.0, 2e-5, 0.75), (1, 0.5, 1e-2, 0.5), (0, 2.0, 1e-3, 1.0)],
+)
+def test_lrn_matches_numpy(depth_radius, bias, alpha, beta):
+    rng = np.random.default_rng(0)
+    # Activations of the size conv1 produces after its ReLU, so alpha * sum is not negligible.
+    x = np.maximum(rng.normal(0, 60, (2, 5, 4, 11)), 0).astype(np.float32)
+    layer = layers.LocalResponseNormalization(depth_radius, bias, alpha, beta)
+    got = keras.ops.convert_to_numpy(layer(x))
+    want = lrn_reference(x, depth_radius, bias, alpha, beta)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    # The normalisation must actually act on these inputs, or the test proves nothing.
+    assert np.max(np.abs(want - x / bias**beta)) > 1e-2
+
+
+def test_lrn_alpha_is_not_divided_by_n():
+    x = np.full((1, 1, 1, 5), 10.0, np.float32)
+    out = keras.ops.convert_to_numpy(layers.LocalResponseNormalization()(x))
+    # Middle channel: the window holds all five maps, sum of squares 500.
+    np.testing.assert_allclose(out[0, 0, 0, 2], 10.0 / (2.0 + 1e-4 * 500.0) ** 0.75, rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_lrn_reduced_precision_does_not_overflow(policy):
+    keras.config.set_dtype_policy(policy)
+    layer = layers.LocalResponseNormalization()
+    rng = np.random.default_rng(1)
+    # Window sums of squares near 5 * 300^2 = 450,000, far above float16's 65504.
+    x = rng.uniform(200, 300, (2, 3, 3, 8)).astype(np.float32)
+    got = layer(x)
+    assert got.dtype == layer.compute_dtype
+    want = lrn_reference(x, 2, 2.0, 1e-4, 0.75)
+    got = keras.ops.convert_to_numpy(tf.cast(got, tf.float32))
+    assert np.all(got > 1.0), "float16 overflow would have zeroed the output"
+    np.testing.assert_allclose(got, want, rtol=1e-2)
+    # The plain TF op in float16 is what this layer guards against.
+    naive = tf.nn.local_response_normalization(tf.cast(x, tf.float16), 2, 2.0, 1e-4, 0.75)
+    if policy == "mixed_float16":
+        assert not np.allclose(naive.numpy().astype(np.float32), want, rtol=1e-2)
+
+
+def test_lrn_config_round_trip():
+    layer = layers.LocalResponseNormalization(3, 1.5, 2e-4, 0.6, name="lrn9")
+    clone = layers.LocalResponseNormalization.from_config(layer.get_config())
+    assert (clone.depth_radius, clone.bias, clone.alpha, clone.beta) == (3, 1.5, 2e-4, 0.6)
+    assert clone.name == "lrn9"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(depth_radius=-1), "depth_radius"),
+        (dict(depth_radius=2.5), "depth_radius"),
+        (dict(bias=0.0), "bias"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(beta=-0.5), "beta"),
+    ],
+)
+def test_lrn_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        layers.LocalResponseNormalization(**kwargs)
+
+
+def block_diagonal(kernel, groups):
+    """The dense kernel equivalent to a grouped one: zero where towers do not connect."""
+    kh, kw, cin_group, filters = kernel.shape
+    f = filters // groups
+    dense = np.zeros((kh, kw, cin_group * groups, filters), kernel.dtype)
+    for g in range(groups):
+        dense[:, :, g * cin_group : (g + 1) * cin_group, g * f : (g + 1) * f] = kernel[
+            :, :, :, g * f : (g + 1) * f
+        ]
+    return dense
+
+
+CASES = [
+    # (input shape, filters, kernel, groups, strides, padding): conv2, conv4, odd cases.
+    ((2, 13, 13, 8), 12, 5, 2, 1, "same"),
+    ((2, 9, 11, 12), 6, 3, 3, 1, "valid"),
+    ((1, 19, 19, 4), 8, 11, 2, 4, "valid"),
+    ((2, 10, 10, 6), 4, 3, 2, 2, "same"),
+]
+
+
+def _grouped(shape, filters, k, groups, strides, padding, implementation="towers"):
+    layer = layers.GroupedConv2D(
+        filters,
+        k,
+        groups=groups,
+        strides=strides,
+        padding=padding,
+        bias_initializer="random_normal",
+        implementation=implementation,
+    )
+    layer.build(shape)
+    return layer
+
+
+@pytest.mark.parametrize("shape, filters, k, groups, strides, padding", CASES)
+def test_grouped_conv_matches_block_diagonal_conv(shape, filters, k, groups, strides, padding):
+    layer = _grouped(shape, filters, k, groups, strides, padding)
+    kernel = layer.kernel.numpy()
+    bias = layer.bias.numpy()
+    x = tf.constant(np.random.default_rng(2).normal(size=shape).astype(np.float32))
+    dense = tf.constant(block_diagonal(kernel, groups))
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        tape.watch(dense)
+        got = layer(x)
+        want = tf.nn.conv2d(x, dense, strides, padding.upper()) + bias
+        loss_got = tf.reduce_sum(tf.sin(got))
+        loss_want = tf.reduce_sum(tf.sin(want))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        tape.gradient(loss_got, x).numpy(), tape.gradient(loss_want, x).numpy(), atol=1e-4
+    )
+    # The kernel gradient equals the dense kernel's gradient restricted to the towers.
+    grad_dense = tape.gradient(loss_want, dense).numpy()
+    grad_kernel = tape.gradient(loss_got, layer.kernel).numpy()
+    mask = block_diagonal(np.ones_like(kernel), groups)
+    np.testing.assert_allclose(block_diagonal(grad_kernel, groups), grad_dense * mask, atol=1e-3)
+
+
+def test_group_g_sees_only_its_own_maps():
+    layer = _grouped((1, 7, 7, 4), 6, 3, 2, 1, "same")
+    x = np.zeros((1, 7, 7, 4), np.float32)
+    x[..., 2:] = 1.0  # only the second tower's input maps are non-zero
+    out = layer(x).numpy() - layer.bias.numpy()
+    assert np.allclose(out[..., :3], 0.0)
+    assert not np.allclose(out[..., 3:], 0.0)
+
+
+@pytest.mark.parametrize("shape, filters, k, groups, strides, padding", CASES[:2])
+def test_grouped_conv_matches_keras_conv2d_groups(shape, filters, k, groups, strides, padding):
+    layer = _grouped(shape, filters, k, groups, strides, padding)
+    reference = keras.layers.Conv2D(filters, k, strides, padding, groups=groups)
+    reference.build(shape)
+    reference.set_weights(layer.get_weights())  # same kernel layout, loaded as is
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    np.testing.assert_allclose(layer(x).numpy(), reference(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_native_implementation_gives_the_same_outputs():
+    shape = (2, 13, 13, 8)
+    towers = _grouped(shape, 12, 3, 2, 1, "same")
+    native = _grouped(shape, 12, 3, 2, 1, "same", implementation="native")
+    native.set_weights(towers.get_weights())
+    x = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    # TensorFlow's CPU kernels run the grouped forward pass (not its gradient).
+    np.testing.assert_allclose(towers(x).numpy(), native(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_graph_has_no_xla_ops():
+    layer = _grouped((1, 9, 9, 4), 4, 3, 2, 1, "same")
+    fn = tf.function(layer).get_concrete_function(tf.TensorSpec((None, 9, 9, 4)))
+    graph = fn.graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    assert "Conv2D" in ops
+    assert not any(op.startswith("Xla") for op in ops)
+    assert not any(
+        "_XlaMustCompile" in node.attr or "_XlaCompile" in node.attr for node in graph.node
+    )
+
+
+def test_grouped_conv_config_round_trip():
+    layer = layers.GroupedConv2D(
+        8,
+        (3, 5),
+        groups=4,
+        strides=2,
+        padding="same",
+        activation="relu",
+        kernel_regularizer=keras.regularizers.L2(1e-3),
+        name="conv9",
+    )
+    clone = layers.GroupedConv2D.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert clone.kernel_size == (3, 5) and clone.groups == 4 and clone.strides == (2, 2)
+    assert clone.kernel_regularizer.l2 == pytest.approx(1e-3)
+
+
+def test_grouped_conv_bad_arguments():
+    with pytest.raises(ValueError, match=r"groups must divide filters \(10\). Received: groups=3"):
+        layers.GroupedConv2D(10, 3, groups=3)
+    with pytest.raises(ValueError, match=r"input channels \(96\). Received: groups=5"):
+        layers.GroupedConv2D(10, 3, groups=5)(keras.Input((8, 8, 96)))
+    with pytest.raises(ValueError, match="padding"):
+        layers.GroupedConv2D(4, 3, padding="full")
+    with pytest.raises(ValueError, match="implementation"):
+        layers.GroupedConv2D(4, 3, implementation="xla")
+    with pytest.raises(ValueError, match="kernel_size"):
+        layers.GroupedConv2D(4, (3, 3, 3))
+    with pytest.raises(ValueError, match="filters"):
+        layers.GroupedConv2D(0, 3)

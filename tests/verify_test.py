@@ -1,0 +1,104 @@
+"""The conformance report: its checks can fail, and its exit status says so."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import keras_alexnet
+from keras_alexnet import model as model_lib
+from keras_alexnet import paper
+from keras_alexnet import verify
+
+
+def run_verify(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_alexnet.verify", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+
+
+def statuses(checks):
+    return {c.item: c.status for c in checks}
+
+
+def test_paper_model_passes_with_notes_for_the_papers_own_contradictions(paper_model):
+    checks, rows = verify.check_model(paper_model, "paper")
+    failed = [c for c in checks if c.status == verify.FAIL]
+    assert not failed, failed
+    status = statuses(checks)
+    assert status["conv1 neurons"] == verify.NOTE  # 290,400 against the stated 253,440
+    assert status["input"] == verify.NOTE  # 227 against the stated 224
+    assert status["conv2 neurons"] == verify.OK
+    assert [r["layer"] for r in rows] == [s.name for s in paper.LAYERS]
+    conv2 = rows[1]
+    assert (conv2["kernel"], conv2["towers"], conv2["output"]) == ("5x5x48", "2 x 128", "27x27x256")
+
+
+@pytest.mark.parametrize("variant", ["caffe", "one_weird_trick"])
+def test_variants_depart_only_where_declared(variant):
+    keras.utils.set_random_seed(0)
+    model = keras_alexnet.AlexNet(variant=variant)
+    checks, _ = verify.check_model(model, variant)
+    assert not [c for c in checks if c.status == verify.FAIL]
+    departed = {c.topic for c in checks if c.status == verify.DEPARTS}
+    assert departed == set(model_lib.VARIANTS[variant].departures)
+    # Checked against the paper's claims instead, the same model fails.
+    checks, _ = verify.check_model(model, "paper")
+    assert {c.topic for c in checks if c.status == verify.FAIL} == departed
+
+
+def test_altered_lrn_fails(monkeypatch):
+    altered = dataclasses.replace(
+        model_lib.VARIANTS["paper"], lrn=dict(depth_radius=2, bias=1.0, alpha=2e-5, beta=0.75)
+    )
+    monkeypatch.setitem(model_lib.VARIANTS, "altered", altered)
+    model = keras_alexnet.AlexNet(variant="altered")
+    status = statuses(verify.check_model(model, "paper")[0])
+    assert status["lrn1 alpha"] == status["lrn1 k"] == verify.FAIL
+    assert status["lrn1 n"] == status["lrn1 beta"] == verify.OK
+
+
+def test_altered_bias_and_dropout_fail(paper_model):
+    model = keras.models.clone_model(paper_model)
+    model.set_weights(paper_model.get_weights())
+    model.get_layer("conv2").bias.assign(keras.ops.zeros((256,)))
+    model.get_layer("dropout7").rate = 0.3
+    status = statuses(verify.check_model(model, "paper")[0])
+    assert status["conv2 bias"] == verify.FAIL
+    assert status["dropout7 rate"] == verify.FAIL
+    assert status["conv4 bias"] == verify.OK
+
+
+def test_cli_exit_status_and_json():
+    result = run_verify("--format=json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["params"] == 60_965_224
+    assert report["counts"]["FAIL"] == 0
+    assert {d["topic"] for d in report["discrepancies"]} >= {"input size", "conv1 neurons"}
+
+
+def test_cli_fails_on_an_altered_saved_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_alexnet.AlexNet(variant="one_weird_trick")
+    path = tmp_path / "owt.keras"
+    model.save(path)
+    result = run_verify(f"--model={path}", "--variant=paper")
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "FAIL" in result.stdout and "conv2 towers" in result.stdout
+    result = run_verify(f"--model={path}", "--variant=one_weird_trick")
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_cli_input_that_cannot_be_built():
+    result = run_verify("--input_size=224")
+    assert result.returncode == 2
+    assert "input_shape (224, 224, 3)" in result.stderr
