@@ -121,6 +121,7 @@ VARIANTS = {
 }
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
+INITS = ("paper", "he")
 
 
 def pool5_size(input_size, variant="paper"):
@@ -146,7 +147,14 @@ def _get_variant(variant):
     return VARIANTS[variant]
 
 
-def _initializers(variant, stddev, bias_init, fan_in):
+def _initializers(variant, stddev, bias_init, fan_in, init):
+    if init == "he":
+        # He et al. 2015: variance 2 / fan_in keeps the ReLU activations' scale from layer
+        # to layer; biases start at 0.
+        return (
+            keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"),
+            keras.initializers.Zeros(),
+        )
     if variant.torch_init:
         # PyTorch's default for Conv2d and Linear: kaiming_uniform(a=sqrt(5)) for the
         # weights, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same range for biases.
@@ -171,6 +179,9 @@ def AlexNet(
     include_top=True,
     classifier_activation="softmax",
     implementation="towers",
+    init="paper",
+    input_scale=1.0,
+    input_offset=0.0,
     name="alexnet",
 ):
     """Builds AlexNet as a `keras.Model`, after Krizhevsky, Sutskever and Hinton (2012).
@@ -218,6 +229,15 @@ def AlexNet(
             `tf.nn.conv2d`; GPU only), or "keras_groups" (`keras.layers.Conv2D(groups=)`,
             which Keras compiles with XLA; kept to compare against). The weights are
             the same in all three.
+        init: "paper" for the variant's own initialisation (the paper's, Caffe's or
+            PyTorch's), or "he" for He et al.'s (2015) normal init with zero biases, which
+            trains from scratch far sooner than the paper's; the built-in demo uses it.
+        input_scale, input_offset: the model first computes input * input_scale +
+            input_offset, in a Rescaling layer named "input_rescaling" that exists only when
+            they are not 1 and 0; each is a number or one value per channel. The paper feeds
+            raw pixels minus the mean image (1 and 0). He init wants inputs of unit
+            variance, so the demo recipe passes 1 / (the training set's pixel std); converted
+            pretrained weights carry their own normalisation here.
         name: the model's name.
 
     Returns:
@@ -235,6 +255,8 @@ def AlexNet(
             f"implementation must be one of {IMPLEMENTATIONS}. "
             f"Received: implementation={implementation!r}"
         )
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}. Received: init={init!r}")
     if include_top and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
     ):
@@ -255,6 +277,10 @@ def AlexNet(
         raise ValueError(
             f"input_shape must have a known number of channels. Received: input_shape={input_shape}"
         )
+    input_scale = _per_channel("input_scale", input_scale, channels)
+    input_offset = _per_channel("input_offset", input_offset, channels)
+    if any(v <= 0 for v in input_scale):
+        raise ValueError(f"input_scale must be positive. Received: input_scale={input_scale}")
     if include_top:
         if height is None or width is None:
             raise ValueError(
@@ -282,10 +308,14 @@ def AlexNet(
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
+    if set(input_scale) != {1.0} or set(input_offset) != {0.0}:
+        scale = input_scale[0] if len(set(input_scale)) == 1 else list(input_scale)
+        offset = input_offset[0] if len(set(input_offset)) == 1 else list(input_offset)
+        x = keras.layers.Rescaling(scale, offset, name="input_rescaling")(x)
     in_channels = channels
     for conv in spec.convs:
         fan_in = conv.kernel_size**2 * in_channels // conv.groups
-        kernel_init, bias_init = _initializers(spec, conv.stddev, conv.bias_init, fan_in)
+        kernel_init, bias_init = _initializers(spec, conv.stddev, conv.bias_init, fan_in, init)
         if conv.padding and conv.strides == 1:
             padding = "same"
         else:
@@ -328,7 +358,7 @@ def AlexNet(
         last = dense_name == "fc8"
         units = num_classes if last else paper.LAYERS_BY_NAME[dense_name].filters
         kernel_init, bias_init = _initializers(
-            spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1]
+            spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1], init
         )
         dropout_layer = keras.layers.Dropout(dropout, name=f"dropout{dense_name[2:]}")
         if spec.dropout_before_dense and not last:
@@ -346,6 +376,19 @@ def AlexNet(
         if not spec.dropout_before_dense and not last:
             x = dropout_layer(x)
     return keras.Model(inputs, x, name=name)
+
+
+def _per_channel(name, value, channels):
+    """A number or one number per channel, as a tuple of `channels` floats."""
+    values = (value,) * channels if isinstance(value, (int, float)) else tuple(value)
+    if len(values) != channels or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(
+            f"{name} must be a number or {channels} numbers, one per channel. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(float(v) for v in values)
 
 
 def _is_mixed_precision():

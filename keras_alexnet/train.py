@@ -1,7 +1,289 @@
-"""Training AlexNet: the training step (the full loop lands with the training issue)."""
+"""Training AlexNet with the paper's recipe: `python -m keras_alexnet.train`.
+
+One custom training loop serves every `tf.distribute` strategy (one device, MirroredStrategy
+over GPUs or logical CPUs, MultiWorkerMirroredStrategy): `model.fit` does not work under
+MultiWorkerMirroredStrategy in Keras 3.15, and Keras' BackupAndRestore restarts a whole
+epoch, while this loop resumes at the exact step.
+
+Resuming: the checkpoint holds the model, the optimizer (momentum, learning rate), the
+epoch, the step within it and the learning-rate schedule's state. The input order is a pure
+function of (seed, epoch), so a resumed run skips the batches it already consumed (file names,
+before decoding) and goes on with exactly the batches it would have seen.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
 
 import keras
+import numpy as np
 import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import metrics
+from keras_alexnet import model as model_lib
+from keras_alexnet import paper
+from keras_alexnet import run_dir
+from keras_alexnet import shapes_dataset
+from keras_alexnet import summaries
+
+BUILTIN_DATASET = "shapes"
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+# What a resumed run must share with the run that wrote the checkpoints.
+RUN_KEYS = ("dataset", "variant", "num_classes", "batch_size", "seed", "init", "input_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Training hyperparameters; every field is a flag of `python -m keras_alexnet.train`."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    dropout: float
+    lr_patience: int
+    lr_max_reductions: int
+    init: str
+    input_scale: object  # a number, or "auto": 1 / the training set's pixel std
+
+
+# Section 5 of the paper. The patience is not stated ("when the validation error rate
+# stopped improving"); the learning rate was lowered three times in about 90 epochs.
+PAPER_RECIPE = Recipe(
+    epochs=paper.EPOCHS,
+    batch_size=paper.BATCH_SIZE,
+    learning_rate=paper.LEARNING_RATE,
+    momentum=paper.MOMENTUM,
+    weight_decay=paper.WEIGHT_DECAY,
+    dropout=paper.DROPOUT_RATE,
+    lr_patience=5,
+    lr_max_reductions=paper.LR_REDUCTIONS,
+    init="paper",
+    input_scale=1.0,
+)
+
+# The built-in demo set. From scratch, the paper's init learns slowly (its biases of 1 give
+# a long flat loss, as Caffe's authors reported); to learn in minutes on a CPU the demo
+# uses He init. See the README, "The built-in dataset".
+DEMO_RECIPE = Recipe(
+    epochs=6,
+    batch_size=32,
+    learning_rate=0.01,
+    momentum=0.9,
+    weight_decay=paper.WEIGHT_DECAY,
+    dropout=paper.DROPOUT_RATE,
+    lr_patience=2,
+    lr_max_reductions=paper.LR_REDUCTIONS,
+    init="he",
+    input_scale="auto",
+)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs. None fields take the dataset's recipe default.
+
+    Attributes:
+        model_dir: where checkpoints, TensorBoard logs, statistics and labels go.
+        dataset: "shapes" (built in), "folder", "imagenet2012" or any TFDS name[:version].
+        data_dir: the image folder, the TFDS data folder, or where the built-in set is
+            written (default: `shapes_dataset.DEFAULT_ROOT`).
+        manual_dir: the folder holding the ILSVRC2012 tar files (imagenet2012 only).
+        variant: the network variant (see `model.VARIANTS`).
+        epochs, batch_size (global), learning_rate, momentum, weight_decay, dropout,
+        lr_patience (epochs without a better validation error before the learning rate is
+        divided by 10), lr_max_reductions, init: see `Recipe`.
+        seed: seeds the input order, the augmentation and the initial weights.
+        deterministic: also make TensorFlow's ops deterministic, so an interrupted and
+            resumed run ends with the same weights as one that was not interrupted.
+        checkpoint_every: steps between checkpoints (one is also written each epoch end).
+        keep_checkpoints: checkpoints kept in model_dir.
+        log_every: steps between TensorBoard scalar summaries.
+        on_bad_image: "skip" or "fail" for corrupt or non-image files.
+        profile_steps: (first, last) steps to profile into TensorBoard, or None.
+        stats_images: images sampled for the mean image and the colour PCA.
+        max_steps: stop after this many steps in all (for smoke tests), or None.
+        verbose: show a progress bar.
+    """
+
+    model_dir: str
+    dataset: str = BUILTIN_DATASET
+    data_dir: str = None
+    manual_dir: str = None
+    variant: str = "paper"
+    epochs: int = None
+    batch_size: int = None
+    learning_rate: float = None
+    momentum: float = None
+    weight_decay: float = None
+    dropout: float = None
+    lr_patience: int = None
+    lr_max_reductions: int = None
+    init: str = None
+    input_scale: object = None
+    seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    on_bad_image: str = "skip"
+    profile_steps: tuple = None
+    stats_images: int = 10_000
+    max_steps: int = None
+    verbose: bool = True
+
+
+def recipe_for(dataset):
+    """The default recipe of a dataset: the demo's for the built-in set, else the paper's."""
+    return DEMO_RECIPE if dataset == BUILTIN_DATASET else PAPER_RECIPE
+
+
+def resolve(config):
+    """Fills the None fields of `config` from its dataset's recipe and checks every field.
+
+    Returns:
+        A new, complete `TrainConfig`.
+
+    Raises:
+        ValueError: naming the first bad field and its value.
+    """
+    recipe = recipe_for(config.dataset)
+    filled = {
+        f.name: getattr(recipe, f.name)
+        for f in dataclasses.fields(Recipe)
+        if getattr(config, f.name) is None
+    }
+    config = dataclasses.replace(config, **filled)
+
+    def check(name, ok, requirement):
+        if not ok:
+            raise ValueError(f"{name} {requirement}. Received: {name}={getattr(config, name)!r}")
+
+    check("model_dir", bool(config.model_dir), "must name a folder")
+    check(
+        "variant",
+        config.variant in model_lib.VARIANTS,
+        f"must be one of {list(model_lib.VARIANTS)}",
+    )
+    check("init", config.init in model_lib.INITS, f"must be one of {model_lib.INITS}")
+    check(
+        "input_scale",
+        config.input_scale == "auto"
+        or (isinstance(config.input_scale, (int, float)) and config.input_scale > 0),
+        'must be a positive number or "auto"',
+    )
+    for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+        check(name, _is_int(getattr(config, name)) and getattr(config, name) >= 1, "must be >= 1")
+    check("learning_rate", config.learning_rate > 0, "must be > 0")
+    check("momentum", 0 <= config.momentum < 1, "must be in [0, 1)")
+    check("weight_decay", config.weight_decay >= 0, "must be >= 0")
+    check("dropout", 0 <= config.dropout < 1, "must be in [0, 1)")
+    check("lr_patience", _is_int(config.lr_patience) and config.lr_patience >= 1, "must be >= 1")
+    check("lr_max_reductions", config.lr_max_reductions >= 0, "must be >= 0")
+    check("seed", _is_int(config.seed) and config.seed >= 0, "must be an integer >= 0")
+    check(
+        "on_bad_image", config.on_bad_image in input_pipeline.ON_BAD_IMAGE, "must be skip or fail"
+    )
+    check("stats_images", config.stats_images >= 1, "must be >= 1")
+    check("max_steps", config.max_steps is None or config.max_steps >= 1, "must be >= 1")
+    if config.profile_steps is not None:
+        steps = tuple(config.profile_steps)
+        check(
+            "profile_steps",
+            len(steps) == 2 and 1 <= steps[0] <= steps[1],
+            "must be two step numbers first,last with 1 <= first <= last",
+        )
+    if config.dataset == "folder":
+        check("data_dir", bool(config.data_dir), "must name the image folder for dataset=folder")
+    elif config.dataset != BUILTIN_DATASET:
+        check(
+            "data_dir",
+            bool(config.data_dir),
+            f"must name the TFDS data folder for {config.dataset}",
+        )
+    if config.manual_dir and not config.dataset.startswith("imagenet2012"):
+        check("manual_dir", False, "is only read for dataset=imagenet2012")
+    return config
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def load_source(config):
+    """The `input_pipeline.Source` a config names, checked before any training work."""
+    if config.dataset == BUILTIN_DATASET:
+        root = shapes_dataset.ensure_shapes_dataset(config.data_dir or shapes_dataset.DEFAULT_ROOT)
+        return input_pipeline.folder_source(root, on_bad_image=config.on_bad_image)
+    if config.dataset == "folder":
+        return input_pipeline.folder_source(config.data_dir, on_bad_image=config.on_bad_image)
+    return input_pipeline.tfds_source(config.dataset, config.data_dir, config.manual_dir)
+
+
+def make_strategy(name="auto", cpu_replicas=None):
+    """Creates the distribution strategy; call it before any other TensorFlow work.
+
+    Args:
+        name: "auto" (MirroredStrategy over all GPUs when there are several, or over
+            `cpu_replicas` logical CPUs; else one device), "one_device", "mirrored" or
+            "multi_worker" (the cluster comes from the TF_CONFIG environment variable).
+        cpu_replicas: split the CPU into this many logical devices and mirror over them,
+            so data parallelism runs (and is tested) without GPUs.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+    if cpu_replicas is not None and (not _is_int(cpu_replicas) or cpu_replicas < 1):
+        raise ValueError(f"cpu_replicas must be >= 1. Received: cpu_replicas={cpu_replicas!r}")
+    if name == "multi_worker":
+        if cpu_replicas:
+            raise ValueError(
+                "cpu_replicas cannot be used with strategy=multi_worker: "
+                "MultiWorkerMirroredStrategy uses one CPU device per worker even when the CPU "
+                "is split into logical devices, so on CPU a worker is one replica. "
+                f"Received: cpu_replicas={cpu_replicas}"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    cpu_devices = None
+    if cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        configs = [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)]
+        try:
+            tf.config.set_logical_device_configuration(cpu, configs)
+        except RuntimeError as error:
+            current = len(tf.config.list_logical_devices("CPU"))
+            if current != cpu_replicas:
+                raise ValueError(
+                    "cpu_replicas must be set before TensorFlow initialises its devices "
+                    f"(they are {current} logical CPUs now). Received: cpu_replicas={cpu_replicas}"
+                ) from error
+        cpu_devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (
+        name == "auto" and (len(gpus) > 1 or (cpu_devices and len(cpu_devices) > 1))
+    ):
+        devices = [d.name for d in gpus] if gpus else cpu_devices
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (always, except on other workers)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
 def make_train_step(model, optimizer, global_batch_size):
@@ -9,8 +291,8 @@ def make_train_step(model, optimizer, global_batch_size):
 
     The loss is the mean cross-entropy over the GLOBAL batch plus the model's
     regularisation losses (the paper's coupled weight decay), scaled so that summing the
-    replicas' gradients, as every `tf.distribute` strategy does, gives the gradient of
-    the global batch. Under no strategy it is the ordinary mean loss.
+    replicas' gradients, as every `tf.distribute` strategy does, gives the gradient of the
+    global batch. Under no strategy it is the ordinary mean loss.
 
     Args:
         model: a Keras model that returns class probabilities.
@@ -18,8 +300,8 @@ def make_train_step(model, optimizer, global_batch_size):
         global_batch_size: examples per step over all replicas.
 
     Returns:
-        step(images, labels) -> (loss, probabilities), to call directly or with
-        `strategy.run`.
+        step(images, labels) -> (loss, top-1 hits, top-5 hits), to call directly or with
+        `strategy.run`. The loss is the one before the update.
     """
 
     @tf.function
@@ -32,6 +314,524 @@ def make_train_step(model, optimizer, global_batch_size):
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, probs
+        return (
+            loss,
+            metrics.top_k_correct(labels, probs, 1),
+            metrics.top_k_correct(labels, probs, 5),
+        )
 
     return step
+
+
+class _Schedule(tf.Module):
+    """The paper's schedule: divide the learning rate by 10 when validation error stalls."""
+
+    def __init__(self, patience, max_reductions):
+        super().__init__(name="schedule")
+        self.patience = patience
+        self.max_reductions = max_reductions
+        self.best_error = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
+        self.epochs_without_gain = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reductions = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def update(self, error, optimizer):
+        """Records an epoch's validation error; returns True when it lowered the rate."""
+        if error < self.best_error.numpy():
+            self.best_error.assign(error)
+            self.epochs_without_gain.assign(0)
+            return False
+        self.epochs_without_gain.assign_add(1)
+        if self.epochs_without_gain.numpy() >= self.patience and (
+            self.reductions.numpy() < self.max_reductions
+        ):
+            optimizer.learning_rate.assign(optimizer.learning_rate * paper.LR_DECAY_FACTOR)
+            self.reductions.assign_add(1)
+            self.epochs_without_gain.assign(0)
+            return True
+        return False
+
+
+def _check_run(model_dir, run, chief):
+    """Records the run's settings, or checks that a resumed run keeps them."""
+    path = os.path.join(model_dir, run_dir.RUN_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            previous = json.load(f)
+        for key in RUN_KEYS:
+            if key in previous and previous[key] != run[key]:
+                raise ValueError(
+                    f"model_dir {model_dir} holds a run with {key}={previous[key]!r}; resuming it "
+                    f"with {key}={run[key]!r} would not continue that run. Use another "
+                    f"--model_dir, or the same --{key}. Received: {key}={run[key]!r}"
+                )
+    elif chief:
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(run, f, indent=1)
+
+
+def _load_or_compute_stats(model_dir, source, config, chief):
+    path = os.path.join(model_dir, run_dir.STATS_FILE)
+    if tf.io.gfile.exists(path):
+        return input_pipeline.Stats.load(path)
+    print(
+        f"Computing the mean image and colour PCA over "
+        f"{min(config.stats_images, source.num_train)} training images (once per model_dir).",
+        flush=True,
+    )
+    stats = input_pipeline.compute_stats(source, max_images=config.stats_images, seed=config.seed)
+    if chief:
+        stats.save(path)
+    return stats
+
+
+def _all_finite(variables):
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+class _Writer:
+    """TensorBoard summaries, written by the chief only."""
+
+    def __init__(self, model_dir, enabled):
+        self.enabled = enabled
+        if enabled:
+            self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+            self.validation = tf.summary.create_file_writer(os.path.join(model_dir, "validation"))
+
+    def scalars(self, which, step, values):
+        if not self.enabled:
+            return
+        with getattr(self, which).as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def epoch_pictures(self, model, step):
+        if not self.enabled:
+            return
+        with self.train.as_default(step=step):
+            conv1 = model.get_layer("conv1")
+            kernel = keras.ops.convert_to_numpy(conv1.kernel)
+            groups = 2 if kernel.shape[-1] % 2 == 0 else 1
+            tf.summary.image(
+                "conv1_kernels",
+                summaries.conv1_grid(kernel, groups=groups),
+                description="The conv1 kernels as in the paper's figure 3: the first tower's "
+                "on the left, the second's on the right.",
+            )
+            for weight in model.trainable_weights:
+                # TensorBoard's histogram op is slow on millions of values (fc6 has 37M):
+                # an evenly strided sample of at most 100k shows the same distribution.
+                values = keras.ops.convert_to_numpy(weight).ravel()
+                tf.summary.histogram(weight.path, values[:: max(1, values.size // 100_000)])
+
+    def inputs(self, images, step, mean_rgb):
+        if not self.enabled:
+            return
+        with self.train.as_default(step=step):
+            tf.summary.image(
+                "augmented_inputs", summaries.displayable(images[:4], mean_rgb), max_outputs=4
+            )
+
+
+def train(config, *, strategy=None, source=None):
+    """Trains AlexNet, resuming from the latest checkpoint in `config.model_dir`.
+
+    Args:
+        config: a `TrainConfig`; None fields take the dataset's recipe.
+        strategy: a `tf.distribute.Strategy`; default: one device.
+        source: an `input_pipeline.Source` to use instead of `config.dataset`.
+
+    Returns:
+        A dict of the final state: step, epoch, train and validation metrics, the
+        learning rate, and the path of the last checkpoint.
+
+    Raises:
+        ValueError: bad configuration or data, before any training work.
+        FloatingPointError: the loss became NaN or infinite; the last good checkpoint
+            is kept.
+    """
+    config = resolve(config)
+    strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"batch_size (the global batch) must divide by the {replicas} replicas. "
+            f"Received: batch_size={config.batch_size}"
+        )
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if source is None:
+        source = load_source(config)  # applies on_bad_image to the files it scans
+        bad = len(source.bad_files)
+    else:
+        bad = input_pipeline.check_bad_files(source.bad_files, config.on_bad_image)
+    steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size)
+    chief = is_chief(strategy)
+    model_dir = config.model_dir
+    run = dict(
+        dataset=source.name,
+        variant=config.variant,
+        num_classes=source.num_classes,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        init=config.init,
+        input_scale=config.input_scale,
+        class_names=list(source.class_names),
+        # How to find the data again (evaluate's default), not checked on resume.
+        dataset_flag=config.dataset,
+        data_dir=config.data_dir and os.path.abspath(config.data_dir),
+        manual_dir=config.manual_dir,
+    )
+    _check_run(model_dir, run, chief)
+    stats = _load_or_compute_stats(model_dir, source, config, chief)
+    if chief:
+        run_dir.write_labels(model_dir, source.class_names)
+    _print_config(config, source, strategy, steps_per_epoch, bad)
+
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        model = model_lib.AlexNet(
+            source.num_classes,
+            variant=config.variant,
+            dropout=config.dropout,
+            weight_decay=config.weight_decay,
+            init=config.init,
+            input_scale=run_dir.input_scale_value(config.input_scale, stats),
+        )
+        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        optimizer.build(model.trainable_variables)
+    # Host-side state, read and written eagerly between steps: plain variables.
+    schedule = _Schedule(config.lr_patience, config.lr_max_reductions)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Dropout's random state is not tracked by the model's checkpoint dependencies; it is
+    # saved explicitly so that a resumed run draws the masks the uninterrupted one would.
+    rng_state = [v for v in model.non_trainable_variables if "seed_generator" in v.path]
+    checkpoint = tf.train.Checkpoint(
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        epoch=epoch_var,
+        step_in_epoch=step_in_epoch,
+        rng_state=rng_state,
+    )
+    write_dir = model_dir if chief else _worker_dir(model_dir, strategy)
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        os.path.join(write_dir, run_dir.CHECKPOINTS),
+        max_to_keep=config.keep_checkpoints,
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        # The rate follows the flag, lowered as many times as the schedule has lowered it.
+        optimizer.learning_rate.assign(
+            config.learning_rate * paper.LR_DECAY_FACTOR ** int(schedule.reductions)
+        )
+        print(
+            f"Resuming from {manager.latest_checkpoint}: epoch {int(epoch_var) + 1}, "
+            f"step {int(step_in_epoch)} of {steps_per_epoch}, step {_step(optimizer)} "
+            f"in all, learning rate {_learning_rate(optimizer):g}",
+            flush=True,
+        )
+
+    def dataset_fn(input_context):
+        return input_pipeline.train_dataset(
+            source,
+            global_batch_size=config.batch_size,
+            stats=stats,
+            seed=config.seed,
+            epoch=int(epoch_var),
+            start_step=int(step_in_epoch),
+            input_context=input_context,
+            num_epochs=config.epochs - int(epoch_var),
+        )
+
+    step_fn = make_train_step(model, optimizer, config.batch_size)
+
+    @tf.function
+    def distributed_step(images, labels):
+        results = strategy.run(step_fn, args=(images, labels))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    writer = _Writer(model_dir, chief)
+    writer.scalars("train", _step(optimizer), {"skipped_images": bad})
+    mean_rgb = stats.mean_image.mean(axis=(0, 1))
+    validation = None
+    if source.num_validation:
+        validation = strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.eval_dataset(
+                source, batch_size=config.batch_size, stats=stats, input_context=ctx
+            )
+        )
+
+    def save(reason):
+        if not _all_finite(model.trainable_variables):
+            raise FloatingPointError(
+                f"The weights are no longer finite at step {_step(optimizer)}; "
+                f"not saving them ({reason}). The last good checkpoint is "
+                f"{manager.latest_checkpoint}."
+            )
+        return manager.save(checkpoint_number=_step(optimizer))
+
+    result = dict(step=_step(optimizer), epoch=int(epoch_var))
+    if int(epoch_var) >= config.epochs:
+        print(f"Nothing to do: {model_dir} has finished its {config.epochs} epochs.")
+        return dict(result, checkpoint=manager.latest_checkpoint)
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    profiling = False
+    stop = False
+    while int(epoch_var) < config.epochs and not stop:
+        epoch = int(epoch_var)
+        progbar = (
+            keras.utils.Progbar(
+                steps_per_epoch,
+                verbose=1 if config.verbose else 0,
+                stateful_metrics=["loss", "top1_err", "top5_err", "img/s"],
+            )
+            if config.verbose
+            else None
+        )
+        if config.verbose:
+            print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
+        totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, examples
+        start = time.perf_counter()
+        first = int(step_in_epoch)
+        while int(step_in_epoch) < steps_per_epoch:
+            global_step = _step(optimizer) + 1
+            if config.profile_steps and chief and global_step == config.profile_steps[0]:
+                tf.profiler.experimental.start(os.path.join(model_dir, "profile"))
+                profiling = True
+            images, labels = next(iterator)
+            loss, top1, top5 = (float(x) for x in distributed_step(images, labels))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"The loss became {loss} at step {global_step} (epoch {epoch + 1}). "
+                    f"The last good checkpoint is kept: {manager.latest_checkpoint}. "
+                    "Try a lower --learning_rate."
+                )
+            step_in_epoch.assign_add(1)
+            if profiling and global_step == config.profile_steps[1]:
+                tf.profiler.experimental.stop()
+                profiling = False
+            totals += (loss * config.batch_size, top1, top5, config.batch_size)
+            done = int(step_in_epoch) - first
+            rate = done * config.batch_size / (time.perf_counter() - start)
+            train_metrics = dict(
+                loss=totals[0] / totals[3],
+                top1_error=1 - totals[1] / totals[3],
+                top5_error=1 - totals[2] / totals[3],
+            )
+            if progbar:
+                progbar.update(
+                    int(step_in_epoch),
+                    [
+                        ("loss", train_metrics["loss"]),
+                        ("top1_err", train_metrics["top1_error"]),
+                        ("top5_err", train_metrics["top5_error"]),
+                        ("img/s", rate),
+                    ],
+                )
+            if global_step % config.log_every == 0 or global_step == 1:
+                writer.scalars(
+                    "train",
+                    global_step,
+                    dict(
+                        train_metrics,
+                        learning_rate=_learning_rate(optimizer),
+                        images_per_second=rate,
+                    ),
+                )
+            if global_step == 1 or int(step_in_epoch) == first + 1:
+                writer.inputs(_local(strategy, images), global_step, mean_rgb)
+            if global_step % config.checkpoint_every == 0 and int(step_in_epoch) < steps_per_epoch:
+                save("periodic")
+            if config.max_steps and global_step >= config.max_steps:
+                stop = True
+                break
+        result.update(train=train_metrics)
+        if stop and int(step_in_epoch) < steps_per_epoch:
+            result["checkpoint"] = save("max_steps")
+            break
+        # The epoch is complete: validate, adjust the learning rate, checkpoint.
+        global_step = _step(optimizer)
+        if validation is not None:
+            val = metrics.evaluate_dataset(model, validation, strategy=strategy)
+            result["validation"] = val
+            writer.scalars(
+                "validation",
+                global_step,
+                {
+                    "loss": val["loss"],
+                    "top1_error": val["top1_error"],
+                    "top5_error": val["top5_error"],
+                },
+            )
+            lowered = schedule.update(val["top1_error"], optimizer)
+            print(
+                f"Epoch {epoch + 1}: validation top-1 error {val['top1_error']:.2%}, "
+                f"top-5 error {val['top5_error']:.2%} over {val['count']} images"
+                + (f"; learning rate lowered to {_learning_rate(optimizer):g}" if lowered else ""),
+                flush=True,
+            )
+        writer.epoch_pictures(model, global_step)
+        epoch_var.assign_add(1)
+        step_in_epoch.assign(0)
+        result["checkpoint"] = save("epoch end")
+    if profiling:
+        tf.profiler.experimental.stop()
+    result.update(
+        step=_step(optimizer),
+        epoch=int(epoch_var),
+        learning_rate=_learning_rate(optimizer),
+    )
+    if not chief:
+        tf.io.gfile.rmtree(write_dir)
+    return result
+
+
+def _step(optimizer):
+    """The optimizer's step count; a MirroredVariable does not convert with int()."""
+    return int(tf.convert_to_tensor(optimizer.iterations).numpy())
+
+
+def _learning_rate(optimizer):
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+
+
+def _local(strategy, value):
+    """The first local replica's part of a per-replica value, as NumPy."""
+    parts = strategy.experimental_local_results(value)
+    return keras.ops.convert_to_numpy(parts[0])
+
+
+def _worker_dir(model_dir, strategy):
+    resolver = strategy.cluster_resolver
+    return os.path.join(model_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def _print_config(config, source, strategy, steps_per_epoch, bad):
+    recipe = "demo" if recipe_for(config.dataset) is DEMO_RECIPE else "paper's"
+    print(
+        f"Training AlexNet ({config.variant}) on {source.name}: {source.num_classes} classes, "
+        f"{source.num_train} training and {source.num_validation} validation images"
+        + (f", {bad} bad files left out" if bad else ""),
+        flush=True,
+    )
+    print(
+        f"  {config.epochs} epochs of {steps_per_epoch} steps, global batch {config.batch_size} "
+        f"over {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}); "
+        f"SGD lr {config.learning_rate:g}, momentum {config.momentum:g}, weight decay "
+        f"{config.weight_decay:g}, dropout {config.dropout:g}, init {config.init}, "
+        f"input scale {config.input_scale}; "
+        f"lr /10 after {config.lr_patience} epochs without progress, at most "
+        f"{config.lr_max_reductions} times ({recipe} defaults where no flag was given)",
+        flush=True,
+    )
+    print(
+        f"  model_dir {config.model_dir}: checkpoints every {config.checkpoint_every} steps "
+        "and at each epoch end; TensorBoard: tensorboard --logdir " + config.model_dir,
+        flush=True,
+    )
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string("model_dir", "runs/alexnet", "Checkpoints, TensorBoard logs, statistics.")
+    flags.DEFINE_string(
+        "dataset",
+        BUILTIN_DATASET,
+        "'shapes' (built in, no download), 'folder' (--data_dir with train/ and validation/ "
+        "class folders), 'imagenet2012' (prepared from --manual_dir) or a TFDS NAME[:VERSION] "
+        "already prepared in --data_dir.",
+    )
+    flags.DEFINE_string("data_dir", None, "Image folder or TFDS data folder.")
+    flags.DEFINE_string("manual_dir", None, "Folder of ILSVRC2012_img_{train,val}.tar.")
+    flags.DEFINE_enum("variant", "paper", list(model_lib.VARIANTS), "Network variant.")
+    flags.DEFINE_integer("epochs", None, "Epochs (default: 90 for the paper, 6 for the demo).")
+    flags.DEFINE_integer("batch_size", None, "GLOBAL batch over all replicas (paper: 128).")
+    flags.DEFINE_float("learning_rate", None, "Initial learning rate (paper: 0.01).")
+    flags.DEFINE_float("momentum", None, "SGD momentum (paper: 0.9).")
+    flags.DEFINE_float("weight_decay", None, "The paper's coupled weight decay (5e-4).")
+    flags.DEFINE_float("dropout", None, "Dropout after fc6 and fc7 (paper: 0.5).")
+    flags.DEFINE_integer("lr_patience", None, "Epochs without progress before lr /= 10.")
+    flags.DEFINE_integer("lr_max_reductions", None, "At most this many lr reductions (paper: 3).")
+    flags.DEFINE_enum("init", None, list(model_lib.INITS), "Weight init (default per dataset).")
+    flags.DEFINE_string(
+        "input_scale",
+        None,
+        'Input multiplier, a number or "auto" (1 / pixel '
+        "std); default 1 (the paper's raw pixels), auto for the demo.",
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the input order, augmentation and init.")
+    flags.DEFINE_boolean("deterministic", False, "Deterministic ops: resumed == uninterrupted.")
+    flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints.")
+    flags.DEFINE_integer("log_every", 10, "Steps between TensorBoard scalars.")
+    flags.DEFINE_enum(
+        "on_bad_image",
+        "skip",
+        list(input_pipeline.ON_BAD_IMAGE),
+        "Skip and count bad image files, or stop at the first.",
+    )
+    flags.DEFINE_list("profile_steps", None, "first,last: steps to profile into TensorBoard.")
+    flags.DEFINE_integer("stats_images", 10_000, "Images sampled for the mean image and PCA.")
+    flags.DEFINE_integer("max_steps", None, "Stop after this many steps in all (smoke tests).")
+    flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_integer(
+        "cpu_replicas",
+        None,
+        "Split the CPU into N logical devices and "
+        "mirror over them (data parallelism without GPUs).",
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        # The strategy comes first: it must exist before any other TensorFlow work.
+        strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+        profile = None
+        if FLAGS.profile_steps:
+            try:
+                profile = tuple(int(s) for s in FLAGS.profile_steps)
+            except ValueError:
+                raise ValueError(
+                    f"profile_steps must be two step numbers first,last. "
+                    f"Received: profile_steps={','.join(FLAGS.profile_steps)}"
+                ) from None
+        input_scale = FLAGS.input_scale
+        if input_scale not in (None, "auto"):
+            try:
+                input_scale = float(input_scale)
+            except ValueError:
+                raise ValueError(
+                    f'input_scale must be a number or "auto". Received: input_scale={input_scale}'
+                ) from None
+        config = TrainConfig(
+            **{
+                f.name: FLAGS[f.name].value
+                for f in dataclasses.fields(TrainConfig)
+                if f.name in FLAGS and f.name not in ("profile_steps", "input_scale")
+            },
+            profile_steps=profile,
+            input_scale=input_scale,
+        )
+        result = train(config, strategy=strategy)
+    except (ValueError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    val = result.get("validation")
+    if val:
+        print(
+            f"Done: step {result['step']}, validation top-1 error {val['top1_error']:.2%}, "
+            f"top-5 error {val['top5_error']:.2%}; checkpoint {result.get('checkpoint')}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

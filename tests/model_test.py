@@ -270,3 +270,27 @@ def test_keras_file_loads_in_a_fresh_process(tmp_path, paper_model):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LOADED 60965224" in result.stdout
+
+
+def test_input_rescaling_equals_rescaled_inputs(paper_model):
+    scale, offset = [0.5, 0.25, 2.0], [-1.0, 0.0, 3.0]
+    rescaled = keras_alexnet.AlexNet(input_scale=scale, input_offset=offset)
+    assert rescaled.layers[1].name == "input_rescaling"
+    assert rescaled.count_params() == paper_model.count_params()
+    rescaled.set_weights(paper_model.get_weights())
+    x = np.random.default_rng(2).normal(0, 50, (2, 227, 227, 3)).astype(np.float32)
+    want = paper_model(x * np.array(scale, np.float32) + np.array(offset, np.float32))
+    np.testing.assert_allclose(rescaled(x).numpy(), want.numpy(), rtol=1e-4, atol=1e-7)
+    assert "input_rescaling" not in [layer.name for layer in paper_model.layers]
+    with pytest.raises(ValueError, match="input_scale must be positive"):
+        keras_alexnet.AlexNet(input_scale=0.0)
+
+
+def test_he_init_statistics():
+    keras.utils.set_random_seed(3)
+    model = keras_alexnet.AlexNet(init="he")
+    for name in ("conv1", "conv2", "fc6"):
+        layer = model.get_layer(name)
+        fan_in = math.prod(layer.kernel.shape[:-1])
+        assert layer.kernel.numpy().std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
+        np.testing.assert_array_equal(layer.bias.numpy(), 0.0)

@@ -1,0 +1,202 @@
+"""The paper's test measure: `python -m keras_alexnet.evaluate`.
+
+Top-1 and top-5 error of a trained model on a labelled set, with the central 227x227 patch
+or the paper's ten patches (section 4.1: the four corners and the centre of the 256x256
+image, and their mirror images, softmax averaged). The preprocessing is the training run's
+own evaluation path, with the mean image it stored.
+
+    python -m keras_alexnet.evaluate --model_dir=runs/alexnet --crops=10
+"""
+
+import json
+import os
+import sys
+
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import metrics
+from keras_alexnet import paper
+from keras_alexnet import run_dir
+from keras_alexnet import train as train_lib
+
+CROPS = {"center": "center", "10": "ten", "ten": "ten"}
+
+
+def evaluate(
+    model_dir,
+    *,
+    checkpoint=None,
+    source=None,
+    dataset=None,
+    data_dir=None,
+    manual_dir=None,
+    split="validation",
+    crops="center",
+    batch_size=64,
+    on_bad_image="skip",
+    strategy=None,
+    write_summaries=True,
+):
+    """Evaluates a training run's checkpoint.
+
+    Args:
+        model_dir: the training run's model_dir (checkpoints, statistics, labels).
+        checkpoint: a checkpoint path; default: the latest in model_dir.
+        source: an `input_pipeline.Source`; default: the one named by dataset/data_dir,
+            or, when dataset is None too, the run's own dataset.
+        dataset, data_dir, manual_dir, on_bad_image: as for training.
+        split: "validation" or "train".
+        crops: "center" or "10" (the paper's ten patches).
+        batch_size: images per batch.
+        strategy: a `tf.distribute.Strategy`, or None for one device.
+        write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>.
+
+    Returns:
+        A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
+        out), checkpoint, step, dataset, split, crops.
+
+    Raises:
+        ValueError: no run or checkpoint in model_dir, a bad crops value, bad data, or a
+            dataset whose classes differ from the run's.
+    """
+    if str(crops) not in CROPS:
+        raise ValueError(f"crops must be center or 10. Received: crops={crops!r}")
+    crops = CROPS[str(crops)]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
+    run = run_dir.read_run(model_dir)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(
+        os.path.join(model_dir, run_dir.CHECKPOINTS)
+    )
+    if not checkpoint:
+        raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    if source is None:
+        if dataset is None:
+            dataset = run.get("dataset_flag", train_lib.BUILTIN_DATASET)
+            data_dir = data_dir or run.get("data_dir")
+            manual_dir = manual_dir or run.get("manual_dir")
+        config = train_lib.TrainConfig(
+            model_dir=model_dir,
+            dataset=dataset,
+            data_dir=data_dir,
+            manual_dir=manual_dir,
+            on_bad_image=on_bad_image,
+        )
+        source = train_lib.load_source(train_lib.resolve(config))  # applies on_bad_image
+        skipped = len(source.bad_files)
+    else:
+        skipped = input_pipeline.check_bad_files(source.bad_files, on_bad_image)
+    if list(source.class_names) != list(run["class_names"]):
+        raise ValueError(
+            f"The dataset's classes differ from the run's ({len(run['class_names'])} classes: "
+            f"{run['class_names'][:3]}...). Received: {len(source.class_names)} classes "
+            f"{list(source.class_names)[:3]}..."
+        )
+    if source.num_examples(split) == 0:
+        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model, _ = run_dir.restore_model(model_dir, checkpoint)
+    data = strategy.distribute_datasets_from_function(
+        lambda ctx: input_pipeline.eval_dataset(
+            source,
+            batch_size=batch_size,
+            stats=stats,
+            split=split,
+            crops=crops,
+            input_context=ctx,
+        )
+    )
+    result = metrics.evaluate_dataset(model, data, strategy=strategy, crops=crops)
+    step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else 0
+    report = dict(
+        top1_error=result["top1_error"],
+        top5_error=result["top5_error"],
+        loss=result["loss"],
+        images=result["count"],
+        skipped=skipped,
+        checkpoint=checkpoint,
+        step=step,
+        dataset=source.name,
+        split=split,
+        crops="10" if crops == "ten" else "center",
+    )
+    if write_summaries and train_lib.is_chief(strategy):
+        writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
+        with writer.as_default(step=step):
+            tf.summary.scalar("top1_error", report["top1_error"])
+            tf.summary.scalar("top5_error", report["top5_error"])
+            tf.summary.scalar("loss", report["loss"])
+            tf.summary.scalar("skipped_images", skipped)
+        writer.flush()
+    return report
+
+
+def format_report(report):
+    """The report as a small console table, with the paper's figures for comparison."""
+    crops = "ten patches" if report["crops"] == "10" else "central patch"
+    paper_1, paper_5 = paper.RESULTS["ILSVRC-2012 val, 1 CNN"]
+    rows = [
+        ("top-1 error", f"{report['top1_error']:.2%}", f"{paper_1}%"),
+        ("top-5 error", f"{report['top5_error']:.2%}", f"{paper_5}%"),
+        ("images evaluated", f"{report['images']:,}", "50,000"),
+        ("images skipped as bad", f"{report['skipped']:,}", ""),
+    ]
+    lines = [
+        f"{report['dataset']} {report['split']}, {crops}, {report['checkpoint']}",
+        f"{'':22}{'this model':>12}  {'paper (ILSVRC-2012 val, 1 CNN)':>32}",
+    ]
+    lines += [f"{name:22}{value:>12}  {ref:>32}" for name, value, ref in rows]
+    return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string("model_dir", None, "The training run's model_dir.")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    flags.DEFINE_string("dataset", None, "As for training; default: the run's dataset.")
+    flags.DEFINE_string("data_dir", None, "As for training.")
+    flags.DEFINE_string("manual_dir", None, "As for training (imagenet2012).")
+    flags.DEFINE_enum("split", "validation", ["validation", "train"], "Split to evaluate.")
+    flags.DEFINE_enum("crops", "center", ["center", "10"], "Central patch, or the paper's ten.")
+    flags.DEFINE_integer("batch_size", 64, "Images per batch.")
+    flags.DEFINE_enum("on_bad_image", "skip", ["skip", "fail"], "As for training.")
+    flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
+    flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        report = evaluate(
+            FLAGS.model_dir,
+            checkpoint=FLAGS.checkpoint,
+            dataset=FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            manual_dir=FLAGS.manual_dir,
+            split=FLAGS.split,
+            crops=FLAGS.crops,
+            batch_size=FLAGS.batch_size,
+            on_bad_image=FLAGS.on_bad_image,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    print(format_report(report), flush=True)
+    if FLAGS.output:
+        with tf.io.gfile.GFile(FLAGS.output, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

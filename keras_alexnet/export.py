@@ -1,0 +1,190 @@
+"""Export for serving and reuse: `python -m keras_alexnet.export`.
+
+Writes `OUTPUT_DIR/<name>/<version>/`, the layout TensorFlow Serving watches, with a new
+numeric version each time (an existing version is never touched):
+
+    saved_model.pb, variables/   the SavedModel, with two signatures:
+        serving_default  images: tf.string [batch] of JPEG or PNG bytes -> probabilities
+                         [batch, classes], top5_indices [batch, 5], top5_labels [batch, 5];
+                         decoding and the evaluation preprocessing run inside the graph.
+        predict_pixels   pixels: float32 [batch, 227, 227, 3], already preprocessed (the
+                         training mean subtracted) -> the same outputs.
+    model.keras          the Keras model (preprocessed pixels in, probabilities out), for
+                         `import keras_alexnet; keras.models.load_model(path)`.
+    labels.txt           class names in label order.
+    dataset_stats.npz    the training set's mean image and colour PCA.
+
+The graph holds standard TensorFlow ops only: no XLA compilation, which TensorFlow
+Serving on GPU cannot load.
+"""
+
+import os
+import re
+import shutil
+import sys
+
+import keras
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import run_dir
+
+KERAS_FILE = "model.keras"
+TOP_K = 5
+
+
+def _versions(base):
+    if not tf.io.gfile.isdir(base):
+        return []
+    return sorted(int(n) for n in tf.io.gfile.listdir(base) if re.fullmatch(r"\d+/?", n.strip()))
+
+
+def latest_version(base):
+    """The path of the highest numeric version under `base`, as TF Serving would pick it."""
+    versions = _versions(base)
+    if not versions:
+        raise ValueError(f"No exported version (a numeric subfolder) under {base}.")
+    return os.path.join(base, str(versions[-1]))
+
+
+def serving_functions(model, stats, class_names):
+    """The two serving functions of an exported model.
+
+    Args:
+        model: a Keras model from preprocessed 227x227 pixels to probabilities.
+        stats: the training set's `input_pipeline.Stats`.
+        class_names: label names in label order.
+
+    Returns:
+        (from_bytes, from_pixels): functions of a string batch and of a pixel batch, each
+        returning a dict of probabilities, top5_indices and top5_labels.
+    """
+    labels = tf.constant(list(class_names))
+    k = min(TOP_K, len(class_names))
+    crop = model.input_shape[1]
+
+    def outputs(probs):
+        probs = tf.cast(probs, tf.float32)
+        top = tf.math.top_k(probs, k)
+        return {
+            "probabilities": probs,
+            "top5_indices": top.indices,
+            "top5_labels": tf.gather(labels, top.indices),
+        }
+
+    def from_pixels(pixels):
+        return outputs(model(pixels, training=False))
+
+    def from_bytes(images):
+        pixels = tf.map_fn(
+            lambda encoded: input_pipeline.preprocess_for_eval(encoded, stats, crop=crop),
+            images,
+            fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.float32),
+        )
+        return from_pixels(pixels)
+
+    return from_bytes, from_pixels
+
+
+def export(model, stats, class_names, output_dir, name):
+    """Writes a new version of an exported model; never overwrites an existing one.
+
+    Args:
+        model: the Keras model (preprocessed pixels in, probabilities out).
+        stats: the training set's `input_pipeline.Stats`.
+        class_names: label names in label order.
+        output_dir: the base folder, e.g. "saved_models".
+        name: the model's name: its folder under output_dir.
+
+    Returns:
+        The path of the new version folder.
+    """
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
+    if model.output_shape[-1] != len(class_names):
+        raise ValueError(
+            f"The model has {model.output_shape[-1]} classes but {len(class_names)} labels "
+            f"were given. Received: {len(class_names)} class_names"
+        )
+    base = os.path.join(output_dir, name)
+    tf.io.gfile.makedirs(base)
+    version = (_versions(base) or [0])[-1] + 1
+    final = os.path.join(base, str(version))
+    # Written aside and renamed into place, so that a server watching `base` never sees a
+    # half-written version, and an interrupted export leaves no numeric folder behind.
+    partial = os.path.join(base, f".partial-{version}-{os.getpid()}")
+    from_bytes, from_pixels = serving_functions(model, stats, class_names)
+    crop = model.input_shape[1]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    serve = archive.add_endpoint(
+        "serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    pixels = archive.add_endpoint(
+        "predict_pixels",
+        from_pixels,
+        input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
+    )
+    del serve, pixels
+    try:
+        archive.write_out(partial, verbose=False)
+        model.save(os.path.join(partial, KERAS_FILE))
+        with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
+            f.write("\n".join(class_names) + "\n")
+        stats.save(os.path.join(partial, run_dir.STATS_FILE))
+        if tf.io.gfile.exists(final):
+            raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
+        tf.io.gfile.rename(partial, final)
+    finally:
+        if tf.io.gfile.exists(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def export_run(model_dir, output_dir="saved_models", name=None, checkpoint=None):
+    """Exports a training run's checkpoint (default: the latest) as a new version.
+
+    Returns:
+        The path of the new version folder.
+    """
+    model, run = run_dir.restore_model(model_dir, checkpoint)
+    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    name = name or os.path.basename(os.path.normpath(model_dir))
+    return export(model, stats, run["class_names"], output_dir, name)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string("model_dir", None, "The training run to export.")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
+    flags.DEFINE_string("name", None, "The model's folder name (default: model_dir's name).")
+    flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        path = export_run(FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    base = os.path.abspath(os.path.dirname(path))
+    print(f"Exported {path}", flush=True)
+    print(
+        f"  serve:   tensorflow_model_server --model_base_path={base} "
+        f"--model_name={os.path.basename(base)} --rest_api_port=8501"
+    )
+    print(f"  predict: python -m keras_alexnet.predict --model {os.path.dirname(path)} IMAGE...")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,191 @@
+"""How fast is the training input pipeline next to plain JPEG decoding of the same files?
+
+    python -m keras_alexnet.input_benchmark [--data_dir DIR] [--num_images N] [--batch_size 128]
+
+prints, from one run, images/s of (1) reading and `tf.io.decode_jpeg` of every file (parallel
+map, batch) and (2) the full training pipeline (`input_pipeline.train_dataset`: decode of the
+central square, resize to 256, mean subtraction, random 227 crop and flip, PCA noise, batch),
+and their ratio. The target is a ratio of at least 0.85: augmentation should cost little next
+to decoding. Without --data_dir it writes --num_images JPEGs of 500x375 (about ImageNet's
+average size) into a temporary folder. Compare ratios, not absolute numbers from other runs.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import shapes_dataset
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Image folder (DIR/train/<class>/*.jpg); default: generated.")
+flags.DEFINE_integer("num_images", 500, "Images to generate when --data_dir is not given.")
+flags.DEFINE_integer("batch_size", 128, "Batch size of both pipelines.")
+flags.DEFINE_integer("epochs", 3, "Passes over the files in one timed run.")
+flags.DEFINE_integer("repeats", 3, "Timed runs of each pipeline, alternated; the best counts.")
+
+
+def _texture(rng, size):
+    """Noise at four scales, coarse to per-pixel: a crude stand-in for photographic texture."""
+    height, width = size
+    out = np.zeros((height, width, 3), np.float32)
+    for divisor, amplitude in ((4, 30.0), (16, 20.0), (64, 14.0), (1, 16.0)):
+        shape = (max(height // divisor, 1), max(width // divisor, 1), 3)
+        small = rng.normal(0.0, amplitude, size=shape)
+        small = small.astype(np.float32)
+        out += tf.image.resize(small, size).numpy() if divisor > 1 else small
+    return out
+
+
+def write_benchmark_images(root, num_images, image_size=(375, 500), seed=0):
+    """Writes ImageNet-like JPEGs as ROOT/train/<class>/*.jpg.
+
+    Shapes on a background plus texture at several scales, so that the files are about as
+    large and as slow to decode as ImageNet photos of the same size (about 100 KB): decoding
+    time is dominated by the entropy-coded data, so file size matters as much as pixel count.
+
+    Args:
+      root: folder to write into.
+      num_images: number of images.
+      image_size: (height, width).
+      seed: generator seed.
+
+    Returns:
+      `root`.
+    """
+    rng = np.random.default_rng(seed)
+    names = shapes_dataset.class_names(4)
+    for i in range(num_images):
+        name = names[i % len(names)]
+        pixels = shapes_dataset.draw_image(name, rng, image_size).astype(np.float32)
+        pixels += _texture(rng, image_size)
+        encoded = tf.io.encode_jpeg(np.clip(pixels, 0, 255).astype(np.uint8), quality=90)
+        os.makedirs(os.path.join(root, "train", name), exist_ok=True)
+        with open(os.path.join(root, "train", name, f"{i:06d}.jpg"), "wb") as f:
+            f.write(encoded.numpy())
+    return root
+
+
+def _count(images):
+    return int(images.nrows() if isinstance(images, tf.RaggedTensor) else images.shape[0])
+
+
+def _measure(dataset):
+    """(images/s, CPU ms per image, images) of one pass, after its first batch (warm-up)."""
+    iterator = iter(dataset)
+    next(iterator)
+    start, cpu_start, count = time.perf_counter(), os.times(), 0
+    for images, _ in iterator:
+        count += _count(images)
+    cpu_end = os.times()
+    cpu = (cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system)
+    return count / (time.perf_counter() - start), 1000.0 * cpu / count, count
+
+
+def plain_decode_dataset(source, batch_size, epochs, ragged):
+    """read_file + decode_jpeg of every training file, parallel map, batch."""
+    ds = source.examples("train").repeat(epochs)
+    ds = ds.map(
+        lambda ref, label: (tf.io.decode_jpeg(source.load(ref), channels=3), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.ragged_batch(batch_size) if ragged else ds.batch(batch_size)
+    # The same tf.data options as the training pipeline, so only the work differs.
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(input_pipeline.dataset_options())
+
+
+def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, repeats=3):
+    """Measures both pipelines over the same files.
+
+    Args:
+      data_dir: image folder, or None to generate `num_images` 500x375 JPEGs.
+      num_images: images to generate when data_dir is None.
+      batch_size: batch size of both pipelines.
+      epochs: passes over the files in one timed run.
+      repeats: timed runs of each pipeline (alternated); the best counts.
+
+    Returns:
+      dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms" (least
+      CPU time per image, which other processes disturb less), "ratio" (full/plain images/s),
+      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images" and "num_files".
+    """
+    tmp = None
+    if data_dir is None:
+        tmp = tempfile.mkdtemp(prefix="input_benchmark-")
+        data_dir = write_benchmark_images(tmp, num_images)
+    try:
+        source = input_pipeline.folder_source(data_dir)
+        # Statistics only change values, not cost: a flat mean and the ImageNet PCA.
+        stats = input_pipeline.Stats(
+            np.full([input_pipeline.IMAGE_SIZE] * 2 + [3], 120.0, np.float32),
+            input_pipeline.IMAGENET_PCA.eigval,
+            input_pipeline.IMAGENET_PCA.eigvec,
+        )
+        result = {"num_files": source.num_train}
+        runs = {"plain": [], "full": []}
+        for _ in range(repeats):
+            runs["plain"].append(
+                _measure(plain_decode_dataset(source, batch_size, epochs, ragged=tmp is None))
+            )
+            runs["full"].append(
+                _measure(
+                    input_pipeline.train_dataset(
+                        source,
+                        global_batch_size=batch_size,
+                        stats=stats,
+                        seed=0,
+                        epoch=0,
+                        num_epochs=epochs,
+                    )
+                )
+            )
+        for name, measured in runs.items():
+            result[name] = max(m[0] for m in measured)
+            result[f"{name}_cpu_ms"] = min(m[1] for m in measured)
+            result[f"{name}_images"] = measured[0][2]
+        result["ratio"] = result["full"] / result["plain"]
+        result["cpu_ratio"] = result["plain_cpu_ms"] / result["full_cpu_ms"]
+        return result
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv):
+    del argv
+    r = run_benchmark(
+        FLAGS.data_dir,
+        num_images=FLAGS.num_images,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.epochs,
+        repeats=FLAGS.repeats,
+    )
+    where = FLAGS.data_dir or f"{r['num_files']} generated 500x375 JPEGs"
+    print(
+        f"files: {where}; batch {FLAGS.batch_size}; best of {FLAGS.repeats} runs each; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the runs"
+    )
+    print(
+        f"plain decode (read_file + tf.io.decode_jpeg, parallel map, batch): "
+        f"{r['plain']:.1f} images/s, {r['plain_cpu_ms']:.2f} CPU ms/image "
+        f"({r['plain_images']} images timed per run)"
+    )
+    print(
+        f"full training pipeline (train_dataset: crop-decode, resize 256, mean, random 227 "
+        f"crop+flip, PCA): {r['full']:.1f} images/s, {r['full_cpu_ms']:.2f} CPU ms/image "
+        f"({r['full_images']} images timed per run)"
+    )
+    print(
+        f"ratio full/plain: {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time "
+        f"per image (target >= 0.85)"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,92 @@
+"""A quick look at an exported model's predictions: `python -m keras_alexnet.predict`.
+
+    python -m keras_alexnet.predict --model saved_models/alexnet image.jpg other.png
+
+prints the five most probable labels of each image. `--model` is a model's folder (its
+highest version is used) or one version folder. An image that does not decode is reported
+by name; the others are still predicted, and the exit status is 1.
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import export as export_lib
+
+
+def load(path):
+    """Loads an exported SavedModel: a version folder, or a model folder (its latest)."""
+    if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        path = export_lib.latest_version(path)
+    return tf.saved_model.load(path), path
+
+
+def predict_files(serving_fn, paths):
+    """Runs the serving signature on each file.
+
+    Returns:
+        A list of (path, result or None, error message or None); result is a list of
+        (label, probability) pairs, most probable first.
+    """
+    results = []
+    for path in paths:
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            out = serving_fn(images=tf.constant([data]))
+        except (tf.errors.OpError, OSError) as error:
+            results.append((path, None, _summary(getattr(error, "message", None) or str(error))))
+            continue
+        labels = [label.decode() for label in out["top5_labels"].numpy()[0]]
+        probs = out["probabilities"].numpy()[0]
+        indices = out["top5_indices"].numpy()[0]
+        results.append((path, [(lab, float(probs[i])) for lab, i in zip(labels, indices)], None))
+    return results
+
+
+def _summary(message):
+    """The informative line of a TensorFlow error (not its graph location)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Graph execution error", "Detected at", "<stack", "[[")):
+            return line
+    return message.strip()
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string("model", None, "An exported model folder or one of its versions.")
+    flags.mark_flag_as_required("model")
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("Name one or more image files after the flags.")
+    try:
+        model, version = load(FLAGS.model)
+    except (ValueError, OSError) as error:
+        print(f"error: cannot load --model={FLAGS.model}: {error}", file=sys.stderr)
+        return 1
+    print(f"Model {version}", flush=True)
+    failed = 0
+    for path, result, error in predict_files(model.signatures["serving_default"], paths):
+        if error:
+            failed += 1
+            print(f"error: {path}: not a readable JPEG or PNG image ({error})", file=sys.stderr)
+            continue
+        print(path)
+        for label, prob in result:
+            print(f"  {prob:7.2%}  {label}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

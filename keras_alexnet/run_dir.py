@@ -1,0 +1,79 @@
+"""What a training run leaves in its model_dir, and how to read it back."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import model as model_lib
+
+STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
+LABELS_FILE = "labels.txt"  # class names, one a line, in label order
+RUN_FILE = "run.json"  # the settings a resumed run must keep (see train.RUN_KEYS)
+CHECKPOINTS = "checkpoints"
+
+
+def input_scale_value(input_scale, stats):
+    """The input scale a run uses: a number as given, or for "auto" 1 / the pixel std.
+
+    The pixel std is that of 0-255 RGB values about their mean, from the training set's
+    colour PCA: the eigenvalues sum to the total variance of RGB in [0, 1].
+    """
+    if input_scale != "auto":
+        return float(input_scale)
+    return float(1.0 / (255.0 * np.sqrt(np.mean(stats.eigval))))
+
+
+def write_labels(model_dir, class_names):
+    """Writes the class names, one a line, in label order."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, LABELS_FILE), "w") as f:
+        f.write("\n".join(class_names) + "\n")
+
+
+def read_labels(model_dir):
+    """The class names a run wrote, in label order."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, LABELS_FILE)) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def read_run(model_dir):
+    """The settings a training run recorded in its model_dir (see `RUN_KEYS`)."""
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(
+            f"model_dir holds no training run ({RUN_FILE} is missing). Received: {model_dir}"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def restore_model(model_dir, checkpoint=None):
+    """Rebuilds a trained model from a training run's checkpoint.
+
+    Args:
+        model_dir: the run's model_dir.
+        checkpoint: a checkpoint path (e.g. model_dir/checkpoints/ckpt-500); default: the
+            latest.
+
+    Returns:
+        (model, run): the Keras model with the checkpoint's weights, and the run's
+        recorded settings (variant, class names, ...).
+
+    Raises:
+        ValueError: no run or no checkpoint in model_dir.
+    """
+    run = read_run(model_dir)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINTS))
+    if not checkpoint:
+        raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    stats = input_pipeline.Stats.load(os.path.join(model_dir, STATS_FILE))
+    model = model_lib.AlexNet(
+        run["num_classes"],
+        variant=run["variant"],
+        init=run["init"],
+        input_scale=input_scale_value(run["input_scale"], stats),
+    )
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    return model, run
