@@ -8,6 +8,7 @@ Compare ratios measured in one run, not absolute figures from different runs.
 """
 
 import json
+import os
 import time
 
 from absl import app
@@ -16,6 +17,7 @@ from absl import flags
 from keras_alexnet import model as model_lib
 from keras_alexnet import train as train_lib
 
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 FLAGS = flags.FLAGS
 
 
@@ -31,7 +33,11 @@ def define_flags():
         "the first is the reference of the ratios.",
     )
     flags.DEFINE_enum("variant", "paper", sorted(model_lib.VARIANTS), "Network variant.")
-    flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy, e.g. mixed_float16.")
+    flags.DEFINE_list(
+        "dtype_policy",
+        ["float32"],
+        f"Keras dtype policies to measure, from {POLICIES}, e.g. float32,mixed_float16.",
+    )
     flags.DEFINE_integer("num_classes", 1000, "Classes of fc8.", lower_bound=1)
     flags.DEFINE_boolean("json", False, "Print one JSON line per implementation instead of text.")
 
@@ -45,7 +51,16 @@ def _images_per_second(fn, batch_size, steps, warmup):
     return batch_size * steps / (time.perf_counter() - start)
 
 
-def measure(implementation, *, batch_size, steps, warmup=2, variant="paper", num_classes=1000):
+def measure(
+    implementation,
+    *,
+    batch_size,
+    steps,
+    warmup=2,
+    variant="paper",
+    num_classes=1000,
+    dtype_policy=None,
+):
     """Measures one implementation on random data.
 
     Args:
@@ -55,6 +70,8 @@ def measure(implementation, *, batch_size, steps, warmup=2, variant="paper", num
         warmup: untimed steps before timing.
         variant: the network variant.
         num_classes: classes of fc8.
+        dtype_policy: a Keras dtype policy ("float32", "mixed_float16", "mixed_bfloat16");
+            float16 trains with loss scaling, as `keras_alexnet.train` does.
 
     Returns:
         A dict with train_img_per_s, infer_img_per_s, their GFLOP/s and the forward
@@ -64,8 +81,12 @@ def measure(implementation, *, batch_size, steps, warmup=2, variant="paper", num
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    model = model_lib.AlexNet(num_classes, variant=variant, implementation=implementation)
+    model = model_lib.AlexNet(
+        num_classes, variant=variant, implementation=implementation, dtype_policy=dtype_policy
+    )
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    if dtype_policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     step = train_lib.make_train_step(model, optimizer, batch_size)
     images = tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)
     labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
@@ -77,7 +98,7 @@ def measure(implementation, *, batch_size, steps, warmup=2, variant="paper", num
     return dict(
         implementation=implementation,
         variant=variant,
-        dtype_policy=keras.config.dtype_policy().name,
+        dtype_policy=model.get_layer("conv1").dtype_policy.name,
         batch=batch_size,
         train_img_per_s=round(train, 2),
         infer_img_per_s=round(infer, 2),
@@ -98,38 +119,43 @@ def main(argv):
             raise app.UsageError(
                 f"--implementation must be from {model_lib.IMPLEMENTATIONS}. Received: {impl!r}"
             )
-    keras.config.set_dtype_policy(FLAGS.dtype_policy)
+    for policy in FLAGS.dtype_policy:
+        if policy not in POLICIES:
+            raise app.UsageError(f"--dtype_policy must be from {POLICIES}. Received: {policy!r}")
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"TF_ENABLE_ONEDNN_OPTS={__import__('os').environ.get('TF_ENABLE_ONEDNN_OPTS')}, "
-        f"batch {FLAGS.batch_size}, {FLAGS.steps} timed steps, policy {FLAGS.dtype_policy}",
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, "
+        f"batch {FLAGS.batch_size}, {FLAGS.steps} timed steps",
         flush=True,
     )
     results = []
-    for impl in FLAGS.implementation:
-        result = measure(
-            impl,
-            batch_size=FLAGS.batch_size,
-            steps=FLAGS.steps,
-            warmup=FLAGS.warmup,
-            variant=FLAGS.variant,
-            num_classes=FLAGS.num_classes,
-        )
-        results.append(result)
-        if FLAGS.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(
-                f"{impl:>13}: train {result['train_img_per_s']:7.2f} img/s "
-                f"({result['train_gflop_per_s']:6.1f} GFLOP/s)   "
-                f"inference {result['infer_img_per_s']:7.2f} img/s "
-                f"({result['infer_gflop_per_s']:6.1f} GFLOP/s)",
-                flush=True,
+    for policy in FLAGS.dtype_policy:
+        for impl in FLAGS.implementation:
+            result = measure(
+                impl,
+                batch_size=FLAGS.batch_size,
+                steps=FLAGS.steps,
+                warmup=FLAGS.warmup,
+                variant=FLAGS.variant,
+                num_classes=FLAGS.num_classes,
+                dtype_policy=policy,
             )
+            results.append(result)
+            if FLAGS.json:
+                print(json.dumps(result), flush=True)
+            else:
+                print(
+                    f"{impl:>13} {policy:>14}: train {result['train_img_per_s']:7.2f} img/s "
+                    f"({result['train_gflop_per_s']:6.1f} GFLOP/s)   "
+                    f"inference {result['infer_img_per_s']:7.2f} img/s "
+                    f"({result['infer_gflop_per_s']:6.1f} GFLOP/s)",
+                    flush=True,
+                )
     reference = results[0]
     for other in results[1:]:
         print(
-            f"{reference['implementation']} / {other['implementation']}: "
+            f"{reference['implementation']} {reference['dtype_policy']} / "
+            f"{other['implementation']} {other['dtype_policy']}: "
             f"train x{reference['train_img_per_s'] / other['train_img_per_s']:.2f}, "
             f"inference x{reference['infer_img_per_s'] / other['infer_img_per_s']:.2f}"
         )

@@ -18,6 +18,7 @@ from absl import flags
 
 from keras_alexnet import input_pipeline
 from keras_alexnet import metrics
+from keras_alexnet import model as model_lib
 from keras_alexnet import paper
 from keras_alexnet import run_dir
 from keras_alexnet import train as train_lib
@@ -39,6 +40,7 @@ def evaluate(
     on_bad_image="skip",
     strategy=None,
     write_summaries=True,
+    mixed_precision="none",
 ):
     """Evaluates a training run's checkpoint.
 
@@ -53,6 +55,7 @@ def evaluate(
         batch_size: images per batch.
         strategy: a `tf.distribute.Strategy`, or None for one device.
         write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>.
+        mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
 
     Returns:
         A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
@@ -100,7 +103,9 @@ def evaluate(
     stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
     strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
-        model, _ = run_dir.restore_model(model_dir, checkpoint)
+        model, _ = run_dir.restore_model(
+            model_dir, checkpoint, dtype_policy=model_lib.precision_policy(mixed_precision)
+        )
     data = strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.eval_dataset(
             source,
@@ -169,6 +174,7 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Images per batch.")
     flags.DEFINE_enum("on_bad_image", "skip", ["skip", "fail"], "As for training.")
     flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
+    flags.DEFINE_enum("mixed_precision", "none", list(model_lib.PRECISIONS), "Compute dtype.")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -186,6 +192,7 @@ def main(argv):
             crops=FLAGS.crops,
             batch_size=FLAGS.batch_size,
             on_bad_image=FLAGS.on_bad_image,
+            mixed_precision=FLAGS.mixed_precision,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)

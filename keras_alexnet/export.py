@@ -29,6 +29,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import input_pipeline
+from keras_alexnet import model as model_lib
 from keras_alexnet import run_dir
 
 KERAS_FILE = "model.keras"
@@ -143,13 +144,19 @@ def export(model, stats, class_names, output_dir, name):
     return final
 
 
-def export_run(model_dir, output_dir="saved_models", name=None, checkpoint=None):
+def export_run(
+    model_dir, output_dir="saved_models", name=None, checkpoint=None, mixed_precision="none"
+):
     """Exports a training run's checkpoint (default: the latest) as a new version.
+
+    The signatures take and return float32 whatever `mixed_precision` (the compute dtype
+    inside, "none", "float16" or "bfloat16") is.
 
     Returns:
         The path of the new version folder.
     """
-    model, run = run_dir.restore_model(model_dir, checkpoint)
+    policy = model_lib.precision_policy(mixed_precision)
+    model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
     stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
     name = name or os.path.basename(os.path.normpath(model_dir))
     return export(model, stats, run["class_names"], output_dir, name)
@@ -164,6 +171,7 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
     flags.DEFINE_string("name", None, "The model's folder name (default: model_dir's name).")
+    flags.DEFINE_enum("mixed_precision", "none", list(model_lib.PRECISIONS), "Compute dtype.")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -171,7 +179,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        path = export_run(FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint)
+        path = export_run(
+            FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint, FLAGS.mixed_precision
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

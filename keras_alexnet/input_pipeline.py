@@ -821,8 +821,12 @@ class Stats:
             eigvec=self.eigvec,
             num_images=np.int64(self.num_images),
         )
-        with tf.io.gfile.GFile(os.fspath(path), "wb") as f:
+        # Written aside and renamed: another worker may read the file at any moment.
+        path = os.fspath(path)
+        partial = f"{path}.partial-{os.getpid()}"
+        with tf.io.gfile.GFile(partial, "wb") as f:
             f.write(buffer.getvalue())
+        tf.io.gfile.rename(partial, path, overwrite=True)
 
     @classmethod
     def load(cls, path):

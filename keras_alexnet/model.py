@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import keras
 
@@ -122,6 +123,8 @@ VARIANTS = {
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
 INITS = ("paper", "he")
+# --mixed_precision values of the entry points and the Keras dtype policies they set.
+PRECISIONS = {"none": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
 def pool5_size(input_size, variant="paper"):
@@ -182,6 +185,8 @@ def AlexNet(
     init="paper",
     input_scale=1.0,
     input_offset=0.0,
+    weights=None,
+    dtype_policy=None,
     name="alexnet",
 ):
     """Builds AlexNet as a `keras.Model`, after Krizhevsky, Sutskever and Hinton (2012).
@@ -238,6 +243,15 @@ def AlexNet(
             raw pixels minus the mean image (1 and 0). He init wants inputs of unit
             variance, so the demo recipe passes 1 / (the training set's pixel std); converted
             pretrained weights carry their own normalisation here.
+        weights: None, or the path of a .keras file saved from an AlexNet (a converted
+            pretrained model from `python -m keras_alexnet.convert`, or an exported one):
+            its weights are loaded layer by layer, by name; with include_top=False only
+            up to pool5. The file's input normalisation (input_scale, input_offset) is kept
+            unless other values are passed.
+        dtype_policy: a Keras dtype policy for the layers, e.g. "mixed_float16" or
+            "mixed_bfloat16"; default: Keras' global policy. Under a mixed policy the
+            variables stay float32, LRN computes in float32, and fc8 (logits and softmax)
+            is float32, so the model takes and returns float32.
         name: the model's name.
 
     Returns:
@@ -250,6 +264,13 @@ def AlexNet(
             to leave a 6x6 pool5 map when include_top is True.
     """
     spec = _get_variant(variant)
+    source = None
+    if weights is not None:
+        source = _load_weights_file(weights)
+        rescaling = layer_or_none(source, "input_rescaling")
+        if rescaling is not None and input_scale == 1.0 and input_offset == 0.0:
+            input_scale = rescaling.get_config()["scale"]
+            input_offset = rescaling.get_config()["offset"]
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"implementation must be one of {IMPLEMENTATIONS}. "
@@ -305,13 +326,15 @@ def AlexNet(
             f"Received: input_shape={input_shape}"
         )
 
+    policy = keras.dtype_policies.get(dtype_policy or keras.config.dtype_policy())
+    mixed = policy.compute_dtype != policy.variable_dtype
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if set(input_scale) != {1.0} or set(input_offset) != {0.0}:
         scale = input_scale[0] if len(set(input_scale)) == 1 else list(input_scale)
         offset = input_offset[0] if len(set(input_offset)) == 1 else list(input_offset)
-        x = keras.layers.Rescaling(scale, offset, name="input_rescaling")(x)
+        x = keras.layers.Rescaling(scale, offset, dtype=policy, name="input_rescaling")(x)
     in_channels = channels
     for conv in spec.convs:
         fan_in = conv.kernel_size**2 * in_channels // conv.groups
@@ -321,7 +344,9 @@ def AlexNet(
         else:
             padding = "valid"
             if conv.padding:
-                x = keras.layers.ZeroPadding2D(conv.padding, name=f"pad{conv.name[-1]}")(x)
+                x = keras.layers.ZeroPadding2D(
+                    conv.padding, dtype=policy, name=f"pad{conv.name[-1]}"
+                )(x)
         conv_args = dict(
             filters=conv.filters,
             kernel_size=conv.kernel_size,
@@ -331,6 +356,7 @@ def AlexNet(
             kernel_initializer=kernel_init,
             bias_initializer=bias_init,
             kernel_regularizer=regularizer,
+            dtype=policy,
             name=conv.name,
         )
         if conv.groups == 1:
@@ -344,15 +370,15 @@ def AlexNet(
         in_channels = conv.filters
         index = conv.name[-1]
         if conv.lrn and spec.lrn:
-            x = layers.LocalResponseNormalization(**spec.lrn, name=f"lrn{index}")(x)
+            x = layers.LocalResponseNormalization(**spec.lrn, dtype=policy, name=f"lrn{index}")(x)
         if conv.pool:
-            x = keras.layers.MaxPooling2D(paper.POOL_SIZE, paper.POOL_STRIDE, name=f"pool{index}")(
-                x
-            )
+            x = keras.layers.MaxPooling2D(
+                paper.POOL_SIZE, paper.POOL_STRIDE, dtype=policy, name=f"pool{index}"
+            )(x)
     if not include_top:
-        return keras.Model(inputs, x, name=name)
+        return _finish(keras.Model(inputs, x, name=name), source)
 
-    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
     dense_names = ("fc6", "fc7", "fc8")
     for i, dense_name in enumerate(dense_names):
         last = dense_name == "fc8"
@@ -360,7 +386,7 @@ def AlexNet(
         kernel_init, bias_init = _initializers(
             spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1], init
         )
-        dropout_layer = keras.layers.Dropout(dropout, name=f"dropout{dense_name[2:]}")
+        dropout_layer = keras.layers.Dropout(dropout, dtype=policy, name=f"dropout{dense_name[2:]}")
         if spec.dropout_before_dense and not last:
             x = dropout_layer(x)
         x = keras.layers.Dense(
@@ -370,12 +396,112 @@ def AlexNet(
             bias_initializer=bias_init,
             kernel_regularizer=regularizer,
             # Under a mixed-precision policy the logits and the softmax stay float32.
-            dtype="float32" if last and _is_mixed_precision() else None,
+            dtype="float32" if last and mixed else policy,
             name=dense_name,
         )(x)
         if not spec.dropout_before_dense and not last:
             x = dropout_layer(x)
-    return keras.Model(inputs, x, name=name)
+    return _finish(keras.Model(inputs, x, name=name), source)
+
+
+def _load_weights_file(path):
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"weights must be the path of a .keras file. Received: weights={path!r}")
+    if not os.path.exists(path):
+        raise ValueError(f"weights file does not exist. Received: weights={path!r}")
+    return keras.models.load_model(path, compile=False)
+
+
+def layer_or_none(model, name):
+    """The model's layer of that name, or None."""
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def _finish(model, source):
+    if source is not None:
+        copy_weights(source, model)
+    return model
+
+
+def copy_weights(source, target, skip=()):
+    """Copies weights from one AlexNet to another, layer by layer, by name.
+
+    Args:
+        source: the model to copy from.
+        target: the model to copy into; every one of its layers with weights, except those
+            in `skip`, must exist in `source` with the same weight shapes.
+        skip: names of target layers to leave as they are (e.g. a new fc8).
+
+    Raises:
+        ValueError: naming the layer and both shapes, before any weight is changed.
+    """
+    pairs = []
+    for layer in target.layers:
+        if not layer.weights or layer.name in skip:
+            continue
+        other = layer_or_none(source, layer.name)
+        if other is None:
+            raise ValueError(
+                f"The weights have no layer {layer.name!r}; they hold "
+                f"{[other.name for other in source.layers if other.weights]}."
+            )
+        want = [tuple(w.shape) for w in layer.weights]
+        have = [tuple(w.shape) for w in other.weights]
+        if want != have:
+            raise ValueError(
+                f"Layer {layer.name!r}: the model needs weights of shapes {want}, the file "
+                f"holds {have}."
+            )
+        pairs.append((layer, other))
+    for layer, other in pairs:
+        layer.set_weights(other.get_weights())
+
+
+def variant_of(model):
+    """The name of the variant whose layout a model has (conv filters, towers, LRN), or None."""
+    for name, spec in VARIANTS.items():
+        layers_ok = all(
+            (layer := layer_or_none(model, conv.name)) is not None
+            and layer.filters == conv.filters
+            and getattr(layer, "groups", 1) == conv.groups
+            for conv in spec.convs
+        )
+        lrn = layer_or_none(model, "lrn1")
+        if spec.lrn is None:
+            lrn_ok = lrn is None
+        else:
+            lrn_ok = lrn is not None and all(
+                math.isclose(getattr(lrn, key), value) for key, value in spec.lrn.items()
+            )
+        if layers_ok and lrn_ok:
+            return name
+    return None
+
+
+def normalizes_input(model):
+    """Whether a model subtracts its own input mean (converted pretrained weights do).
+
+    Such a model takes raw 0-255 RGB pixels: the input pipeline must not subtract a mean
+    image as well.
+    """
+    rescaling = layer_or_none(model, "input_rescaling")
+    if rescaling is None:
+        return False
+    offset = rescaling.get_config()["offset"]
+    return any(o != 0 for o in (offset if isinstance(offset, (list, tuple)) else [offset]))
+
+
+def precision_policy(mixed_precision):
+    """The Keras dtype policy of a --mixed_precision value (None for float32)."""
+    if mixed_precision not in PRECISIONS:
+        raise ValueError(
+            f"mixed_precision must be one of {list(PRECISIONS)}. "
+            f"Received: mixed_precision={mixed_precision!r}"
+        )
+    return PRECISIONS[mixed_precision]
 
 
 def _per_channel(name, value, channels):
@@ -389,11 +515,6 @@ def _per_channel(name, value, channels):
             f"Received: {name}={value!r}"
         )
     return tuple(float(v) for v in values)
-
-
-def _is_mixed_precision():
-    policy = keras.config.dtype_policy()
-    return policy.compute_dtype != policy.variable_dtype
 
 
 def multiply_adds(model):

@@ -49,13 +49,15 @@ def read_run(model_dir):
         return json.load(f)
 
 
-def restore_model(model_dir, checkpoint=None):
+def restore_model(model_dir, checkpoint=None, dtype_policy=None):
     """Rebuilds a trained model from a training run's checkpoint.
 
     Args:
         model_dir: the run's model_dir.
         checkpoint: a checkpoint path (e.g. model_dir/checkpoints/ckpt-500); default: the
             latest.
+        dtype_policy: the Keras dtype policy to build with (checkpoints hold float32
+            variables, whatever precision trained them); default: Keras' global policy.
 
     Returns:
         (model, run): the Keras model with the checkpoint's weights, and the run's
@@ -68,12 +70,16 @@ def restore_model(model_dir, checkpoint=None):
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINTS))
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
-    stats = input_pipeline.Stats.load(os.path.join(model_dir, STATS_FILE))
-    model = model_lib.AlexNet(
-        run["num_classes"],
-        variant=run["variant"],
-        init=run["init"],
-        input_scale=input_scale_value(run["input_scale"], stats),
-    )
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    if "model_args" in run:
+        model = model_lib.AlexNet(**run["model_args"], dtype_policy=dtype_policy)
+    else:
+        stats = input_pipeline.Stats.load(os.path.join(model_dir, STATS_FILE))
+        model = model_lib.AlexNet(
+            run["num_classes"],
+            variant=run["variant"],
+            init=run["init"],
+            input_scale=input_scale_value(run["input_scale"], stats),
+            dtype_policy=dtype_policy,
+        )
+    tf.train.Checkpoint(state=tf.train.Checkpoint(model=model)).restore(checkpoint).expect_partial()
     return model, run

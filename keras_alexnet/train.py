@@ -12,6 +12,7 @@ before decoding) and goes on with exactly the batches it would have seen.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -110,6 +111,13 @@ class TrainConfig:
         profile_steps: (first, last) steps to profile into TensorBoard, or None.
         stats_images: images sampled for the mean image and the colour PCA.
         max_steps: stop after this many steps in all (for smoke tests), or None.
+        init_from: a .keras AlexNet (converted pretrained weights, or an exported model) to
+            start from: every layer is loaded except fc8 when the class count differs; the
+            variant and input normalisation come from the file.
+        freeze: names of layers (e.g. conv1 ... conv5) left untrained.
+        mixed_precision: "none", "float16" (with dynamic loss scaling) or "bfloat16": the
+            compute dtype of the layers; variables and checkpoints stay float32.
+        jit_compile: compile the training step with XLA (one device only).
         verbose: show a progress bar.
     """
 
@@ -117,7 +125,7 @@ class TrainConfig:
     dataset: str = BUILTIN_DATASET
     data_dir: str = None
     manual_dir: str = None
-    variant: str = "paper"
+    variant: str = None
     epochs: int = None
     batch_size: int = None
     learning_rate: float = None
@@ -137,6 +145,10 @@ class TrainConfig:
     profile_steps: tuple = None
     stats_images: int = 10_000
     max_steps: int = None
+    init_from: str = None
+    freeze: tuple = ()
+    mixed_precision: str = "none"
+    jit_compile: bool = False
     verbose: bool = True
 
 
@@ -169,7 +181,7 @@ def resolve(config):
     check("model_dir", bool(config.model_dir), "must name a folder")
     check(
         "variant",
-        config.variant in model_lib.VARIANTS,
+        config.variant is None or config.variant in model_lib.VARIANTS,
         f"must be one of {list(model_lib.VARIANTS)}",
     )
     check("init", config.init in model_lib.INITS, f"must be one of {model_lib.INITS}")
@@ -193,6 +205,17 @@ def resolve(config):
     )
     check("stats_images", config.stats_images >= 1, "must be >= 1")
     check("max_steps", config.max_steps is None or config.max_steps >= 1, "must be >= 1")
+    check(
+        "init_from",
+        config.init_from is None or str(config.init_from).endswith(".keras"),
+        "must be the path of a .keras model",
+    )
+    check("freeze", isinstance(config.freeze, (list, tuple)), "must be a list of layer names")
+    check(
+        "mixed_precision",
+        config.mixed_precision in model_lib.PRECISIONS,
+        f"must be one of {list(model_lib.PRECISIONS)}",
+    )
     if config.profile_steps is not None:
         steps = tuple(config.profile_steps)
         check(
@@ -227,7 +250,7 @@ def load_source(config):
     return input_pipeline.tfds_source(config.dataset, config.data_dir, config.manual_dir)
 
 
-def make_strategy(name="auto", cpu_replicas=None):
+def make_strategy(name="auto", cpu_replicas=None, worker_timeout=600):
     """Creates the distribution strategy; call it before any other TensorFlow work.
 
     Args:
@@ -236,6 +259,9 @@ def make_strategy(name="auto", cpu_replicas=None):
             "multi_worker" (the cluster comes from the TF_CONFIG environment variable).
         cpu_replicas: split the CPU into this many logical devices and mirror over them,
             so data parallelism runs (and is tested) without GPUs.
+        worker_timeout: with multi_worker, seconds a collective operation waits for the
+            other workers before it fails, so that a lost worker stops the job instead of
+            hanging it.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -252,7 +278,8 @@ def make_strategy(name="auto", cpu_replicas=None):
                 "is split into logical devices, so on CPU a worker is one replica. "
                 f"Received: cpu_replicas={cpu_replicas}"
             )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     cpu_devices = None
     if cpu_replicas:
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -286,7 +313,7 @@ def is_chief(strategy):
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
-def make_train_step(model, optimizer, global_batch_size):
+def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
     """Returns a `tf.function` that runs one SGD step on one replica's batch.
 
     The loss is the mean cross-entropy over the GLOBAL batch plus the model's
@@ -296,15 +323,18 @@ def make_train_step(model, optimizer, global_batch_size):
 
     Args:
         model: a Keras model that returns class probabilities.
-        optimizer: a Keras optimizer.
+        optimizer: a Keras optimizer; a `keras.optimizers.LossScaleOptimizer` scales the
+            loss before the gradients (float16) and unscales them before the update.
         global_batch_size: examples per step over all replicas.
+        jit_compile: compile the step with XLA.
 
     Returns:
         step(images, labels) -> (loss, top-1 hits, top-5 hits), to call directly or with
-        `strategy.run`. The loss is the one before the update.
+        `strategy.run`. The loss is the one before the update, unscaled.
     """
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(images, labels):
         with tf.GradientTape() as tape:
             probs = model(images, training=True)
@@ -312,7 +342,9 @@ def make_train_step(model, optimizer, global_batch_size):
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
+            # float16: gradients of the scaled loss, unscaled by the optimizer.
+            scaled_loss = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return (
             loss,
@@ -351,8 +383,8 @@ class _Schedule(tf.Module):
         return False
 
 
-def _check_run(model_dir, run, chief):
-    """Records the run's settings, or checks that a resumed run keeps them."""
+def _check_run(model_dir, run):
+    """Checks that a resumed run keeps the settings the run recorded (`RUN_KEYS`)."""
     path = os.path.join(model_dir, run_dir.RUN_FILE)
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
@@ -364,13 +396,18 @@ def _check_run(model_dir, run, chief):
                     f"with {key}={run[key]!r} would not continue that run. Use another "
                     f"--model_dir, or the same --{key}. Received: {key}={run[key]!r}"
                 )
-    elif chief:
+
+
+def _write_run(model_dir, run):
+    """Records the run's settings, once (the chief only)."""
+    path = os.path.join(model_dir, run_dir.RUN_FILE)
+    if not tf.io.gfile.exists(path):
         tf.io.gfile.makedirs(model_dir)
         with tf.io.gfile.GFile(path, "w") as f:
             json.dump(run, f, indent=1)
 
 
-def _load_or_compute_stats(model_dir, source, config, chief):
+def _load_or_compute_stats(model_dir, source, config, chief, start_from=None):
     path = os.path.join(model_dir, run_dir.STATS_FILE)
     if tf.io.gfile.exists(path):
         return input_pipeline.Stats.load(path)
@@ -380,7 +417,13 @@ def _load_or_compute_stats(model_dir, source, config, chief):
         flush=True,
     )
     stats = input_pipeline.compute_stats(source, max_images=config.stats_images, seed=config.seed)
+    if start_from is not None and model_lib.normalizes_input(start_from):
+        # The starting model subtracts its own mean (converted pretrained weights take raw
+        # 0-255 RGB): the pipeline must not subtract one as well. The colour PCA stays.
+        stats = dataclasses.replace(stats, mean_image=np.zeros_like(stats.mean_image))
+        print("  the starting model normalises its own input: no mean image is subtracted")
     if chief:
+        tf.io.gfile.makedirs(model_dir)
         stats.save(path)
     return stats
 
@@ -458,6 +501,12 @@ def train(config, *, strategy=None, source=None):
             f"batch_size (the global batch) must divide by the {replicas} replicas. "
             f"Received: batch_size={config.batch_size}"
         )
+    if config.jit_compile and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        raise ValueError(
+            f"jit_compile works on one device only: Keras does not compile with XLA under "
+            f"{type(strategy).__name__}. Use --strategy=one_device, or leave jit_compile off. "
+            "Received: jit_compile=True"
+        )
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if source is None:
@@ -468,6 +517,25 @@ def train(config, *, strategy=None, source=None):
     steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size)
     chief = is_chief(strategy)
     model_dir = config.model_dir
+    start_from = None
+    if config.init_from:
+        if not os.path.exists(config.init_from):
+            raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
+        start_from = keras.models.load_model(config.init_from, compile=False)
+        found = model_lib.variant_of(start_from)
+        if found is None:
+            raise ValueError(
+                "init_from is not an AlexNet of a known variant (layer names, channels, "
+                f"towers, LRN). Received: init_from={config.init_from}"
+            )
+        if config.variant not in (None, found):
+            raise ValueError(
+                f"init_from holds a {found!r} model; variant must match it or be left out. "
+                f"Received: variant={config.variant!r}"
+            )
+        config = dataclasses.replace(config, variant=found)
+    elif config.variant is None:
+        config = dataclasses.replace(config, variant="paper")
     run = dict(
         dataset=source.name,
         variant=config.variant,
@@ -481,56 +549,108 @@ def train(config, *, strategy=None, source=None):
         dataset_flag=config.dataset,
         data_dir=config.data_dir and os.path.abspath(config.data_dir),
         manual_dir=config.manual_dir,
+        init_from=config.init_from and os.path.abspath(config.init_from),
+        freeze=list(config.freeze),
     )
-    _check_run(model_dir, run, chief)
-    stats = _load_or_compute_stats(model_dir, source, config, chief)
+    _check_run(model_dir, run)
+    stats = _load_or_compute_stats(model_dir, source, config, chief, start_from)
+    model_args = dict(
+        num_classes=source.num_classes,
+        variant=config.variant,
+        init=config.init,
+        input_scale=run_dir.input_scale_value(config.input_scale, stats),
+        input_offset=0.0,
+    )
+    if start_from is not None:
+        rescaling = model_lib.layer_or_none(start_from, "input_rescaling")
+        model_args.update(
+            input_scale=rescaling.get_config()["scale"] if rescaling else 1.0,
+            input_offset=rescaling.get_config()["offset"] if rescaling else 0.0,
+        )
     if chief:
+        _write_run(model_dir, dict(run, model_args=model_args))
         run_dir.write_labels(model_dir, source.class_names)
     _print_config(config, source, strategy, steps_per_epoch, bad)
 
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
         model = model_lib.AlexNet(
-            source.num_classes,
-            variant=config.variant,
             dropout=config.dropout,
             weight_decay=config.weight_decay,
-            init=config.init,
-            input_scale=run_dir.input_scale_value(config.input_scale, stats),
+            dtype_policy=model_lib.precision_policy(config.mixed_precision),
+            **model_args,
         )
-        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        if start_from is not None:
+            fc8 = start_from.get_layer("fc8")
+            new_top = fc8.units != source.num_classes
+            model_lib.copy_weights(start_from, model, skip=("fc8",) if new_top else ())
+            print(
+                f"Starting from {config.init_from} ({config.variant})"
+                + (
+                    f"; fc8 replaced: {fc8.units} -> {source.num_classes} classes"
+                    if new_top
+                    else ""
+                ),
+                flush=True,
+            )
+        for name in config.freeze:
+            layer = model_lib.layer_or_none(model, name)
+            if layer is None or not layer.weights:
+                raise ValueError(
+                    f"freeze names a layer without weights or not in the model. Received: {name!r}"
+                )
+            layer.trainable = False
+        sgd = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        optimizer = sgd
+        if config.mixed_precision == "float16":
+            # float16 gradients underflow without it; bfloat16 has float32's range.
+            optimizer = keras.optimizers.LossScaleOptimizer(sgd)
         optimizer.build(model.trainable_variables)
     # Host-side state, read and written eagerly between steps: plain variables.
     schedule = _Schedule(config.lr_patience, config.lr_max_reductions)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # steps taken, skipped or not
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     # Dropout's random state is not tracked by the model's checkpoint dependencies; it is
     # saved explicitly so that a resumed run draws the masks the uninterrupted one would.
     rng_state = [v for v in model.non_trainable_variables if "seed_generator" in v.path]
-    checkpoint = tf.train.Checkpoint(
+    # The checkpoint holds the SGD state whatever the precision, so a run can resume with or
+    # without mixed precision; float16's loss scale is a separate, optional part.
+    state = tf.train.Checkpoint(
         model=model,
-        optimizer=optimizer,
+        optimizer=sgd,
         schedule=schedule,
+        step=step_var,
         epoch=epoch_var,
         step_in_epoch=step_in_epoch,
         rng_state=rng_state,
     )
+    loss_scale = tf.train.Checkpoint()
+    if optimizer is not sgd:
+        loss_scale.scale = optimizer.dynamic_scale
+        loss_scale.counter = optimizer.step_counter
+    checkpoint = tf.train.Checkpoint(state=state, loss_scale=loss_scale)
+    # Every worker saves (saving is a collective operation under MultiWorkerMirroredStrategy),
+    # but only the chief into model_dir; every worker resumes from the chief's checkpoints.
     write_dir = model_dir if chief else _worker_dir(model_dir, strategy)
     manager = tf.train.CheckpointManager(
         checkpoint,
         os.path.join(write_dir, run_dir.CHECKPOINTS),
         max_to_keep=config.keep_checkpoints,
     )
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, run_dir.CHECKPOINTS))
+    if latest:
+        status = tf.train.Checkpoint(state=state).restore(latest)
+        status.assert_existing_objects_matched().expect_partial()  # the loss scale: below
+        tf.train.Checkpoint(loss_scale=loss_scale).restore(latest).expect_partial()
         # The rate follows the flag, lowered as many times as the schedule has lowered it.
         optimizer.learning_rate.assign(
             config.learning_rate * paper.LR_DECAY_FACTOR ** int(schedule.reductions)
         )
         print(
-            f"Resuming from {manager.latest_checkpoint}: epoch {int(epoch_var) + 1}, "
-            f"step {int(step_in_epoch)} of {steps_per_epoch}, step {_step(optimizer)} "
-            f"in all, learning rate {_learning_rate(optimizer):g}",
+            f"Resuming from {latest}: epoch {int(epoch_var) + 1}, "
+            f"step {int(step_in_epoch)} of {steps_per_epoch}, step {int(step_var)} "
+            f"in all, learning rate {_value(optimizer.learning_rate):g}",
             flush=True,
         )
 
@@ -546,7 +666,7 @@ def train(config, *, strategy=None, source=None):
             num_epochs=config.epochs - int(epoch_var),
         )
 
-    step_fn = make_train_step(model, optimizer, config.batch_size)
+    step_fn = make_train_step(model, optimizer, config.batch_size, config.jit_compile)
 
     @tf.function
     def distributed_step(images, labels):
@@ -554,7 +674,7 @@ def train(config, *, strategy=None, source=None):
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
     writer = _Writer(model_dir, chief)
-    writer.scalars("train", _step(optimizer), {"skipped_images": bad})
+    writer.scalars("train", int(step_var), {"skipped_images": bad})
     mean_rgb = stats.mean_image.mean(axis=(0, 1))
     validation = None
     if source.num_validation:
@@ -567,16 +687,16 @@ def train(config, *, strategy=None, source=None):
     def save(reason):
         if not _all_finite(model.trainable_variables):
             raise FloatingPointError(
-                f"The weights are no longer finite at step {_step(optimizer)}; "
+                f"The weights are no longer finite at step {int(step_var)}; "
                 f"not saving them ({reason}). The last good checkpoint is "
                 f"{manager.latest_checkpoint}."
             )
-        return manager.save(checkpoint_number=_step(optimizer))
+        return manager.save(checkpoint_number=int(step_var))
 
-    result = dict(step=_step(optimizer), epoch=int(epoch_var))
+    result = dict(step=int(step_var), epoch=int(epoch_var))
     if int(epoch_var) >= config.epochs:
         print(f"Nothing to do: {model_dir} has finished its {config.epochs} epochs.")
-        return dict(result, checkpoint=manager.latest_checkpoint)
+        return dict(result, checkpoint=latest, weights_sha256=weights_digest(model))
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     profiling = False
     stop = False
@@ -597,7 +717,7 @@ def train(config, *, strategy=None, source=None):
         start = time.perf_counter()
         first = int(step_in_epoch)
         while int(step_in_epoch) < steps_per_epoch:
-            global_step = _step(optimizer) + 1
+            global_step = int(step_var) + 1
             if config.profile_steps and chief and global_step == config.profile_steps[0]:
                 tf.profiler.experimental.start(os.path.join(model_dir, "profile"))
                 profiling = True
@@ -610,6 +730,7 @@ def train(config, *, strategy=None, source=None):
                     "Try a lower --learning_rate."
                 )
             step_in_epoch.assign_add(1)
+            step_var.assign_add(1)
             if profiling and global_step == config.profile_steps[1]:
                 tf.profiler.experimental.stop()
                 profiling = False
@@ -632,15 +753,14 @@ def train(config, *, strategy=None, source=None):
                     ],
                 )
             if global_step % config.log_every == 0 or global_step == 1:
-                writer.scalars(
-                    "train",
-                    global_step,
-                    dict(
-                        train_metrics,
-                        learning_rate=_learning_rate(optimizer),
-                        images_per_second=rate,
-                    ),
+                scalars = dict(
+                    train_metrics,
+                    learning_rate=_value(optimizer.learning_rate),
+                    images_per_second=rate,
                 )
+                if optimizer is not sgd:
+                    scalars["loss_scale"] = _value(loss_scale.scale)
+                writer.scalars("train", global_step, scalars)
             if global_step == 1 or int(step_in_epoch) == first + 1:
                 writer.inputs(_local(strategy, images), global_step, mean_rgb)
             if global_step % config.checkpoint_every == 0 and int(step_in_epoch) < steps_per_epoch:
@@ -653,7 +773,7 @@ def train(config, *, strategy=None, source=None):
             result["checkpoint"] = save("max_steps")
             break
         # The epoch is complete: validate, adjust the learning rate, checkpoint.
-        global_step = _step(optimizer)
+        global_step = int(step_var)
         if validation is not None:
             val = metrics.evaluate_dataset(model, validation, strategy=strategy)
             result["validation"] = val
@@ -670,7 +790,11 @@ def train(config, *, strategy=None, source=None):
             print(
                 f"Epoch {epoch + 1}: validation top-1 error {val['top1_error']:.2%}, "
                 f"top-5 error {val['top5_error']:.2%} over {val['count']} images"
-                + (f"; learning rate lowered to {_learning_rate(optimizer):g}" if lowered else ""),
+                + (
+                    f"; learning rate lowered to {_value(optimizer.learning_rate):g}"
+                    if lowered
+                    else ""
+                ),
                 flush=True,
             )
         writer.epoch_pictures(model, global_step)
@@ -679,23 +803,28 @@ def train(config, *, strategy=None, source=None):
         result["checkpoint"] = save("epoch end")
     if profiling:
         tf.profiler.experimental.stop()
+    result["weights_sha256"] = weights_digest(model)
     result.update(
-        step=_step(optimizer),
+        step=int(step_var),
         epoch=int(epoch_var),
-        learning_rate=_learning_rate(optimizer),
+        learning_rate=_value(optimizer.learning_rate),
     )
     if not chief:
         tf.io.gfile.rmtree(write_dir)
     return result
 
 
-def _step(optimizer):
-    """The optimizer's step count; a MirroredVariable does not convert with int()."""
-    return int(tf.convert_to_tensor(optimizer.iterations).numpy())
+def weights_digest(model):
+    """SHA-256 of the model's weights: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
 
 
-def _learning_rate(optimizer):
-    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+def _value(variable):
+    """A scalar variable's value as a Python float (also for a MirroredVariable)."""
+    return float(tf.convert_to_tensor(variable).numpy())
 
 
 def _local(strategy, value):
@@ -722,7 +851,7 @@ def _print_config(config, source, strategy, steps_per_epoch, bad):
         f"over {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}); "
         f"SGD lr {config.learning_rate:g}, momentum {config.momentum:g}, weight decay "
         f"{config.weight_decay:g}, dropout {config.dropout:g}, init {config.init}, "
-        f"input scale {config.input_scale}; "
+        f"input scale {config.input_scale}, precision {config.mixed_precision}; "
         f"lr /10 after {config.lr_patience} epochs without progress, at most "
         f"{config.lr_max_reductions} times ({recipe} defaults where no flag was given)",
         flush=True,
@@ -749,7 +878,12 @@ def define_flags():
     )
     flags.DEFINE_string("data_dir", None, "Image folder or TFDS data folder.")
     flags.DEFINE_string("manual_dir", None, "Folder of ILSVRC2012_img_{train,val}.tar.")
-    flags.DEFINE_enum("variant", "paper", list(model_lib.VARIANTS), "Network variant.")
+    flags.DEFINE_enum(
+        "variant",
+        None,
+        list(model_lib.VARIANTS),
+        "Network variant (default: paper, or init_from's).",
+    )
     flags.DEFINE_integer("epochs", None, "Epochs (default: 90 for the paper, 6 for the demo).")
     flags.DEFINE_integer("batch_size", None, "GLOBAL batch over all replicas (paper: 128).")
     flags.DEFINE_float("learning_rate", None, "Initial learning rate (paper: 0.01).")
@@ -778,7 +912,22 @@ def define_flags():
     flags.DEFINE_list("profile_steps", None, "first,last: steps to profile into TensorBoard.")
     flags.DEFINE_integer("stats_images", 10_000, "Images sampled for the mean image and PCA.")
     flags.DEFINE_integer("max_steps", None, "Stop after this many steps in all (smoke tests).")
+    flags.DEFINE_string(
+        "init_from", None, "A .keras AlexNet to start from (converted weights, or an export)."
+    )
+    flags.DEFINE_list("freeze", [], "Layers left untrained, e.g. conv1,conv2,conv3,conv4,conv5.")
+    flags.DEFINE_enum(
+        "mixed_precision",
+        "none",
+        list(model_lib.PRECISIONS),
+        "Compute dtype: float16 (with loss "
+        "scaling) or bfloat16 on GPUs/TPUs that have them; variables stay float32.",
+    )
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA (one device).")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_integer(
+        "worker_timeout", 600, "multi_worker: seconds to wait for a lost worker before failing."
+    )
     flags.DEFINE_integer(
         "cpu_replicas",
         None,
@@ -792,7 +941,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         # The strategy comes first: it must exist before any other TensorFlow work.
-        strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+        strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.worker_timeout)
         profile = None
         if FLAGS.profile_steps:
             try:
@@ -814,21 +963,24 @@ def main(argv):
             **{
                 f.name: FLAGS[f.name].value
                 for f in dataclasses.fields(TrainConfig)
-                if f.name in FLAGS and f.name not in ("profile_steps", "input_scale")
+                if f.name in FLAGS and f.name not in ("profile_steps", "input_scale", "freeze")
             },
             profile_steps=profile,
             input_scale=input_scale,
+            freeze=tuple(FLAGS.freeze),
         )
         result = train(config, strategy=strategy)
     except (ValueError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     val = result.get("validation")
+    summary = f"Done: step {result['step']}"
     if val:
-        print(
-            f"Done: step {result['step']}, validation top-1 error {val['top1_error']:.2%}, "
-            f"top-5 error {val['top5_error']:.2%}; checkpoint {result.get('checkpoint')}"
+        summary += (
+            f", validation top-1 error {val['top1_error']:.2%}, top-5 error {val['top5_error']:.2%}"
         )
+    print(f"{summary}; checkpoint {result.get('checkpoint')}", flush=True)
+    print(f"Weights sha256 {result.get('weights_sha256')}", flush=True)
     return 0
 
 

@@ -1,0 +1,113 @@
+"""Starting from saved weights: AlexNet(weights=), variant detection, fine-tuning."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_alexnet
+from keras_alexnet import input_pipeline
+from keras_alexnet import model as model_lib
+from keras_alexnet import run_dir
+from keras_alexnet import shapes_dataset
+from keras_alexnet import train
+
+CAFFE_OFFSET = [-122.68, -116.67, -104.01]  # a converted Caffe model's RGB mean
+
+
+@pytest.fixture(scope="module")
+def saved_caffe(tmp_path_factory):
+    """A 10-class caffe-variant model that normalises its own input, saved as .keras."""
+    keras.utils.set_random_seed(7)
+    model = keras_alexnet.AlexNet(10, variant="caffe", input_offset=CAFFE_OFFSET)
+    path = str(tmp_path_factory.mktemp("weights") / "caffe10.keras")
+    model.save(path)
+    return path, model
+
+
+@pytest.mark.parametrize("variant", sorted(model_lib.VARIANTS))
+def test_variant_of_recognises_each_variant(variant):
+    assert model_lib.variant_of(keras_alexnet.AlexNet(5, variant=variant)) == variant
+
+
+def test_alexnet_weights_argument_loads_by_name(saved_caffe):
+    path, original = saved_caffe
+    loaded = keras_alexnet.AlexNet(10, variant="caffe", weights=path)
+    for a, b in zip(loaded.weights, original.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # The file's input normalisation comes along.
+    assert loaded.get_layer("input_rescaling").get_config()["offset"] == pytest.approx(CAFFE_OFFSET)
+    features = keras_alexnet.AlexNet(variant="caffe", include_top=False, weights=path)
+    np.testing.assert_array_equal(
+        features.get_layer("conv5").kernel.numpy(), original.get_layer("conv5").kernel.numpy()
+    )
+    with pytest.raises(ValueError, match=r"Layer 'fc8'.*\(4096, 3\).*\(4096, 10\)"):
+        keras_alexnet.AlexNet(3, variant="caffe", weights=path)
+    with pytest.raises(ValueError, match="conv1"):
+        keras_alexnet.AlexNet(10, variant="one_weird_trick", weights=path)
+    with pytest.raises(ValueError, match="weights must be the path of a .keras file"):
+        keras_alexnet.AlexNet(weights="model.h5")
+
+
+def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
+    path, original = saved_caffe
+    root = shapes_dataset.ensure_shapes_dataset(
+        tmp_path / "shapes", num_classes=4, train_per_class=8, val_per_class=2, image_size=(64, 80)
+    )
+    model_dir = str(tmp_path / "run")
+    frozen = ("conv1", "conv2", "conv3", "conv4", "conv5")
+    config = train.TrainConfig(
+        model_dir=model_dir,
+        dataset="folder",
+        data_dir=root,
+        init_from=path,
+        freeze=frozen,
+        batch_size=8,
+        epochs=1,
+        max_steps=2,
+        learning_rate=0.01,
+        stats_images=8,
+        verbose=False,
+    )
+    result = train.train(config)
+    assert result["step"] == 2
+    model, run = run_dir.restore_model(model_dir)
+    assert run["variant"] == "caffe"  # detected from the file
+    assert model.get_layer("fc8").units == 4
+    for name in frozen:
+        for a, b in zip(model.get_layer(name).weights, original.get_layer(name).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for name in ("fc6", "fc7"):
+        assert not np.array_equal(
+            model.get_layer(name).kernel.numpy(), original.get_layer(name).kernel.numpy()
+        )
+    # The model subtracts its own mean, so the pipeline subtracts none.
+    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    assert not stats.mean_image.any()
+    with open(os.path.join(model_dir, run_dir.RUN_FILE)) as f:
+        assert json.load(f)["model_args"]["input_offset"] == pytest.approx(CAFFE_OFFSET)
+    with pytest.raises(ValueError, match="init_from holds a 'caffe' model"):
+        train.train(
+            train.TrainConfig(
+                model_dir=str(tmp_path / "other"),
+                dataset="folder",
+                data_dir=root,
+                init_from=path,
+                variant="paper",
+                batch_size=8,
+            )
+        )
+    with pytest.raises(ValueError, match="freeze names a layer"):
+        train.train(
+            train.TrainConfig(
+                model_dir=str(tmp_path / "third"),
+                dataset="folder",
+                data_dir=root,
+                init_from=path,
+                freeze=("conv9",),
+                batch_size=8,
+                stats_images=8,
+            )
+        )
