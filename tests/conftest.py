@@ -1,9 +1,14 @@
 """Shared fixtures. Importing keras_alexnet first sets TensorFlow's environment."""
 
+# isort: off
+import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlow loads
+# isort: on
+
 import keras
 import pytest
+import tiny
 
-import keras_alexnet  # noqa: F401
+from keras_alexnet import shapes_dataset
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +24,10 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """A small built-in image set written once per test session (see tiny.SHAPES)."""
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    return shapes_dataset.ensure_shapes_dataset(root, **tiny.SHAPES)

@@ -1,16 +1,14 @@
 """Mixed precision: training steps, loss scaling, checkpoints across precisions, export."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 import keras_alexnet
 from keras_alexnet import export
 from keras_alexnet import run_dir
-from keras_alexnet import shapes_dataset
 from keras_alexnet import train
 
 
@@ -77,38 +75,13 @@ def test_loss_scale_drops_after_an_overflow():
         np.testing.assert_array_equal(a, b.numpy())
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return shapes_dataset.ensure_shapes_dataset(
-        tmp_path_factory.mktemp("p") / "shapes",
-        num_classes=4,
-        train_per_class=8,
-        val_per_class=2,
-        image_size=(64, 80),
-    )
-
-
-def config(model_dir, root, **changes):
-    base = train.TrainConfig(
-        model_dir=str(model_dir),
-        dataset="folder",
-        data_dir=root,
-        batch_size=8,
-        epochs=1,
-        learning_rate=0.001,
-        init="paper",
-        stats_images=8,
-        verbose=False,
-        log_every=1,
-    )
-    return dataclasses.replace(base, **changes)
-
-
 @pytest.mark.parametrize("first, second", [("float16", "none"), ("none", "bfloat16")])
 def test_checkpoints_resume_across_precisions(tmp_path, tiny_root, first, second):
     model_dir = tmp_path / "run"
-    train.train(config(model_dir, tiny_root, mixed_precision=first, max_steps=1))
-    result = train.train(config(model_dir, tiny_root, mixed_precision=second, max_steps=2))
+    train.train(tiny.train_config(model_dir, tiny_root, mixed_precision=first, max_steps=1))
+    result = train.train(
+        tiny.train_config(model_dir, tiny_root, mixed_precision=second, max_steps=2)
+    )
     assert result["step"] == 2
     reader = tf.train.load_checkpoint(result["checkpoint"])
     dtypes = reader.get_variable_to_dtype_map()
@@ -119,7 +92,7 @@ def test_checkpoints_resume_across_precisions(tmp_path, tiny_root, first, second
 
 def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    train.train(config(model_dir, tiny_root, mixed_precision="float16", max_steps=1))
+    train.train(tiny.train_config(model_dir, tiny_root, mixed_precision="float16", max_steps=1))
     path = export.export_run(str(model_dir), str(tmp_path / "out"), name="m")
     served = tf.saved_model.load(path)
     fn = served.signatures["predict_pixels"]
@@ -134,6 +107,8 @@ def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
 def test_jit_compile_is_refused_under_mirrored(tmp_path, tiny_root):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with pytest.raises(ValueError, match="jit_compile works on one device only"):
-        train.train(config(tmp_path / "run", tiny_root, jit_compile=True), strategy=strategy)
+        train.train(
+            tiny.train_config(tmp_path / "run", tiny_root, jit_compile=True), strategy=strategy
+        )
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
-        train.resolve(config(tmp_path / "run", tiny_root, mixed_precision="float8"))
+        train.resolve(tiny.train_config(tmp_path / "run", tiny_root, mixed_precision="float8"))

@@ -12,34 +12,11 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 from keras_alexnet import run_dir
 from keras_alexnet import shapes_dataset
 from keras_alexnet import train
-
-# Small enough for seconds per run: 4 classes, 12 training and 4 validation images each.
-TINY = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return shapes_dataset.ensure_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY)
-
-
-def config(model_dir, root, **overrides):
-    args = dict(
-        model_dir=str(model_dir),
-        dataset="folder",
-        data_dir=root,
-        batch_size=8,
-        epochs=1,
-        learning_rate=0.001,
-        init="paper",
-        stats_images=16,
-        verbose=False,
-    )
-    args.update(overrides)
-    return train.TrainConfig(**args)
 
 
 def run_cli(*args, timeout=600):
@@ -71,7 +48,7 @@ def run_cli(*args, timeout=600):
 )
 def test_bad_config_is_refused_with_its_name(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
-        train.resolve(config(tmp_path, "/nonexistent", **overrides))
+        train.resolve(tiny.train_config(tmp_path, "/nonexistent", **overrides))
 
 
 def test_defaults_follow_the_dataset(tmp_path):
@@ -96,15 +73,15 @@ def test_defaults_follow_the_dataset(tmp_path):
 
 def test_batch_must_divide_by_replicas_and_missing_data_is_an_error(tmp_path, tiny_root):
     with pytest.raises(ValueError, match="data_dir does not exist"):
-        train.train(config(tmp_path / "a", str(tmp_path / "missing")))
+        train.train(tiny.train_config(tmp_path / "a", str(tmp_path / "missing")))
     assert not os.path.exists(tmp_path / "a" / "checkpoints")
     with pytest.raises(ValueError, match="global_batch_size must be between"):
-        train.train(config(tmp_path / "b", tiny_root, batch_size=1000))
+        train.train(tiny.train_config(tmp_path / "b", tiny_root, batch_size=1000))
 
 
 def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    result = train.train(config(model_dir, tiny_root, checkpoint_every=2, log_every=1))
+    result = train.train(tiny.train_config(model_dir, tiny_root, checkpoint_every=2, log_every=1))
     assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
     assert np.isfinite(result["train"]["loss"])
     assert result["validation"]["count"] == 16
@@ -121,21 +98,21 @@ def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
     # The restored model is the trained one: same validation figures.
     model, run = run_dir.restore_model(str(model_dir))
     assert run["variant"] == "paper" and run["num_classes"] == 4
-    again = train.train(config(model_dir, tiny_root))
+    again = train.train(tiny.train_config(model_dir, tiny_root))
     assert again["step"] == 6  # nothing left to do: the run had finished
     del model
 
 
 def test_resume_refuses_a_different_run(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    train.train(config(model_dir, tiny_root, max_steps=1))
+    train.train(tiny.train_config(model_dir, tiny_root, max_steps=1))
     with pytest.raises(ValueError, match="batch_size=8; resuming it with batch_size=4"):
-        train.train(config(model_dir, tiny_root, batch_size=4))
+        train.train(tiny.train_config(model_dir, tiny_root, batch_size=4))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    cfg = config(model_dir, tiny_root, checkpoint_every=100, log_every=100)
+    cfg = tiny.train_config(model_dir, tiny_root, checkpoint_every=100, log_every=100)
     first = train.train(dataclass_replace(cfg, max_steps=1))
     assert first["checkpoint"].endswith("ckpt-1")
     # Resumed with an absurd learning rate, the loss explodes within the epoch.
