@@ -1,0 +1,422 @@
+"""The launcher and MultiWorkerMirroredStrategy: two workers on 127.0.0.1 train, fail, resume.
+
+The launcher's bookkeeping (prefixes, progress bars, a lost worker, signals, the timeout)
+is tested on a tiny stand-in worker that starts in milliseconds; three tests run the real
+training worker: two workers against one device, and a SIGKILLed worker then a resume.
+"""
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alexnet import launch
+from keras_alexnet import run_dir
+from keras_alexnet import shapes_dataset
+
+TINY = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))
+
+# A stand-in worker: argv[1 + i] tells worker i what to do.
+FAKE_WORKER = textwrap.dedent("""
+    import json, os, signal, sys, time
+    config = json.loads(os.environ["TF_CONFIG"])
+    index = config["task"]["index"]
+    mode = sys.argv[1 + index]
+    print(f"ready {index} {config['cluster']['worker'][index]}", flush=True)
+    if mode == "ok":
+        sys.exit(0)
+    if mode == "exit3":
+        time.sleep(0.3)
+        sys.exit(3)
+    if mode == "progress":
+        for step in range(1, 6):
+            sys.stdout.write("\\b" * 20 + "\\r" + f"\\x1b[1m{step}/5\\x1b[0m loss")
+            sys.stdout.flush()
+            time.sleep(0.01)
+        sys.stdout.write("\\n")
+        print("a warning", file=sys.stderr, flush=True)
+        sys.stdout.write("\\x1b[1mno newline\\x1b[0m")
+        sys.exit(0)
+    if mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)  # "sleep" and "stubborn": wait to be stopped (bounded all the same).
+""")
+
+
+@pytest.fixture(scope="module")
+def fake_worker(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fake") / "worker.py"
+    path.write_text(FAKE_WORKER)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return shapes_dataset.ensure_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY)
+
+
+def alive(pid):
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def run_fake(fake_worker, modes, **kwargs):
+    """Runs launch() on the stand-in worker; returns (status, stdout, stderr, seconds)."""
+    out, err = io.StringIO(), io.StringIO()
+    start = time.monotonic()
+    status = launch.launch(
+        len(modes),
+        [],
+        command=[sys.executable, fake_worker, *modes],
+        output=out,
+        errors=err,
+        **kwargs,
+    )
+    return status, out.getvalue(), err.getvalue(), time.monotonic() - start
+
+
+def started_pids(text):
+    return {int(i): int(p) for i, p in re.findall(r"started worker (\d+) \(pid (\d+)\)", text)}
+
+
+class Log:
+    """Collects a process's merged output in a thread; ends its process group on end()."""
+
+    def __init__(self, process):
+        self.process = process
+        self._lines = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def text(self):
+        return "".join(self._lines)
+
+    def wait_for(self, pattern, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.text())
+            if match:
+                return match
+            assert self.process.poll() is None, f"exited before {pattern!r}:\n{self.tail()}"
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.tail()}")
+
+    def join(self):
+        self._thread.join(timeout=30)
+
+    def tail(self, chars=6000):
+        return self.text()[-chars:]
+
+    def end(self):
+        """Kills whatever is left of the process group (launcher and workers)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+        self.join()
+
+
+# --- Unit tests -------------------------------------------------------------------------
+
+
+def test_cluster_configs_give_every_worker_the_same_cluster_and_its_own_index():
+    configs = launch.cluster_configs(3, [2001, 2002, 2003])
+    workers = ["127.0.0.1:2001", "127.0.0.1:2002", "127.0.0.1:2003"]
+    assert configs == [
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}} for i in range(3)
+    ]
+    # What a worker reads: TF's own resolver agrees on the cluster and the task.
+    os.environ["TF_CONFIG"] = json.dumps(configs[2])
+    try:
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        assert resolver.cluster_spec().as_dict() == {"worker": workers}
+        assert (resolver.task_type, resolver.task_id) == ("worker", 2)
+    finally:
+        del os.environ["TF_CONFIG"]
+
+
+@pytest.mark.parametrize(
+    "num_workers, ports, message",
+    [
+        (0, [], "num_workers must be an integer >= 1. Received: num_workers=0"),
+        (2, [2001], r"ports must hold one port per worker \(2\). Received: \[2001\]"),
+        (2, [2001, 2001], "ports must be distinct"),
+        (1, [70000], "ports must be distinct integers in"),
+    ],
+)
+def test_cluster_configs_refuse_bad_arguments(num_workers, ports, message):
+    with pytest.raises(ValueError, match=message):
+        launch.cluster_configs(num_workers, ports)
+
+
+def test_free_ports_are_distinct_and_free():
+    ports = launch.free_ports(4)
+    assert len(set(ports)) == 4
+    for port in ports:
+        with launch.socket.create_server(("127.0.0.1", port)):
+            pass
+
+
+def test_the_launcher_chooses_the_strategy():
+    command = launch.train_command(["--model_dir=x"], python="py")
+    assert command == [
+        "py",
+        "-m",
+        "keras_alexnet.train",
+        "--strategy=multi_worker",
+        "--model_dir=x",
+    ]
+    for arg in ("--strategy=mirrored", "--cpu_replicas=2"):
+        with pytest.raises(ValueError, match=f"train_args must not set --.*Received: {arg}"):
+            launch.train_command(["--model_dir=x", arg])
+
+
+def test_progress_states_are_shown_when_flushed_and_at_most_once_per_interval():
+    now = [0.0]
+    lines = launch.OutputLines(progress_interval=10, clock=lambda: now[0])
+    # Keras' Progbar: "\r" + state, then "\b" * width + "\r" + the next state.
+    assert lines.feed(b"Epoch 1/1\n\r\x1b[1m1/3\x1b[0m a") == ["Epoch 1/1", "1/3 a"]
+    now[0] = 5.0
+    assert lines.feed(b"\b\b\b\b\b\r2/3 b") == []  # 5 s after the last state shown
+    now[0] = 16.0
+    assert lines.feed(b"\b\b\b\b\b\r3/3 c") == ["3/3 c"]
+    # Text after an unfinished bar is a line of its own; a \r may be half of a \r\n.
+    assert lines.feed(b"Done: step 3\r") == []
+    assert lines.feed(b"\nWeights") == ["Done: step 3"]
+    assert lines.close() == ["Weights"]
+    colours = launch.OutputLines(keep_ansi=True)
+    assert colours.feed(b"\x1b[1mbold\x1b[0m\n") == ["\x1b[1mbold\x1b[0m"]
+
+
+def test_exits_are_described_in_words():
+    assert launch.describe_exit(1) == "exited with status 1"
+    assert launch.describe_exit(-9) == "was killed by SIGKILL"
+    assert launch.describe_exit(-15) == "was killed by SIGTERM"
+
+
+# --- The launcher on stand-in workers (seconds) -----------------------------------------
+
+
+def test_lines_are_prefixed_and_progress_bars_thinned(fake_worker):
+    status, out, err, _ = run_fake(fake_worker, ["progress", "ok"], progress_interval=60)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert re.search(r"^\[worker 0\] ready 0 127\.0\.0\.1:\d+$", out, re.M), out
+    assert re.search(r"^\[worker 1\] ready 1 127\.0\.0\.1:\d+$", out, re.M), out
+    # \b and colour codes are gone; of the \r updates only the first (then the interval
+    # hides the rest) and the final \n line are shown.
+    progress = [line for line in lines if line.startswith("[worker 0] ") and "/5" in line]
+    assert progress == ["[worker 0] 1/5 loss", "[worker 0] 5/5 loss"], out
+    assert "[worker 0] a warning" in err and "a warning" not in out
+    assert "[worker 0] no newline" in lines, out
+    assert "[launch] all 2 workers finished" in err
+
+
+def test_a_failed_worker_stops_the_others(fake_worker):
+    status, _, err, seconds = run_fake(fake_worker, ["sleep", "exit3", "sleep"])
+    assert status == launch.EXIT_WORKER_FAILED
+    pids = started_pids(err)
+    assert f"[launch] worker 1 (pid {pids[1]}) exited with status 3: stopping the other" in err
+    assert f"stopping worker 0 (pid {pids[0]}) with SIGTERM" in err
+    assert f"stopping worker 2 (pid {pids[2]}) with SIGTERM" in err
+    assert seconds < 20  # not the workers' 60 s
+    assert not any(alive(pid) for pid in pids.values())
+
+
+def test_timeout_stops_the_job_and_sigkill_follows_an_ignored_sigterm(fake_worker):
+    status, _, err, seconds = run_fake(
+        fake_worker, ["sleep", "stubborn"], timeout=1.5, grace_period=1.0
+    )
+    assert status == launch.EXIT_TIMEOUT
+    pids = started_pids(err)
+    assert "timed out after 1.5 s: stopping the workers" in err
+    assert f"worker 1 (pid {pids[1]}) still runs 1 s after SIGTERM: SIGKILL" in err
+    assert seconds < 20
+    assert not any(alive(pid) for pid in pids.values())
+
+
+def test_sigint_to_the_launcher_stops_every_worker(fake_worker):
+    script = (
+        "import sys; from keras_alexnet import launch; "
+        f"sys.exit(launch.launch(2, [], command=[sys.executable, {fake_worker!r}, 'sleep', "
+        "'sleep']))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    log = Log(process)
+    try:
+        log.wait_for(r"\[worker 1\] ready 1", timeout=120)
+        log.wait_for(r"\[worker 0\] ready 0", timeout=30)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 128 + signal.SIGINT
+        log.join()
+        text = log.text()
+        assert "[launch] received SIGINT: stopping the workers" in text
+        assert not any(alive(pid) for pid in started_pids(text).values())
+    finally:
+        log.end()
+
+
+# --- Real training workers (about a minute each on two busy cores) ----------------------
+
+
+def train_args(model_dir, root, *extra):
+    return [
+        f"--model_dir={model_dir}",
+        "--dataset=folder",
+        f"--data_dir={root}",
+        "--batch_size=8",
+        "--epochs=1",
+        "--stats_images=16",
+        "--init=paper",
+        "--learning_rate=0.001",
+        "--checkpoint_every=2",
+        *extra,
+    ]
+
+
+def start_launcher(args, workers=2, timeout=420):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keras_alexnet.launch",
+            f"--workers={workers}",
+            f"--timeout={timeout}",
+            "--grace_period=5",
+            "--",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, which the workers share
+    )
+    return Log(process)
+
+
+def run_launcher(args, timeout=420):
+    log = start_launcher(args, timeout=timeout)
+    try:
+        status = log.process.wait(timeout=timeout + 60)
+        log.join()
+    finally:
+        log.end()
+    return status, log.text()
+
+
+def weights_digests(text):
+    """{worker index: the "Weights sha256" it printed}."""
+    return {
+        int(i): digest
+        for i, digest in re.findall(r"^\[worker (\d+)\] Weights sha256 ([0-9a-f]{64})$", text, re.M)
+    }
+
+
+def test_two_workers_train_like_one_device(tmp_path, tiny_root):
+    extra = ("--max_steps=3", "--deterministic", "--dropout=0")
+    two_dir, one_dir = tmp_path / "two", tmp_path / "one"
+    status, text = run_launcher(train_args(two_dir, tiny_root, *extra))
+    assert status == 0, text[-6000:]
+    assert re.search(
+        r"^\[worker 0\] .*Done: step 3; checkpoint \S+/two/checkpoints/ckpt-3", text, re.M
+    )
+    assert re.search(r"^\[worker 1\] .*Done: step 3; checkpoint \S+/workers/worker_1/", text, re.M)
+    digests = weights_digests(text)
+    assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
+    # Only the chief's files stay in model_dir; worker 1 removed its own checkpoints.
+    assert not (two_dir / "workers" / "worker_1").exists()
+    assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-3")
+
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_alexnet.train",
+            "--strategy=one_device",
+            *train_args(one_dir, tiny_root, *extra),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert one.returncode == 0, one.stderr[-4000:]
+    two_model, _ = run_dir.restore_model(str(two_dir))
+    one_model, _ = run_dir.restore_model(str(one_dir))
+    # Each step's global batch holds the same 8 images in both runs (worker i takes the
+    # permutation's elements i, i+2, ... of the step's 8); the mean loss over them gives
+    # the same gradient, summed in another order: equal up to float rounding.
+    worst = 0.0
+    for a, b in zip(two_model.weights, one_model.weights):
+        a, b = a.numpy(), b.numpy()
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=a.shape)
+        worst = max(worst, float(np.max(np.abs(a - b))))
+    print(f"largest weight difference, two workers vs one device: {worst:.3g}")
+    del two_model, one_model
+    keras.utils.clear_session(free_memory=True)  # 2 x 61M weights; the next test needs RAM
+
+
+def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root):
+    model_dir = tmp_path / "run"
+    args = train_args(model_dir, tiny_root, "--max_steps=4")
+    log = start_launcher(args)
+    try:
+        pid = int(log.wait_for(r"started worker 1 \(pid (\d+)\)", timeout=120).group(1))
+        # Wait until the chief has finished writing ckpt-2 (the state file names it).
+        deadline = time.monotonic() + 400
+        while tf.train.latest_checkpoint(str(model_dir / "checkpoints")) is None:
+            assert log.process.poll() is None, log.tail()
+            assert time.monotonic() < deadline, f"no checkpoint within 400 s:\n{log.tail()}"
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        status = log.process.wait(timeout=120)
+        seconds = time.monotonic() - killed
+        log.join()
+        text = log.text()
+        assert status == launch.EXIT_WORKER_FAILED, text[-6000:]
+        assert f"[launch] worker 1 (pid {pid}) was killed by SIGKILL" in text
+        assert "Done:" not in text  # the job was stopped, it did not finish
+        assert seconds < 60, f"the launcher took {seconds:.1f} s to stop the job"
+        print(f"SIGKILL of worker 1 to launcher exit: {seconds:.2f} s")
+        assert not any(alive(p) for p in started_pids(text).values())
+    finally:
+        log.end()
+
+    status, text = run_launcher(args)
+    assert status == 0, text[-6000:]
+    match = re.search(
+        r"^\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch 1, step (\d+) of 6",
+        text,
+        re.M,
+    )
+    assert match and int(match.group(1)) == int(match.group(2)) >= 2, text[-6000:]
+    print(match.group(0))
+    assert re.search(r"^\[worker 0\] .*Done: step 4", text, re.M), text[-6000:]
+    digests = weights_digests(text)
+    assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
