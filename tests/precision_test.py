@@ -112,3 +112,14 @@ def test_jit_compile_is_refused_under_mirrored(tmp_path, tiny_root):
         )
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         train.resolve(tiny.train_config(tmp_path / "run", tiny_root, mixed_precision="float8"))
+
+
+def test_jit_compiled_step_matches_the_plain_step(float32_step):
+    weights, images, labels, loss32, new32 = float32_step
+    model = keras_alexnet.AlexNet(4, dropout=0.0)
+    model.set_weights(weights)
+    optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+    step = train.make_train_step(model, optimizer, len(labels), jit_compile=True)
+    assert float(step(images, labels)[0]) == pytest.approx(loss32, rel=1e-4)
+    for a, b in zip(model.trainable_weights, new32):
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-3, atol=1e-6)
