@@ -6,7 +6,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
 
 STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
@@ -70,16 +69,11 @@ def restore_model(model_dir, checkpoint=None, dtype_policy=None):
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINTS))
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
-    if "model_args" in run:
-        model = model_lib.AlexNet(**run["model_args"], dtype_policy=dtype_policy)
-    else:
-        stats = input_pipeline.Stats.load(os.path.join(model_dir, STATS_FILE))
-        model = model_lib.AlexNet(
-            run["num_classes"],
-            variant=run["variant"],
-            init=run["init"],
-            input_scale=input_scale_value(run["input_scale"], stats),
-            dtype_policy=dtype_policy,
+    if "model_args" not in run:
+        raise ValueError(
+            f"{RUN_FILE} in model_dir does not record the model's arguments (model_args). "
+            f"Received: model_dir={model_dir}"
         )
+    model = model_lib.AlexNet(**run["model_args"], dtype_policy=dtype_policy)
     tf.train.Checkpoint(state=tf.train.Checkpoint(model=model)).restore(checkpoint).expect_partial()
     return model, run
