@@ -71,9 +71,7 @@ def evaluate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
     run = run_dir.read_run(model_dir)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(
-        os.path.join(model_dir, run_dir.CHECKPOINTS)
-    )
+    checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
     if source is None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -48,6 +49,37 @@ def read_run(model_dir):
         return json.load(f)
 
 
+def latest_checkpoint(model_dir):
+    """The newest complete checkpoint in a run's model_dir, or None.
+
+    `tf.train.CheckpointManager` writes a checkpoint's files first and then names it in
+    the directory's state file; a run killed between the two leaves a good checkpoint that
+    `tf.train.latest_checkpoint` does not see. This reads the files themselves: the newest
+    ckpt-N whose index reads back (TensorFlow writes the index after the data).
+    """
+    directory = os.path.join(model_dir, CHECKPOINTS)
+    candidates = {}
+    named = tf.train.latest_checkpoint(directory)
+    if named:
+        candidates[named] = _checkpoint_number(named)
+    for index in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")):
+        prefix = index[: -len(".index")]
+        if _checkpoint_number(prefix) is not None:
+            candidates[prefix] = _checkpoint_number(prefix)
+    for prefix in sorted(candidates, key=lambda p: candidates[p] or -1, reverse=True):
+        try:
+            tf.train.list_variables(prefix)
+        except (tf.errors.OpError, ValueError):
+            continue  # cut short while being written
+        return prefix
+    return None
+
+
+def _checkpoint_number(prefix):
+    match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
+    return int(match.group(1)) if match else None
+
+
 def restore_model(model_dir, checkpoint=None, dtype_policy=None):
     """Rebuilds a trained model from a training run's checkpoint.
 
@@ -66,7 +98,7 @@ def restore_model(model_dir, checkpoint=None, dtype_policy=None):
         ValueError: no run or no checkpoint in model_dir.
     """
     run = read_run(model_dir)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINTS))
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
     if "model_args" not in run:

@@ -650,7 +650,7 @@ def train(config, *, strategy=None, source=None):
         os.path.join(write_dir, run_dir.CHECKPOINTS),
         max_to_keep=config.keep_checkpoints,
     )
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, run_dir.CHECKPOINTS))
+    latest = run_dir.latest_checkpoint(model_dir)
     if latest:
         status = tf.train.Checkpoint(state=state).restore(latest)
         status.assert_existing_objects_matched().expect_partial()  # the loss scale: below
@@ -996,7 +996,7 @@ def main(argv):
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
         # A collective operation failed: another worker is gone. TensorFlow's shutdown may
         # wait on the lost peer, so leave at once; rerunning the job resumes it.
-        latest = tf.train.latest_checkpoint(os.path.join(FLAGS.model_dir, run_dir.CHECKPOINTS))
+        latest = run_dir.latest_checkpoint(FLAGS.model_dir)
         print(
             f"error: lost contact with another worker ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[0]}). Rerun the job to resume from {latest}.",

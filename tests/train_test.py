@@ -124,6 +124,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
     assert all(np.isfinite(v.numpy()).all() for v in model.weights)
 
 
+def test_resume_finds_checkpoints_the_state_file_does_not_name(tmp_path, tiny_root, capsys):
+    # A run killed after writing a checkpoint's files but before naming it in the state
+    # file: the resumed run must take that checkpoint, not start over on top of it.
+    model_dir = tmp_path / "run"
+    cfg = tiny.train_config(model_dir, tiny_root, checkpoint_every=1, log_every=100)
+    train.train(dataclass_replace(cfg, max_steps=2))
+    directory = model_dir / "checkpoints"
+    os.remove(directory / "checkpoint")
+    assert tf.train.latest_checkpoint(str(directory)) is None
+    assert run_dir.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
+    # An index cut short while being written is passed over for the one before.
+    with open(directory / "ckpt-2.index", "r+b") as f:
+        f.truncate(10)
+    assert run_dir.latest_checkpoint(str(model_dir)).endswith("ckpt-1")
+    capsys.readouterr()
+    result = train.train(dataclass_replace(cfg, max_steps=3))
+    assert re.search(r"Resuming from \S+ckpt-1: epoch 1, step 1 of 6", capsys.readouterr().out)
+    assert result["step"] == 3
+
+
 def dataclass_replace(cfg, **changes):
     import dataclasses
 
