@@ -14,6 +14,7 @@ import time
 from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import model as model_lib
 from keras_alexnet import train as train_lib
 
@@ -162,5 +163,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

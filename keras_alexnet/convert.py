@@ -36,6 +36,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_alexnet import cli
 from keras_alexnet import model as model_lib
 
 # Caffe's ImageNet mean pixel in BGR order: the mean over rows and columns of
@@ -795,5 +796,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

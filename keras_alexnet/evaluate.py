@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import input_pipeline
 from keras_alexnet import metrics
 from keras_alexnet import model as model_lib
@@ -203,5 +204,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
 from keras_alexnet import run_dir
@@ -196,5 +197,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

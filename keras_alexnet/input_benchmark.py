@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import input_pipeline
 from keras_alexnet import shapes_dataset
 
@@ -188,4 +188,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -733,7 +733,7 @@ def tfds_source(name, data_dir, manual_dir=None):
                 "Preparing a TFDS dataset needs the package importlib_resources "
                 "(pip install importlib_resources)."
             ) from e
-        logging.info("Preparing %s from %s into %s", name, manual_dir, data_dir)
+        print(f"Preparing {name} from {manual_dir} into {data_dir}", flush=True)
         os.makedirs(data_dir, exist_ok=True)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(

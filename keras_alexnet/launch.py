@@ -32,8 +32,9 @@ import sys
 import threading
 import time
 
-from absl import app
 from absl import flags
+
+from keras_alexnet import cli
 
 LOCALHOST = "127.0.0.1"
 TRAIN_MODULE = "keras_alexnet.train"
@@ -486,5 +487,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import export as export_lib
 
 
@@ -88,5 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

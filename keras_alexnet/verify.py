@@ -17,9 +17,9 @@ import math
 import sys
 
 import keras
-from absl import app
 from absl import flags
 
+from keras_alexnet import cli
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
@@ -439,5 +439,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
