@@ -4,9 +4,10 @@ Writes `OUTPUT_DIR/<name>/<version>/`, the layout TensorFlow Serving watches, wi
 numeric version each time (an existing version is never touched):
 
     saved_model.pb, variables/   the SavedModel, with two signatures:
-        serving_default  images: tf.string [batch] of JPEG or PNG bytes -> probabilities
-                         [batch, classes], top5_indices [batch, 5], top5_labels [batch, 5];
-                         decoding and the evaluation preprocessing run inside the graph.
+        serving_default  images: tf.string [batch] of image files (JPEG, PNG, BMP, GIF,
+                         WebP) -> probabilities [batch, classes], top5_indices
+                         [batch, 5], top5_labels [batch, 5]; decoding and the
+                         evaluation preprocessing run inside the graph.
         predict_pixels   pixels: float32 [batch, 227, 227, 3], already preprocessed (the
                          training mean subtracted) -> the same outputs.
     model.keras          the Keras model (preprocessed pixels in, probabilities out), for

@@ -57,7 +57,7 @@ IMAGENET_PCA = PCA(
 
 SPLITS = ("train", "validation")
 ON_BAD_IMAGE = ("skip", "fail")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
@@ -80,7 +80,8 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     reads) is decoded whole and cropped.
 
     Args:
-      encoded: scalar string tensor, the bytes of a JPEG or PNG file.
+      encoded: scalar string tensor, the bytes of a JPEG, PNG, BMP, GIF (its first frame)
+        or WebP file.
       size: side of the output square.
 
     Returns:
@@ -252,7 +253,7 @@ def preprocess_for_train(encoded, stats, seed, crop=CROP_SIZE):
     """bytes -> one augmented training patch: decode, mean, random crop and flip, PCA noise.
 
     Args:
-      encoded: scalar string tensor, a JPEG or PNG file's bytes.
+      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
       stats: `Stats` of the training set.
       seed: int tensor [2], e.g. from `example_seed`.
       crop: side of the patch.
@@ -271,7 +272,7 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
     """bytes -> the evaluation patch(es); also usable inside a SavedModel serving function.
 
     Args:
-      encoded: scalar string tensor, a JPEG or PNG file's bytes.
+      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
       stats: `Stats` of the training set.
       crops: "center" for one central patch, "ten" for the paper's ten patches.
       crop: side of the patch.
@@ -440,12 +441,41 @@ def _jpeg_problem(f, size):
     return None
 
 
+def _bmp_problem(f, head, size):
+    """TensorFlow reads uncompressed 8, 24 and 32-bit BMPs whose size is exactly header +
+    rows (a single byte more or less is refused). It reads 8-bit values as grey levels,
+    ignoring the palette: only a grey palette gives the right colours."""
+    if len(head) < 34:
+        return "truncated BMP (no header)"
+    offset = int.from_bytes(head[10:14], "little")
+    header_end = 14 + int.from_bytes(head[14:18], "little")
+    width = int.from_bytes(head[18:22], "little", signed=True)
+    height = int.from_bytes(head[22:26], "little", signed=True)
+    bits = int.from_bytes(head[28:30], "little")
+    if bits not in (8, 24, 32) or width <= 0 or height == 0:
+        return f"BMP that TensorFlow cannot read ({bits}-bit, {width}x{height})"
+    expected = offset + (bits * width + 31) // 32 * 4 * abs(height)
+    if size != expected:
+        return f"corrupt BMP ({size} bytes where its header implies {expected})"
+    if bits == 8:
+        f.seek(header_end)
+        palette = np.frombuffer(f.read(max(offset - header_end, 0)), np.uint8)
+        palette = palette[: palette.size // 4 * 4].reshape(-1, 4)[:, :3]
+        grey = np.repeat(np.arange(len(palette), dtype=np.uint8)[:, None], 3, axis=1)
+        if len(palette) > 256 or not np.array_equal(palette, grey):
+            return "8-bit BMP with a colour palette (TensorFlow reads it as grey levels)"
+    return None
+
+
 def image_file_problem(path):
     """A cheap check of one image file: what is wrong with it, or None.
 
-    JPEG: start marker, well-formed segments up to the image data, end-of-image marker (FFD9)
-    in the last KB. PNG: signature, IHDR first, IEND at the end. Anything else is "not an
-    image". Corrupt entropy-coded data inside an otherwise well-formed JPEG is not found.
+    The format is read from the file's first bytes, not its name. JPEG: start marker,
+    well-formed segments up to the image data, end-of-image marker (FFD9) in the last KB.
+    PNG: signature, IHDR first, IEND at the end. BMP: a bit depth TensorFlow reads, the
+    size its header implies, no colour palette. GIF: the trailer byte at the end. WebP:
+    the file at least as long as its RIFF size. Anything else is "not an image". Corrupt
+    compressed data inside an otherwise well-formed file is not found.
 
     Args:
       path: file path.
@@ -458,7 +488,7 @@ def image_file_problem(path):
         if size == 0:
             return "empty file"
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(64)
             if head.startswith(b"\xff\xd8"):
                 return _jpeg_problem(f, size)
             if head.startswith(_PNG_SIGNATURE):
@@ -466,9 +496,17 @@ def image_file_problem(path):
                     return "corrupt PNG (no IHDR chunk)"
                 f.seek(max(size - 64, 0))
                 return None if b"IEND" in f.read() else "truncated PNG (no IEND chunk)"
+            if head.startswith(b"BM"):
+                return _bmp_problem(f, head, size)
+            if head.startswith((b"GIF87a", b"GIF89a")):
+                f.seek(max(size - 16, 0))
+                return None if b";" in f.read() else "truncated GIF (no trailer)"
+            if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+                declared = int.from_bytes(head[4:8], "little") + 8
+                return None if size >= declared else "truncated WebP (shorter than its header)"
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
-    return "not a JPEG or PNG image"
+    return "not a JPEG, PNG, BMP, GIF or WebP image"
 
 
 def check_bad_files(bad_files, on_bad_image):
@@ -530,7 +568,10 @@ def _list_split(split_dir, class_names, allow_unknown_classes):
 
 
 def folder_source(data_dir, *, on_bad_image="skip", num_threads=32):
-    """An image folder: DIR/train/<class>/*.jpg|jpeg|png and DIR/validation/<class>/...
+    """An image folder: DIR/train/<class>/*.jpg and DIR/validation/<class>/...
+
+    Images may be JPEG, PNG, BMP, GIF (the first frame is used) or WebP, named .jpg, .jpeg,
+    .png, .bmp, .gif or .webp in any case; the format is read from the bytes.
 
     Classes are the sorted subfolder names of train/. Every file is checked with
     `image_file_problem` (in a thread pool); bad files, empty class folders and stray entries
@@ -577,7 +618,9 @@ def folder_source(data_dir, *, on_bad_image="skip", num_threads=32):
         listed["validation"] = ([], [], [])
     all_candidates = listed["train"][0] + listed["validation"][0]
     if not all_candidates:
-        raise ValueError(f"No .jpg/.jpeg/.png files under {data_dir}. Received: {data_dir}")
+        raise ValueError(
+            f"No {'/'.join(IMAGE_EXTENSIONS)} files under {data_dir}. Received: {data_dir}"
+        )
 
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
         problems = dict(zip(all_candidates, pool.map(image_file_problem, all_candidates)))

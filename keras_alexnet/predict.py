@@ -80,7 +80,10 @@ def main(argv):
     for path, result, error in predict_files(model.signatures["serving_default"], paths):
         if error:
             failed += 1
-            print(f"error: {path}: not a readable JPEG or PNG image ({error})", file=sys.stderr)
+            print(
+                f"error: {path}: not a readable JPEG, PNG, BMP, GIF or WebP image ({error})",
+                file=sys.stderr,
+            )
             continue
         print(path)
         for label, prob in result:

@@ -904,9 +904,18 @@ def define_flags():
         list(model_lib.VARIANTS),
         "Network variant (default: paper, or init_from's).",
     )
-    flags.DEFINE_integer("epochs", None, "Epochs (default: 90 for the paper, 6 for the demo).")
-    flags.DEFINE_integer("batch_size", None, "GLOBAL batch over all replicas (paper: 128).")
-    flags.DEFINE_float("learning_rate", None, "Initial learning rate (paper: 0.01).")
+    paper_, demo = PAPER_RECIPE, DEMO_RECIPE
+    flags.DEFINE_integer("epochs", None, f"Epochs (paper: {paper_.epochs}, demo: {demo.epochs}).")
+    flags.DEFINE_integer(
+        "batch_size",
+        None,
+        f"GLOBAL batch over all replicas (paper: {paper_.batch_size}, demo: {demo.batch_size}).",
+    )
+    flags.DEFINE_float(
+        "learning_rate",
+        None,
+        f"Initial learning rate (paper: {paper_.learning_rate:g}, demo: {demo.learning_rate:g}).",
+    )
     flags.DEFINE_enum("optimizer", None, list(OPTIMIZERS), "sgd (the paper's) or adam (demo).")
     flags.DEFINE_float("momentum", None, "SGD momentum (paper: 0.9).")
     flags.DEFINE_float("weight_decay", None, "The paper's coupled weight decay (5e-4).")

@@ -233,7 +233,7 @@ def test_predict_reports_bad_images_and_goes_on(exported, trained, tmp_path):
     bad.write_text("not an image")
     result = run_module("predict", f"--model={out / 'tiny'}", str(bad), good)
     assert result.returncode == 1
-    assert f"error: {bad}: not a readable JPEG or PNG image" in result.stderr
+    assert f"error: {bad}: not a readable JPEG, PNG, BMP, GIF or WebP image" in result.stderr
     assert "Unknown image file format" in result.stderr
     assert f"Model {second}" in result.stdout
     assert good in result.stdout and "%" in result.stdout

@@ -431,7 +431,7 @@ def test_bad_files_are_found_skipped_or_fatal(tmp_path):
     assert set(reasons) == {"corrupt.jpg", "truncated.jpg", "text.jpg", "c_empty", "cut.png"}
     assert "corrupt JPEG" in reasons["corrupt.jpg"]
     assert "truncated JPEG" in reasons["truncated.jpg"]
-    assert "not a JPEG or PNG" in reasons["text.jpg"]
+    assert "not a JPEG, PNG, BMP, GIF or WebP" in reasons["text.jpg"]
     assert "empty class folder" in reasons["c_empty"]
     assert source.class_names == ("a", "b", "c_empty")
     assert source.num_train == 7 and source.num_validation == 2
@@ -450,6 +450,79 @@ def test_image_file_problem_accepts_good_files(tmp_path):
     assert ip.image_file_problem(str(tmp_path / "a.JPEG")) is None
     assert ip.image_file_problem(str(tmp_path / "b.png")) is None
     assert ip.image_file_problem(str(tmp_path / "empty.jpg")) == "empty file"
+
+
+# Other formats users' folders hold, written by Pillow (an independent encoder and decoder).
+OTHER_FORMATS = [
+    ("BMP", "RGB", {}),
+    ("BMP", "RGBA", {}),
+    ("BMP", "L", {}),
+    ("GIF", "P", {}),
+    ("WEBP", "RGB", {"lossless": True}),
+    ("PNG", "LA", {}),
+]
+
+
+def pillow_bytes(fmt, mode, seed=0, size=64, **kwargs):
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, mode, kwargs", OTHER_FORMATS)
+def test_other_formats_are_accepted_and_decode_as_pillow_does(tmp_path, fmt, mode, kwargs):
+    from PIL import Image
+
+    data = pillow_bytes(fmt, mode, **kwargs)
+    path = tmp_path / f"image.{fmt.upper()}"  # names in upper case too
+    path.write_bytes(data)
+    assert ip.image_file_problem(str(path)) is None
+    # A 64x64 image at size 64: no crop, no resize, so the pixels are the decoded ones.
+    decoded = ip.decode_and_center_crop(tf.constant(data), 64).numpy()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_other_formats_that_would_fail_are_found(tmp_path):
+    bmp = pillow_bytes("BMP", "RGB")
+    gif = pillow_bytes("GIF", "P")
+    webp = pillow_bytes("WEBP", "RGB", lossless=True)
+    cases = {
+        "cut.bmp": (bmp[:-1], "corrupt BMP"),
+        "long.bmp": (bmp + bytes(3), "corrupt BMP"),
+        "palette.bmp": (pillow_bytes("BMP", "P"), "colour palette"),
+        "one_bit.bmp": (pillow_bytes("BMP", "1"), "cannot read (1-bit"),
+        "cut.gif": (gif[: len(gif) // 2], "truncated GIF"),
+        "cut.webp": (webp[: len(webp) // 2], "truncated WebP"),
+        "webp_is_text.webp": (b"RIFF....WEBX", "not a JPEG, PNG, BMP, GIF or WebP"),
+    }
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        problem = ip.image_file_problem(str(tmp_path / name))
+        assert problem is not None and reason in problem, (name, problem)
+        # What the check refuses, TensorFlow would fail on or decode in the wrong colours.
+        if name != "palette.bmp":
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                ip.decode_and_center_crop(tf.constant(data), 64)
+
+
+def test_folder_source_reads_every_format(tmp_path, stats):
+    root = tmp_path / "mixed"
+    make_folder(root, classes=("a", "b"), train_per_class=2, val_per_class=1)
+    for i, (fmt, mode, kwargs) in enumerate(OTHER_FORMATS):
+        (root / "train" / "b" / f"other{i}.{fmt.lower()}").write_bytes(
+            pillow_bytes(fmt, mode, seed=i, **kwargs)
+        )
+    source = ip.folder_source(root, on_bad_image="fail")
+    assert source.num_train == 2 * 2 + 1 + len(OTHER_FORMATS)
+    batches = ip.train_dataset(
+        source, global_batch_size=source.num_train, stats=stats, seed=0, epoch=0
+    )
+    images, _ = next(iter(batches))
+    assert images.shape == (source.num_train, 227, 227, 3)
 
 
 # ---------------------------------------------------------------------------------------------
