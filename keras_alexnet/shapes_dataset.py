@@ -222,6 +222,9 @@ def ensure_shapes_dataset(
             f"Received: root={root}"
         )
 
+    total = len(expected["class_names"]) * (train_per_class + val_per_class)
+    # Keras' get_file announces a download the same way: this is the one slow first call.
+    print(f"Writing the built-in image set ({total} JPEG files, once) to {root}", flush=True)
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".partial-", dir=parent)

@@ -23,5 +23,5 @@ exec python -m keras_alexnet.train \
   --model_dir="$model_dir" --strategy="$strategy" \
   --variant=paper --init=paper --input_scale=1 \
   --batch_size=128 --epochs=90 --learning_rate=0.01 --momentum=0.9 --weight_decay=5e-4 \
-  --dropout=0.5 --lr_patience=5 --lr_max_reductions=3 \
+  --dropout=0.5 --lr_schedule=plateau --lr_patience=5 --lr_max_reductions=3 \
   --checkpoint_every=1000 "$@"

@@ -32,9 +32,11 @@ def test_class_names_are_readable_and_mix_colour_and_shape():
         shapes_dataset.class_names(25)
 
 
-def test_written_once_with_the_requested_counts(tmp_path):
+def test_written_once_with_the_requested_counts(tmp_path, capsys):
     root = shapes_dataset.ensure_shapes_dataset(tmp_path / "shapes", **SMALL)
     assert root == str(tmp_path / "shapes")
+    # The slow first call says what it writes, and where; the later ones say nothing.
+    assert f"(20 JPEG files, once) to {root}" in capsys.readouterr().out
     names = shapes_dataset.class_names(4)
     for split, per_class in (("train", 3), ("validation", 2)):
         assert sorted(os.listdir(os.path.join(root, split))) == sorted(names)
@@ -45,6 +47,7 @@ def test_written_once_with_the_requested_counts(tmp_path):
     assert json.load(open(marker))["class_names"] == names
     before = {f: os.stat(f).st_mtime_ns for f in all_files(root)}
     assert shapes_dataset.ensure_shapes_dataset(root, **SMALL) == root
+    assert "Writing" not in capsys.readouterr().out
     assert {f: os.stat(f).st_mtime_ns for f in all_files(root)} == before
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
 

@@ -39,6 +39,7 @@ def run_cli(*args, timeout=600):
         (dict(dropout=1.5), "dropout"),
         (dict(variant="vgg"), "variant must be one of"),
         (dict(init="xavier"), "init must be one of"),
+        (dict(lr_schedule="step"), "lr_schedule must be one of"),
         (dict(on_bad_image="ignore"), "on_bad_image"),
         (dict(profile_steps=(5, 2)), "profile_steps"),
         (dict(dataset="folder", data_dir=None), "data_dir must name the image folder"),
@@ -60,6 +61,7 @@ def test_defaults_follow_the_dataset(tmp_path):
         0.9,
     )
     assert (paper.weight_decay, paper.dropout, paper.init) == (5e-4, 0.5, "paper")
+    assert paper.lr_schedule == "plateau"  # the paper's rule; the demo decays by cosine
     demo = train.resolve(train.TrainConfig(model_dir="m"))
     assert demo.dataset == "shapes" and demo == train.resolve(demo)
     assert (demo.batch_size, demo.epochs, demo.init) == (
@@ -67,6 +69,7 @@ def test_defaults_follow_the_dataset(tmp_path):
         train.DEMO_RECIPE.epochs,
         train.DEMO_RECIPE.init,
     )
+    assert demo.lr_schedule == "cosine"
     # A flag the user gave wins over the recipe.
     assert train.resolve(train.TrainConfig(model_dir="m", batch_size=64)).batch_size == 64
 
@@ -142,6 +145,37 @@ def test_resume_finds_checkpoints_the_state_file_does_not_name(tmp_path, tiny_ro
     result = train.train(dataclass_replace(cfg, max_steps=3))
     assert re.search(r"Resuming from \S+ckpt-1: epoch 1, step 1 of 6", capsys.readouterr().out)
     assert result["step"] == 3
+
+
+def logged_scalars(log_dir, tag):
+    """{step: value} of a scalar in the TensorBoard event files of log_dir."""
+    values = {}
+    for path in glob.glob(str(log_dir / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_cosine_schedule_follows_the_step_across_a_resume(tmp_path, tiny_root):
+    model_dir = tmp_path / "run"
+    base = 0.002
+    cfg = tiny.train_config(
+        model_dir, tiny_root, epochs=2, learning_rate=base, lr_schedule="cosine", log_every=1
+    )
+    first = train.train(dataclass_replace(cfg, max_steps=4))
+    assert first["step"] == 4
+    second = train.train(cfg)
+    assert second["step"] == 12  # 2 epochs of 6 steps
+    # Step s (1-based) runs at base * (1 + cos(pi * (s - 1) / 12)) / 2, whether the run was
+    # interrupted or not, and the plateau rule lowers nothing.
+    logged = logged_scalars(model_dir / "train", "learning_rate")
+    assert sorted(logged) == list(range(1, 13))
+    steps = np.arange(1, 13)
+    expected = base * (1 + np.cos(np.pi * (steps - 1) / 12)) / 2
+    np.testing.assert_allclose([logged[s] for s in steps], expected, rtol=1e-6)
+    assert second["learning_rate"] == pytest.approx(expected[-1], rel=1e-6)
 
 
 def dataclass_replace(cfg, **changes):
