@@ -23,6 +23,7 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -1071,6 +1072,47 @@ def train_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 
 
+def undecodable_in_step(source, *, seed, epoch, step, global_batch_size):
+    """The examples of one training step that do not decode, and why.
+
+    The scan before training (`image_file_problem`) reads only a file's structure; damage
+    inside the compressed data shows only when TensorFlow decodes it, as an error that does
+    not say which file it was. The order of an epoch is a function of (seed, epoch), so the
+    step that failed names its examples: positions step * global_batch_size onwards of the
+    epoch's order, whatever the number of input pipelines (each takes every n-th of them).
+    They are decoded one by one, eagerly: call this only after a step failed.
+
+    Args:
+      source: the `Source` of `train_dataset`.
+      seed, epoch: as given to `train_dataset`.
+      step: the failed step, counted from the start of `epoch`.
+      global_batch_size: as given to `train_dataset`.
+
+    Returns:
+      A list of (name, reason): name is the file path for folders, and "example N of epoch
+      E's order" for TFDS datasets.
+    """
+    first = step * global_batch_size
+    refs = source.examples("train", order=(seed, epoch)).skip(first).take(global_batch_size)
+    bad = []
+    for position, (ref, _) in enumerate(refs.as_numpy_iterator(), start=first):
+        try:
+            decode_and_center_crop(source.load(ref))
+        except tf.errors.InvalidArgumentError as error:
+            if source.kind == "folder":
+                name = ref.decode()
+            else:
+                name = f"example {position} of epoch {epoch}'s order"
+            bad.append((name, _op_error_summary(error.message)))
+    return bad
+
+
+def _op_error_summary(message):
+    """An eager op error's message without its function and op decorations."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    return re.sub(r"\s*\[Op:.*", "", message, flags=re.S).strip()
+
+
 def eval_dataset(
     source, *, batch_size, stats, split="validation", crops="center", input_context=None
 ):
@@ -1131,4 +1173,5 @@ __all__ = [
     "ten_crop",
     "tfds_source",
     "train_dataset",
+    "undecodable_in_step",
 ]

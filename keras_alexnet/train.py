@@ -761,7 +761,26 @@ def train(config, *, strategy=None, source=None):
                 optimizer.learning_rate.assign(
                     cosine_learning_rate(config.learning_rate, global_step - 1, total_steps)
                 )
-            images, labels = next(iterator)
+            try:
+                images, labels = next(iterator)
+            except tf.errors.InvalidArgumentError as error:
+                bad_images = input_pipeline.undecodable_in_step(
+                    source,
+                    seed=config.seed,
+                    epoch=epoch,
+                    step=int(step_in_epoch),
+                    global_batch_size=config.batch_size,
+                )
+                if not bad_images:
+                    raise
+                raise ValueError(
+                    f"{len(bad_images)} training image(s) of step {global_step} do not decode "
+                    "(the scan before training reads only the files' structure): "
+                    + "; ".join(f"{name}: {reason}" for name, reason in bad_images[:5])
+                    + ". Remove or replace them and rerun the same command; it resumes from "
+                    f"{manager.latest_checkpoint or 'the start'} (with other files, the input "
+                    "order differs from the interrupted run's)."
+                ) from error
             loss, top1, top5 = (float(x) for x in distributed_step(images, labels))
             if not math.isfinite(loss):
                 raise FloatingPointError(

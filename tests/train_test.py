@@ -3,6 +3,7 @@
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet import input_pipeline
 from keras_alexnet import run_dir
 from keras_alexnet import shapes_dataset
 from keras_alexnet import train
@@ -145,6 +147,32 @@ def test_resume_finds_checkpoints_the_state_file_does_not_name(tmp_path, tiny_ro
     result = train.train(dataclass_replace(cfg, max_steps=3))
     assert re.search(r"Resuming from \S+ckpt-1: epoch 1, step 1 of 6", capsys.readouterr().out)
     assert result["step"] == 3
+
+
+def test_an_image_that_fails_to_decode_is_named(tmp_path, tiny_root):
+    # A PNG whose structure is whole (IHDR first, IEND last) but whose pixel data is
+    # damaged: the scan before training passes it, TensorFlow's decoder does not.
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    png = bytearray(tf.io.encode_png(np.full((48, 64, 3), 128, np.uint8)).numpy())
+    start = png.index(b"IDAT") + 8
+    png[start : start + 40] = bytes(range(40))
+    class_dir = sorted((root / "train").iterdir())[0]
+    (class_dir / "damaged.png").write_bytes(bytes(png))
+    assert input_pipeline.image_file_problem(str(class_dir / "damaged.png")) is None
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        input_pipeline.decode_and_center_crop(tf.constant(bytes(png)))
+    model_dir = tmp_path / "run"
+    cfg = tiny.train_config(model_dir, str(root), checkpoint_every=1, log_every=100)
+    with pytest.raises(ValueError) as raised:
+        train.train(cfg)
+    message = str(raised.value)
+    assert re.search(r"1 training image\(s\) of step (\d+) do not decode", message), message
+    assert f"{class_dir / 'damaged.png'}: " in message and "PNG" in message
+    step = int(re.search(r"of step (\d+)", message).group(1))
+    # The steps before the damaged one were kept, and the message names their checkpoint.
+    if step > 1:
+        assert f"resumes from {model_dir / 'checkpoints' / f'ckpt-{step - 1}'}" in message
 
 
 def logged_scalars(log_dir, tag):
