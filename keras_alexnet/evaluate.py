@@ -115,7 +115,16 @@ def evaluate(
             input_context=ctx,
         )
     )
-    result = metrics.evaluate_dataset(model, data, strategy=strategy, crops=crops)
+    try:
+        result = metrics.evaluate_dataset(model, data, strategy=strategy, crops=crops)
+    except tf.errors.InvalidArgumentError as error:
+        bad = input_pipeline.undecodable(source, split)
+        if not bad:
+            raise
+        raise ValueError(
+            f"{len(bad)} {split} image(s) do not decode (the scan before evaluating reads "
+            f"only the files' structure): {input_pipeline.describe_failures(bad)}"
+        ) from error
     step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else 0
     report = dict(
         top1_error=result["top1_error"],

@@ -1094,15 +1094,58 @@ def undecodable_in_step(source, *, seed, epoch, step, global_batch_size):
     """
     first = step * global_batch_size
     refs = source.examples("train", order=(seed, epoch)).skip(first).take(global_batch_size)
+    return _decode_failures(
+        source,
+        enumerate(refs.as_numpy_iterator(), start=first),
+        f"epoch {epoch}'s order",
+    )
+
+
+def undecodable(source, split):
+    """Every example of a split that does not decode, and why (after a failed evaluation).
+
+    Args:
+      source: a `Source`.
+      split: "train" or "validation".
+
+    Returns:
+      A list of (name, reason), as `undecodable_in_step`.
+    """
+    examples = source.examples(split).enumerate()
+
+    def decode(index, example):
+        # A value of the pixels (not of the static shape), so the decode is not optimised away.
+        return index, tf.reduce_max(decode_and_center_crop(source.load(example[0])))
+
+    # Decoded in parallel, the failures dropped; only those are decoded again, for a reason.
+    decoded = examples.map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
+    ).ignore_errors()
+    good = {int(index) for index, _ in decoded.as_numpy_iterator()}
+    failed = (
+        (int(index), example)
+        for index, example in examples.as_numpy_iterator()
+        if int(index) not in good
+    )
+    return _decode_failures(source, failed, f"the {split} split")
+
+
+def describe_failures(bad, limit=5):
+    """One line for a list of (name, reason): the first `limit` of them."""
+    text = "; ".join(f"{name}: {reason}" for name, reason in bad[:limit])
+    return text + (f"; and {len(bad) - limit} more" if len(bad) > limit else "")
+
+
+def _decode_failures(source, positioned_examples, order_name):
     bad = []
-    for position, (ref, _) in enumerate(refs.as_numpy_iterator(), start=first):
+    for position, (ref, _) in positioned_examples:
         try:
             decode_and_center_crop(source.load(ref))
         except tf.errors.InvalidArgumentError as error:
             if source.kind == "folder":
                 name = ref.decode()
             else:
-                name = f"example {position} of epoch {epoch}'s order"
+                name = f"example {position} of {order_name}"
             bad.append((name, _op_error_summary(error.message)))
     return bad
 
@@ -1158,6 +1201,7 @@ __all__ = [
     "compute_stats",
     "dataset_options",
     "decode_and_center_crop",
+    "describe_failures",
     "epoch_permutation",
     "eval_dataset",
     "example_seed",
@@ -1173,5 +1217,6 @@ __all__ = [
     "ten_crop",
     "tfds_source",
     "train_dataset",
+    "undecodable",
     "undecodable_in_step",
 ]

@@ -776,7 +776,7 @@ def train(config, *, strategy=None, source=None):
                 raise ValueError(
                     f"{len(bad_images)} training image(s) of step {global_step} do not decode "
                     "(the scan before training reads only the files' structure): "
-                    + "; ".join(f"{name}: {reason}" for name, reason in bad_images[:5])
+                    + input_pipeline.describe_failures(bad_images)
                     + ". Remove or replace them and rerun the same command; it resumes from "
                     f"{manager.latest_checkpoint or 'the start'} (with other files, the input "
                     "order differs from the interrupted run's)."
@@ -836,7 +836,19 @@ def train(config, *, strategy=None, source=None):
         # The epoch is complete: validate, adjust the learning rate, checkpoint.
         global_step = int(step_var)
         if validation is not None:
-            val = metrics.evaluate_dataset(model, validation, strategy=strategy)
+            try:
+                val = metrics.evaluate_dataset(model, validation, strategy=strategy)
+            except tf.errors.InvalidArgumentError as error:
+                bad_images = input_pipeline.undecodable(source, "validation")
+                if not bad_images:
+                    raise
+                raise ValueError(
+                    f"{len(bad_images)} validation image(s) do not decode (the scan before "
+                    "training reads only the files' structure): "
+                    + input_pipeline.describe_failures(bad_images)
+                    + ". Remove or replace them and rerun the same command; it resumes from "
+                    f"{manager.latest_checkpoint or 'the start'}."
+                ) from error
             result["validation"] = val
             writer.scalars(
                 "validation",

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_alexnet import evaluate
@@ -109,6 +111,18 @@ def test_evaluate_cli_prints_a_table_and_writes_json(trained, tmp_path):
     assert "top-1 error" in result.stdout and "40.7%" in result.stdout
     report = json.loads(out.read_text())
     assert report["images"] == 18 and 0 <= report["top1_error"] <= 1
+    assert f"{report['top1_error']:.2%}" in result.stdout  # the table and the JSON agree
+
+
+def test_an_image_that_fails_to_decode_is_named(trained, tmp_path):
+    model_dir, root = trained
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    damaged = sorted((copy / "validation").iterdir())[-1] / "damaged.png"
+    damaged.write_bytes(tiny.damaged_png())
+    with pytest.raises(ValueError, match="1 validation image\\(s\\) do not decode") as raised:
+        evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+    assert f"{damaged}: " in str(raised.value)
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 from keras_alexnet import input_pipeline as ip
 
@@ -450,6 +451,39 @@ def test_image_file_problem_accepts_good_files(tmp_path):
     assert ip.image_file_problem(str(tmp_path / "a.JPEG")) is None
     assert ip.image_file_problem(str(tmp_path / "b.png")) is None
     assert ip.image_file_problem(str(tmp_path / "empty.jpg")) == "empty file"
+
+
+@pytest.mark.parametrize("pipelines", [1, 2])
+def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stats, pipelines):
+    root = make_folder(tmp_path / "f", classes=("a", "b"), train_per_class=6, val_per_class=1)
+    damaged = tmp_path / "f" / "train" / "b" / "damaged.png"
+    damaged.write_bytes(tiny.damaged_png())
+    source = ip.folder_source(root)
+    assert source.num_train == 14  # 7 steps of 2: no example is dropped
+    # Which step fails, found by running the real pipelines (each its share of the batch).
+    failed = set()
+    for pipeline_id in range(pipelines):
+        context = tf.distribute.InputContext(pipelines, pipeline_id, pipelines)
+        batches = iter(
+            ip.train_dataset(
+                source, global_batch_size=2, stats=stats, seed=3, epoch=1, input_context=context
+            )
+        )
+        for step in range(7):
+            try:
+                next(batches)
+            except tf.errors.InvalidArgumentError:
+                failed.add(step)
+                break
+    assert len(failed) == 1
+    for step in range(7):
+        bad = ip.undecodable_in_step(source, seed=3, epoch=1, step=step, global_batch_size=2)
+        if step in failed:
+            assert [name for name, _ in bad] == [str(damaged)]
+            assert "PNG" in bad[0][1] and "function_node" not in bad[0][1]
+        else:
+            assert bad == []
+    assert [name for name, _ in ip.undecodable(source, "train")] == [str(damaged)]
 
 
 # Other formats users' folders hold, written by Pillow (an independent encoder and decoder).

@@ -2,6 +2,9 @@
 
 import dataclasses
 
+import numpy as np
+import tensorflow as tf
+
 from keras_alexnet import train
 
 # 4 classes of 12 training and 4 validation images: 6 steps an epoch at batch 8.
@@ -22,3 +25,12 @@ def train_config(model_dir, root, **overrides):
         verbose=False,
     )
     return dataclasses.replace(base, **overrides)
+
+
+def damaged_png():
+    """A PNG whose structure is whole (IHDR first, IEND last) but whose pixel data is
+    damaged: the scan before training passes it, TensorFlow's decoder does not."""
+    png = bytearray(tf.io.encode_png(np.full((48, 64, 3), 128, np.uint8)).numpy())
+    start = png.index(b"IDAT") + 8
+    png[start : start + 40] = bytes(range(40))
+    return bytes(png)

@@ -149,27 +149,31 @@ def test_resume_finds_checkpoints_the_state_file_does_not_name(tmp_path, tiny_ro
     assert result["step"] == 3
 
 
-def test_an_image_that_fails_to_decode_is_named(tmp_path, tiny_root):
-    # A PNG whose structure is whole (IHDR first, IEND last) but whose pixel data is
-    # damaged: the scan before training passes it, TensorFlow's decoder does not.
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_an_image_that_fails_to_decode_is_named(tmp_path, tiny_root, split):
     root = tmp_path / "data"
     shutil.copytree(tiny_root, root)
-    png = bytearray(tf.io.encode_png(np.full((48, 64, 3), 128, np.uint8)).numpy())
-    start = png.index(b"IDAT") + 8
-    png[start : start + 40] = bytes(range(40))
-    class_dir = sorted((root / "train").iterdir())[0]
-    (class_dir / "damaged.png").write_bytes(bytes(png))
-    assert input_pipeline.image_file_problem(str(class_dir / "damaged.png")) is None
+    damaged = sorted((root / split).iterdir())[0] / "damaged.png"
+    damaged.write_bytes(tiny.damaged_png())
+    assert input_pipeline.image_file_problem(str(damaged)) is None
     with pytest.raises(tf.errors.InvalidArgumentError):
-        input_pipeline.decode_and_center_crop(tf.constant(bytes(png)))
+        input_pipeline.decode_and_center_crop(tf.constant(tiny.damaged_png()))
     model_dir = tmp_path / "run"
     cfg = tiny.train_config(model_dir, str(root), checkpoint_every=1, log_every=100)
     with pytest.raises(ValueError) as raised:
         train.train(cfg)
     message = str(raised.value)
-    assert re.search(r"1 training image\(s\) of step (\d+) do not decode", message), message
-    assert f"{class_dir / 'damaged.png'}: " in message and "PNG" in message
-    step = int(re.search(r"of step (\d+)", message).group(1))
+    assert f"{damaged}: " in message and "PNG" in message, message
+    if split == "validation":
+        # The epoch's steps ran; validation found the file. The message names the newest
+        # checkpoint (the epoch-end one is written after validation).
+        assert "1 validation image(s) do not decode" in message, message
+        named = re.search(r"resumes from (\S+ckpt-\d+)\.", message).group(1)
+        assert named == run_dir.latest_checkpoint(str(model_dir))
+        return
+    match = re.search(r"1 training image\(s\) of step (\d+) do not decode", message)
+    assert match, message
+    step = int(match.group(1))
     # The steps before the damaged one were kept, and the message names their checkpoint.
     if step > 1:
         assert f"resumes from {model_dir / 'checkpoints' / f'ckpt-{step - 1}'}" in message
