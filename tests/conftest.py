@@ -4,8 +4,6 @@
 import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlow loads
 # isort: on
 
-import gc
-
 import keras
 import pytest
 import tiny
@@ -26,14 +24,6 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
-
-
-@pytest.fixture(autouse=True)
-def _release_models():
-    """Frees each test's models (61M parameters each) before the next test builds its own."""
-    yield
-    keras.backend.clear_session()
-    gc.collect()
 
 
 @pytest.fixture(scope="session")
