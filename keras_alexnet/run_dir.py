@@ -57,27 +57,20 @@ def latest_checkpoint(model_dir):
     `tf.train.latest_checkpoint` does not see. This reads the files themselves: the newest
     ckpt-N whose index reads back (TensorFlow writes the index after the data).
     """
-    directory = os.path.join(model_dir, CHECKPOINTS)
-    candidates = {}
-    named = tf.train.latest_checkpoint(directory)
-    if named:
-        candidates[named] = _checkpoint_number(named)
-    for index in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")):
+    pattern = os.path.join(model_dir, CHECKPOINTS, "ckpt-*.index")
+    numbered = []
+    for index in tf.io.gfile.glob(pattern):
         prefix = index[: -len(".index")]
-        if _checkpoint_number(prefix) is not None:
-            candidates[prefix] = _checkpoint_number(prefix)
-    for prefix in sorted(candidates, key=lambda p: candidates[p] or -1, reverse=True):
+        match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
+        if match:
+            numbered.append((int(match.group(1)), prefix))
+    for _, prefix in sorted(numbered, reverse=True):
         try:
             tf.train.list_variables(prefix)
         except (tf.errors.OpError, ValueError):
             continue  # cut short while being written
         return prefix
     return None
-
-
-def _checkpoint_number(prefix):
-    match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
-    return int(match.group(1)) if match else None
 
 
 def restore_model(model_dir, checkpoint=None, dtype_policy=None):
