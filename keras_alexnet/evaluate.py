@@ -122,8 +122,7 @@ def evaluate(
         if not bad:
             raise
         raise ValueError(
-            f"{len(bad)} {split} image(s) do not decode (the scan before evaluating reads "
-            f"only the files' structure): {input_pipeline.describe_failures(bad)}"
+            input_pipeline.describe_failures(bad, f"{split} image(s)", "evaluating")
         ) from error
     step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else 0
     report = dict(

@@ -1130,10 +1130,22 @@ def undecodable(source, split):
     return _decode_failures(source, failed, f"the {split} split")
 
 
-def describe_failures(bad, limit=5):
-    """One line for a list of (name, reason): the first `limit` of them."""
+def describe_failures(bad, what, before, limit=5):
+    """The message for images that do not decode: how many, and the first `limit`.
+
+    Args:
+      bad: a list of (name, reason), from `undecodable` or `undecodable_in_step`.
+      what: what they are, e.g. "validation image(s)".
+      before: the work the scan ran before, e.g. "training".
+      limit: how many to name.
+    """
     text = "; ".join(f"{name}: {reason}" for name, reason in bad[:limit])
-    return text + (f"; and {len(bad) - limit} more" if len(bad) > limit else "")
+    if len(bad) > limit:
+        text += f"; and {len(bad) - limit} more"
+    return (
+        f"{len(bad)} {what} do not decode (the scan before {before} reads only the files' "
+        f"structure): {text}"
+    )
 
 
 def _decode_failures(source, positioned_examples, order_name):
@@ -1146,14 +1158,23 @@ def _decode_failures(source, positioned_examples, order_name):
                 name = ref.decode()
             else:
                 name = f"example {position} of {order_name}"
-            bad.append((name, _op_error_summary(error.message)))
+            bad.append((name, error_summary(error.message)))
     return bad
 
 
-def _op_error_summary(message):
-    """An eager op error's message without its function and op decorations."""
+def error_summary(message):
+    """The informative line of a TensorFlow op error, without its graph and op decorations.
+
+    Eager errors read "{{function_node ...}} Invalid PNG data [Op:DecodeImage]"; errors of a
+    graph function (a SavedModel signature) put "Graph execution error", the node and stack
+    lines first. Either way the reason is returned, e.g. "Invalid PNG data".
+    """
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
-    return re.sub(r"\s*\[Op:.*", "", message, flags=re.S).strip()
+    for line in message.splitlines():
+        line = re.sub(r"\s*\[Op:.*", "", line).strip()
+        if line and not line.startswith(("Graph execution error", "Detected at", "<stack", "[[")):
+            return line
+    return message.strip()
 
 
 def eval_dataset(
@@ -1203,6 +1224,7 @@ __all__ = [
     "decode_and_center_crop",
     "describe_failures",
     "epoch_permutation",
+    "error_summary",
     "eval_dataset",
     "example_seed",
     "folder_source",

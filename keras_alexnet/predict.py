@@ -16,6 +16,7 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import export as export_lib
+from keras_alexnet import input_pipeline
 
 
 def load(path):
@@ -39,22 +40,14 @@ def predict_files(serving_fn, paths):
                 data = f.read()
             out = serving_fn(images=tf.constant([data]))
         except (tf.errors.OpError, OSError) as error:
-            results.append((path, None, _summary(getattr(error, "message", None) or str(error))))
+            message = getattr(error, "message", None) or str(error)
+            results.append((path, None, input_pipeline.error_summary(message)))
             continue
         labels = [label.decode() for label in out["top5_labels"].numpy()[0]]
         probs = out["probabilities"].numpy()[0]
         indices = out["top5_indices"].numpy()[0]
         results.append((path, [(lab, float(probs[i])) for lab, i in zip(labels, indices)], None))
     return results
-
-
-def _summary(message):
-    """The informative line of a TensorFlow error (not its graph location)."""
-    for line in message.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Graph execution error", "Detected at", "<stack", "[[")):
-            return line
-    return message.strip()
 
 
 FLAGS = flags.FLAGS

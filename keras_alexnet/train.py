@@ -729,6 +729,12 @@ def train(config, *, strategy=None, source=None):
             )
         return manager.save(checkpoint_number=int(step_var))
 
+    def rerun_hint():
+        return (
+            ". Remove or replace them and rerun the same command; it resumes from "
+            f"{manager.latest_checkpoint or 'the start'}"
+        )
+
     result = dict(step=int(step_var), epoch=int(epoch_var))
     if int(epoch_var) >= config.epochs:
         print(f"Nothing to do: {model_dir} has finished its {config.epochs} epochs.")
@@ -774,12 +780,11 @@ def train(config, *, strategy=None, source=None):
                 if not bad_images:
                     raise
                 raise ValueError(
-                    f"{len(bad_images)} training image(s) of step {global_step} do not decode "
-                    "(the scan before training reads only the files' structure): "
-                    + input_pipeline.describe_failures(bad_images)
-                    + ". Remove or replace them and rerun the same command; it resumes from "
-                    f"{manager.latest_checkpoint or 'the start'} (with other files, the input "
-                    "order differs from the interrupted run's)."
+                    input_pipeline.describe_failures(
+                        bad_images, f"training image(s) of step {global_step}", "training"
+                    )
+                    + rerun_hint()
+                    + " (with other files, the input order differs from the interrupted run's)."
                 ) from error
             loss, top1, top5 = (float(x) for x in distributed_step(images, labels))
             if not math.isfinite(loss):
@@ -843,11 +848,9 @@ def train(config, *, strategy=None, source=None):
                 if not bad_images:
                     raise
                 raise ValueError(
-                    f"{len(bad_images)} validation image(s) do not decode (the scan before "
-                    "training reads only the files' structure): "
-                    + input_pipeline.describe_failures(bad_images)
-                    + ". Remove or replace them and rerun the same command; it resumes from "
-                    f"{manager.latest_checkpoint or 'the start'}."
+                    input_pipeline.describe_failures(bad_images, "validation image(s)", "training")
+                    + rerun_hint()
+                    + "."
                 ) from error
             result["validation"] = val
             writer.scalars(
