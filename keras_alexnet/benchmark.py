@@ -16,7 +16,8 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import model as model_lib
-from keras_alexnet import train as train_lib
+from keras_alexnet import steps as steps_lib
+from keras_alexnet import variants
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ def define_flags():
         f"Grouped-convolution implementations to measure, from {model_lib.IMPLEMENTATIONS}; "
         "the first is the reference of the ratios.",
     )
-    flags.DEFINE_enum("variant", "paper", sorted(model_lib.VARIANTS), "Network variant.")
+    flags.DEFINE_enum("variant", "paper", sorted(variants.VARIANTS), "Network variant.")
     flags.DEFINE_list(
         "dtype_policy",
         ["float32"],
@@ -88,7 +89,7 @@ def measure(
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     if dtype_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    step = train_lib.make_train_step(model, optimizer, batch_size)
+    step = steps_lib.make_train_step(model, optimizer, batch_size)
     images = tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)
     labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
     predict = tf.function(lambda x: model(x, training=False))

@@ -4,6 +4,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+# The flags that `define_run_flags` defines are the calling tool's: its --help lists them.
+flags.disclaim_key_flags()
+
 
 def run(main, define_flags=None):
     """Defines the tool's flags and runs `main` under `absl.app`.
@@ -21,3 +24,19 @@ def run(main, define_flags=None):
         return main(argv)
 
     app.run(quiet_main)
+
+
+def define_run_flags(model_dir_help, precisions):
+    """Defines the flags of every tool that reads a training run's checkpoint.
+
+    --model_dir (required), --checkpoint (default: the latest) and --mixed_precision.
+
+    Args:
+        model_dir_help: --model_dir's help, saying what the tool does with the run.
+        precisions: --mixed_precision's choices, `model.PRECISIONS` (passed in: this module
+            is imported by tools that never load Keras, such as the launcher).
+    """
+    flags.DEFINE_string("model_dir", None, model_dir_help)
+    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    flags.DEFINE_enum("mixed_precision", "none", list(precisions), "Compute dtype.")
+    flags.mark_flag_as_required("model_dir")

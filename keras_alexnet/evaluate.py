@@ -17,12 +17,14 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import config as config_lib
+from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
-from keras_alexnet import metrics
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
 from keras_alexnet import run_dir
-from keras_alexnet import train as train_lib
+from keras_alexnet import sources
+from keras_alexnet import steps
 
 CROPS = {"center": "center", "10": "ten", "ten": "ten"}
 
@@ -48,7 +50,7 @@ def evaluate(
     Args:
         model_dir: the training run's model_dir (checkpoints, statistics, labels).
         checkpoint: a checkpoint path; default: the latest in model_dir.
-        source: an `input_pipeline.Source`; default: the one named by dataset/data_dir,
+        source: a `sources.Source`; default: the one named by dataset/data_dir,
             or, when dataset is None too, the run's own dataset.
         dataset, data_dir, manual_dir, on_bad_image: as for training.
         split: "validation" or "train".
@@ -75,31 +77,12 @@ def evaluate(
     checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
-    if source is None:
-        if dataset is None:
-            dataset = run.get("dataset_flag", train_lib.BUILTIN_DATASET)
-            data_dir = data_dir or run.get("data_dir")
-            manual_dir = manual_dir or run.get("manual_dir")
-        config = train_lib.TrainConfig(
-            model_dir=model_dir,
-            dataset=dataset,
-            data_dir=data_dir,
-            manual_dir=manual_dir,
-            on_bad_image=on_bad_image,
-        )
-        source = train_lib.load_source(train_lib.resolve(config))  # applies on_bad_image
-        skipped = len(source.bad_files)
-    else:
-        skipped = input_pipeline.check_bad_files(source.bad_files, on_bad_image)
-    if list(source.class_names) != list(run["class_names"]):
-        raise ValueError(
-            f"The dataset's classes differ from the run's ({len(run['class_names'])} classes: "
-            f"{run['class_names'][:3]}...). Received: {len(source.class_names)} classes "
-            f"{list(source.class_names)[:3]}..."
-        )
+    source, skipped = _open_source(
+        run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image
+    )
     if source.num_examples(split) == 0:
         raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
-    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    stats = run_dir.read_stats(model_dir)
     strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model, _ = run_dir.restore_model(
@@ -116,7 +99,7 @@ def evaluate(
         )
     )
     try:
-        result = metrics.evaluate_dataset(model, data, strategy=strategy, crops=crops)
+        result = steps.evaluate_dataset(model, data, strategy=strategy, crops=crops)
     except tf.errors.InvalidArgumentError as error:
         bad = input_pipeline.undecodable(source, split)
         if not bad:
@@ -124,7 +107,7 @@ def evaluate(
         raise ValueError(
             input_pipeline.describe_failures(bad, f"{split} image(s)", "evaluating")
         ) from error
-    step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else 0
+    number = checkpoint.rsplit("-", 1)[-1]
     report = dict(
         top1_error=result["top1_error"],
         top5_error=result["top5_error"],
@@ -132,20 +115,56 @@ def evaluate(
         images=result["count"],
         skipped=skipped,
         checkpoint=checkpoint,
-        step=step,
+        step=int(number) if number.isdigit() else 0,
         dataset=source.name,
         split=split,
         crops="10" if crops == "ten" else "center",
     )
-    if write_summaries and train_lib.is_chief(strategy):
-        writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
-        with writer.as_default(step=step):
-            tf.summary.scalar("top1_error", report["top1_error"])
-            tf.summary.scalar("top5_error", report["top5_error"])
-            tf.summary.scalar("loss", report["loss"])
-            tf.summary.scalar("skipped_images", skipped)
-        writer.flush()
+    if write_summaries and distribute.is_chief(strategy):
+        _write_summaries(model_dir, report)
     return report
+
+
+def _open_source(run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image):
+    """The source to evaluate on (by default the run's own) and its count of bad files.
+
+    Raises:
+        ValueError: bad data, or classes that differ from the run's.
+    """
+    if source is None:
+        if dataset is None:
+            dataset = run.get("dataset_flag", config_lib.BUILTIN_DATASET)
+            data_dir = data_dir or run.get("data_dir")
+            manual_dir = manual_dir or run.get("manual_dir")
+        config = config_lib.TrainConfig(
+            model_dir=model_dir,
+            dataset=dataset,
+            data_dir=data_dir,
+            manual_dir=manual_dir,
+            on_bad_image=on_bad_image,
+        )
+        source = config_lib.load_source(config_lib.resolve(config))  # applies on_bad_image
+        skipped = len(source.bad_files)
+    else:
+        skipped = sources.check_bad_files(source.bad_files, on_bad_image)
+    if list(source.class_names) != list(run["class_names"]):
+        raise ValueError(
+            f"The dataset's classes differ from the run's ({len(run['class_names'])} classes: "
+            f"{run['class_names'][:3]}...). Received: {len(source.class_names)} classes "
+            f"{list(source.class_names)[:3]}..."
+        )
+    return source, skipped
+
+
+def _write_summaries(model_dir, report):
+    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10."""
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
+    with writer.as_default(step=report["step"]):
+        tf.summary.scalar("top1_error", report["top1_error"])
+        tf.summary.scalar("top5_error", report["top5_error"])
+        tf.summary.scalar("loss", report["loss"])
+        tf.summary.scalar("skipped_images", report["skipped"])
+    writer.flush()
 
 
 def format_report(report):
@@ -171,18 +190,15 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("model_dir", None, "The training run's model_dir.")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    cli.define_run_flags("The training run's model_dir.", model_lib.PRECISIONS)
     flags.DEFINE_string("dataset", None, "As for training; default: the run's dataset.")
     flags.DEFINE_string("data_dir", None, "As for training.")
     flags.DEFINE_string("manual_dir", None, "As for training (imagenet2012).")
     flags.DEFINE_enum("split", "validation", ["validation", "train"], "Split to evaluate.")
     flags.DEFINE_enum("crops", "center", ["center", "10"], "Central patch, or the paper's ten.")
     flags.DEFINE_integer("batch_size", 64, "Images per batch.")
-    flags.DEFINE_enum("on_bad_image", "skip", ["skip", "fail"], "As for training.")
+    flags.DEFINE_enum("on_bad_image", "skip", list(sources.ON_BAD_IMAGE), "As for training.")
     flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
-    flags.DEFINE_enum("mixed_precision", "none", list(model_lib.PRECISIONS), "Compute dtype.")
-    flags.mark_flag_as_required("model_dir")
 
 
 def main(argv):

@@ -30,8 +30,8 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
-from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
+from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 
 KERAS_FILE = "model.keras"
@@ -57,7 +57,7 @@ def serving_functions(model, stats, class_names):
 
     Args:
         model: a Keras model from preprocessed 227x227 pixels to probabilities.
-        stats: the training set's `input_pipeline.Stats`.
+        stats: the training set's `stats.Stats`.
         class_names: label names in label order.
 
     Returns:
@@ -82,7 +82,7 @@ def serving_functions(model, stats, class_names):
 
     def from_bytes(images):
         pixels = tf.map_fn(
-            lambda encoded: input_pipeline.preprocess_for_eval(encoded, stats, crop=crop),
+            lambda encoded: preprocessing.preprocess_for_eval(encoded, stats, crop=crop),
             images,
             fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.float32),
         )
@@ -96,7 +96,7 @@ def export(model, stats, class_names, output_dir, name):
 
     Args:
         model: the Keras model (preprocessed pixels in, probabilities out).
-        stats: the training set's `input_pipeline.Stats`.
+        stats: the training set's `stats.Stats`.
         class_names: label names in label order.
         output_dir: the base folder, e.g. "saved_models".
         name: the model's name: its folder under output_dir.
@@ -136,7 +136,7 @@ def export(model, stats, class_names, output_dir, name):
         model.save(os.path.join(partial, KERAS_FILE))
         with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
             f.write("\n".join(class_names) + "\n")
-        stats.save(os.path.join(partial, run_dir.STATS_FILE))
+        run_dir.write_stats(partial, stats)
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
@@ -159,7 +159,7 @@ def export_run(
     """
     policy = model_lib.precision_policy(mixed_precision)
     model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
-    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    stats = run_dir.read_stats(model_dir)
     name = name or os.path.basename(os.path.normpath(model_dir))
     return export(model, stats, run["class_names"], output_dir, name)
 
@@ -169,12 +169,9 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("model_dir", None, "The training run to export.")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    cli.define_run_flags("The training run to export.", model_lib.PRECISIONS)
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
     flags.DEFINE_string("name", None, "The model's folder name (default: model_dir's name).")
-    flags.DEFINE_enum("mixed_precision", "none", list(model_lib.PRECISIONS), "Compute dtype.")
-    flags.mark_flag_as_required("model_dir")
 
 
 def main(argv):

@@ -21,14 +21,10 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import input_pipeline
+from keras_alexnet import preprocessing
 from keras_alexnet import shapes_dataset
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Image folder (DIR/train/<class>/*.jpg); default: generated.")
-flags.DEFINE_integer("num_images", 500, "Images to generate when --data_dir is not given.")
-flags.DEFINE_integer("batch_size", 128, "Batch size of both pipelines.")
-flags.DEFINE_integer("epochs", 3, "Passes over the files in one timed run.")
-flags.DEFINE_integer("repeats", 3, "Timed runs of each pipeline, alternated; the best counts.")
+from keras_alexnet import sources
+from keras_alexnet import stats as stats_lib
 
 
 def _texture(rng, size):
@@ -120,12 +116,12 @@ def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, re
         tmp = tempfile.mkdtemp(prefix="input_benchmark-")
         data_dir = write_benchmark_images(tmp, num_images)
     try:
-        source = input_pipeline.folder_source(data_dir)
+        source = sources.folder_source(data_dir)
         # Statistics only change values, not cost: a flat mean and the ImageNet PCA.
-        stats = input_pipeline.Stats(
-            np.full([input_pipeline.IMAGE_SIZE] * 2 + [3], 120.0, np.float32),
-            input_pipeline.IMAGENET_PCA.eigval,
-            input_pipeline.IMAGENET_PCA.eigvec,
+        stats = stats_lib.Stats(
+            np.full([preprocessing.IMAGE_SIZE] * 2 + [3], 120.0, np.float32),
+            stats_lib.IMAGENET_PCA.eigval,
+            stats_lib.IMAGENET_PCA.eigvec,
         )
         result = {"num_files": source.num_train}
         runs = {"plain": [], "full": []}
@@ -155,6 +151,20 @@ def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, re
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string(
+        "data_dir", None, "Image folder (DIR/train/<class>/*.jpg); default: generated."
+    )
+    flags.DEFINE_integer("num_images", 500, "Images to generate when --data_dir is not given.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size of both pipelines.")
+    flags.DEFINE_integer("epochs", 3, "Passes over the files in one timed run.")
+    flags.DEFINE_integer("repeats", 3, "Timed runs of each pipeline, alternated; the best counts.")
 
 
 def main(argv):
@@ -188,4 +198,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

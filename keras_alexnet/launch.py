@@ -150,6 +150,8 @@ class _Console:
     def __init__(self, output, errors):
         self.output = output
         self.errors = errors
+        # Colour and style escape codes are kept only for a terminal: (output, errors).
+        self.keep_ansi = tuple(hasattr(s, "isatty") and s.isatty() for s in (output, errors))
         self._lock = threading.Lock()
 
     def write(self, stream, line):
@@ -354,18 +356,7 @@ def launch(
         The exit status: 0 when every worker exited 0, `EXIT_WORKER_FAILED` when one did
         not, `EXIT_TIMEOUT` after `timeout`, 128 + N after signal N.
     """
-    _check_num_workers(num_workers)
-    if not isinstance(port_base, int) or not (
-        port_base == 0 or 1024 <= port_base <= 65536 - num_workers
-    ):
-        raise ValueError(
-            f"port_base must be 0 (free ports) or a port in [1024, {65536 - num_workers}]. "
-            f"Received: port_base={port_base!r}"
-        )
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds or None. Received: timeout={timeout!r}")
-    if not grace_period >= 0:
-        raise ValueError(f"grace_period must be >= 0 seconds. Received: {grace_period!r}")
+    _check_launch_arguments(num_workers, port_base, timeout, grace_period)
     command = list(command) if command is not None else train_command(train_args)
     if port_base:
         ports = list(range(port_base, port_base + num_workers))
@@ -373,7 +364,6 @@ def launch(
         ports = free_ports(num_workers)
     configs = cluster_configs(num_workers, ports)
     console = _Console(output or sys.stdout, errors or sys.stderr)
-    keep_ansi = [hasattr(s, "isatty") and s.isatty() for s in (console.output, console.errors)]
     base_env = dict(os.environ if env is None else env)
     # Output reaches the console as it is printed, not when a buffer fills.
     base_env["PYTHONUNBUFFERED"] = "1"
@@ -384,30 +374,10 @@ def launch(
     status = None
     try:
         for index, config in enumerate(configs):
-            process = subprocess.Popen(
-                command,
-                env=dict(base_env, TF_CONFIG=json.dumps(config)),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            prefix = f"[worker {index}] "
-            threads = [
-                threading.Thread(
-                    target=_forward,
-                    args=(pipe, prefix, stream, console, progress_interval, ansi),
-                    name=f"worker-{index}-{which}",
-                    daemon=True,
-                )
-                for pipe, stream, ansi, which in (
-                    (process.stdout, console.output, keep_ansi[0], "stdout"),
-                    (process.stderr, console.errors, keep_ansi[1], "stderr"),
-                )
-            ]
-            for thread in threads:
-                thread.start()
-            workers.append(_Worker(index, process, threads))
-            console.say(f"started worker {index} (pid {process.pid}) on {LOCALHOST}:{ports[index]}")
+            worker_env = dict(base_env, TF_CONFIG=json.dumps(config))
+            worker = _start_worker(index, command, worker_env, console, progress_interval)
+            workers.append(worker)
+            console.say(f"started {worker.name} on {LOCALHOST}:{ports[index]}")
             if interrupt.signum is not None:
                 break
         status = _monitor(workers, num_workers, interrupt, console, start, timeout, poll_interval)
@@ -420,6 +390,44 @@ def launch(
                 thread.join(timeout=5)
         interrupt.restore()
     return status
+
+
+def _check_launch_arguments(num_workers, port_base, timeout, grace_period):
+    _check_num_workers(num_workers)
+    if not isinstance(port_base, int) or not (
+        port_base == 0 or 1024 <= port_base <= 65536 - num_workers
+    ):
+        raise ValueError(
+            f"port_base must be 0 (free ports) or a port in [1024, {65536 - num_workers}]. "
+            f"Received: port_base={port_base!r}"
+        )
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None. Received: timeout={timeout!r}")
+    if not grace_period >= 0:
+        raise ValueError(f"grace_period must be >= 0 seconds. Received: {grace_period!r}")
+
+
+def _start_worker(index, command, env, console, progress_interval):
+    """Starts worker `index` and the threads that forward its stdout and stderr."""
+    process = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    prefix = f"[worker {index}] "
+    threads = [
+        threading.Thread(
+            target=_forward,
+            args=(pipe, prefix, stream, console, progress_interval, keep_ansi),
+            name=f"worker-{index}-{which}",
+            daemon=True,
+        )
+        for pipe, stream, keep_ansi, which in (
+            (process.stdout, console.output, console.keep_ansi[0], "stdout"),
+            (process.stderr, console.errors, console.keep_ansi[1], "stderr"),
+        )
+    ]
+    for thread in threads:
+        thread.start()
+    return _Worker(index, process, threads)
 
 
 def _monitor(workers, num_workers, interrupt, console, start, timeout, poll_interval):

@@ -1,125 +1,14 @@
-"""The AlexNet builder: the paper's network and two well-known variants of it."""
+"""The AlexNet builder: the network a variant describes, layer by layer (see variants.py)."""
 
-import dataclasses
 import math
 import os
 
 import keras
+import numpy as np
 
 from keras_alexnet import layers
 from keras_alexnet import paper
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvSpec:
-    """One convolution block: conv (+ ReLU), then optional LRN and max-pooling."""
-
-    name: str
-    filters: int
-    kernel_size: int
-    strides: int = 1
-    padding: int = 0
-    groups: int = 1
-    bias_init: float = 0.0
-    stddev: float = paper.INIT_WEIGHT_STDDEV
-    lrn: bool = False
-    pool: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """A complete description of one network: its layers, constants and sources.
-
-    Attributes:
-        name: the variant's name, as passed to `AlexNet(variant=...)`.
-        source: where this layout comes from.
-        convs: the five convolution blocks, in order.
-        lrn: LocalResponseNormalization arguments, or None for no LRN.
-        dense_bias_init: initial biases of fc6, fc7 and fc8.
-        dense_stddev: weight init std of fc6, fc7 and fc8.
-        dropout_before_dense: True for torchvision's order (dropout, fc, ReLU) instead of
-            the paper's (fc, ReLU, dropout).
-        torch_init: PyTorch's default init (uniform within 1/sqrt(fan_in) for weights
-            and biases) instead of the Gaussian weights and constant biases above.
-        departures: the topics of the conformance report ("layout", "lrn", "init",
-            "dropout") in which this variant knowingly parts from the paper; the report
-            flags any other difference as a failure.
-    """
-
-    name: str
-    source: str
-    convs: tuple
-    lrn: dict = None
-    dense_bias_init: tuple = (1.0, 1.0, 0.0)
-    dense_stddev: tuple = (paper.INIT_WEIGHT_STDDEV,) * 3
-    dropout_before_dense: bool = False
-    torch_init: bool = False
-    departures: tuple = ()
-
-
-def _paper_convs(**overrides):
-    """The paper's five convolution blocks, with per-layer field overrides."""
-    convs = []
-    for spec in paper.LAYERS:
-        if spec.kind != "conv":
-            continue
-        conv = ConvSpec(
-            name=spec.name,
-            filters=spec.filters,
-            kernel_size=spec.kernel_size,
-            strides=spec.strides,
-            padding=spec.padding,
-            groups=spec.groups,
-            bias_init=spec.bias_init,
-            lrn=any(step.startswith("lrn") for step in spec.followed_by),
-            pool=any(step.startswith("pool") for step in spec.followed_by),
-        )
-        convs.append(dataclasses.replace(conv, **overrides.get(spec.name, {})))
-    return tuple(convs)
-
-
-VARIANTS = {
-    "paper": Variant(
-        name="paper",
-        source=paper.CITATION + " Sections 3.1-3.5 and 5.",
-        convs=_paper_convs(),
-        lrn=dict(
-            depth_radius=paper.LRN_N // 2,
-            bias=paper.LRN_K,
-            alpha=paper.LRN_ALPHA,
-            beta=paper.LRN_BETA,
-        ),
-        dense_bias_init=tuple(paper.LAYERS_BY_NAME[n].bias_init for n in ("fc6", "fc7", "fc8")),
-    ),
-    "caffe": Variant(
-        name="caffe",
-        source="Caffe's models/bvlc_alexnet (deploy.prototxt and train_val.prototxt), the "
-        "BVLC reference weights of the grouped, LRN network.",
-        convs=_paper_convs(
-            conv2={"bias_init": 0.1}, conv4={"bias_init": 0.1}, conv5={"bias_init": 0.1}
-        ),
-        # Caffe's LRN: k=1, alpha=1e-4 divided by local_size=5 on the plain sum.
-        lrn=dict(depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75),
-        dense_bias_init=(0.1, 0.1, 0.0),
-        dense_stddev=(0.005, 0.005, 0.01),
-        departures=("lrn", "init"),
-    ),
-    "one_weird_trick": Variant(
-        name="one_weird_trick",
-        source="torchvision.models.alexnet, after A. Krizhevsky, 'One weird trick for "
-        "parallelizing convolutional neural networks', arXiv:1404.5997, 2014.",
-        convs=(
-            ConvSpec("conv1", 64, 11, strides=4, padding=2, pool=True),
-            ConvSpec("conv2", 192, 5, padding=2, pool=True),
-            ConvSpec("conv3", 384, 3, padding=1),
-            ConvSpec("conv4", 256, 3, padding=1),
-            ConvSpec("conv5", 256, 3, padding=1, pool=True),
-        ),
-        dropout_before_dense=True,
-        torch_init=True,
-        departures=("layout", "lrn", "init", "dropout"),
-    ),
-}
+from keras_alexnet import variants
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
 INITS = ("paper", "he")
@@ -130,7 +19,7 @@ PRECISIONS = {"none": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloa
 def pool5_size(input_size, variant="paper"):
     """The spatial side of pool5 for a square `input_size` input, or 0 if it vanishes."""
     size = input_size
-    for conv in _get_variant(variant).convs:
+    for conv in variants.get(variant).convs:
         if conv.padding and conv.strides == 1:
             pass  # "same": the size is kept
         else:
@@ -140,14 +29,6 @@ def pool5_size(input_size, variant="paper"):
         if size < 1:
             return 0
     return size
-
-
-def _get_variant(variant):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"variant must be one of {sorted(VARIANTS)}. Received: variant={variant!r}"
-        )
-    return VARIANTS[variant]
 
 
 def _initializers(variant, stddev, bias_init, fan_in, init):
@@ -200,18 +81,6 @@ def AlexNet(
     single kernel holds both towers. `python -m keras_alexnet.verify` checks this network
     against the paper layer by layer.
 
-    Variants:
-      - "paper": the paper. Init: weights N(0, 0.01); biases 1 in conv2, conv4, conv5,
-        fc6 and fc7, 0 elsewhere. LRN k=2, n=5, alpha=1e-4 on the plain sum, beta=0.75.
-        60,965,224 parameters with 1000 classes.
-      - "caffe": Caffe's bvlc_alexnet, the layout of the BVLC pretrained weights. LRN
-        k=1 with alpha=1e-4 divided by n=5; biases 0.1 where the paper has 1; fc6 and fc7
-        weights N(0, 0.005). Same parameters as "paper".
-      - "one_weird_trick": torchvision's alexnet (Krizhevsky 2014): 64-192-384-256-256
-        channels, conv1 padded by 2, no LRN, no groups, dropout before fc6 and fc7,
-        PyTorch's default init. 61,100,840 parameters. torchvision's adaptive 6x6 average
-        pool is the identity at this input size and is left out.
-
     Weight decay: the paper's update v <- 0.9 v - wd * lr * w - lr * dL/dw couples the
     decay into the momentum, which is exactly SGD with momentum on the loss plus an L2
     penalty of wd/2 * |w|^2. This builder therefore puts `keras.regularizers.L2(wd / 2)`
@@ -222,7 +91,9 @@ def AlexNet(
 
     Args:
         num_classes: the number of classes of fc8.
-        variant: "paper", "caffe" or "one_weird_trick".
+        variant: "paper", "caffe" (Caffe's bvlc_alexnet) or "one_weird_trick"
+            (torchvision's), described in variants.py, or the name of any other
+            `variants.Variant` put in `variants.VARIANTS`.
         input_shape: (height, width, channels). The paper's 224x224 does not fit its own
             conv1 arithmetic; 227x227 does (see `paper.DISCREPANCIES`).
         dropout: the dropout rate after fc6 and fc7.
@@ -263,14 +134,43 @@ def AlexNet(
             rate outside [0, 1), an input shape that is not (H, W, C), or an input too small
             to leave a 6x6 pool5 map when include_top is True.
     """
-    spec = _get_variant(variant)
+    spec = variants.get(variant)
     source = None
     if weights is not None:
         source = _load_weights_file(weights)
-        rescaling = layer_or_none(source, "input_rescaling")
-        if rescaling is not None and input_scale == 1.0 and input_offset == 0.0:
-            input_scale = rescaling.get_config()["scale"]
-            input_offset = rescaling.get_config()["offset"]
+        input_scale, input_offset = _file_normalization(source, input_scale, input_offset)
+    _check_options(num_classes, include_top, dropout, weight_decay, implementation, init)
+    input_shape = _check_input_shape(input_shape)
+    input_scale, input_offset = _check_normalization(input_scale, input_offset, input_shape[-1])
+    _check_pool5_size(input_shape, variant, include_top)
+
+    policy = keras.dtype_policies.get(dtype_policy or keras.config.dtype_policy())
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    shared = dict(init=init, regularizer=regularizer, policy=policy)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _input_rescaling(inputs, input_scale, input_offset, policy)
+    in_channels = input_shape[-1]
+    for conv in spec.convs:
+        x = _conv_block(x, spec, conv, in_channels, implementation=implementation, **shared)
+        in_channels = conv.filters
+    if include_top:
+        x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
+        x = _dense_head(x, spec, num_classes, dropout, classifier_activation, **shared)
+    model = keras.Model(inputs, x, name=name)
+    if source is not None:
+        copy_weights(source, model)
+    return model
+
+
+def _file_normalization(source, input_scale, input_offset):
+    """The weights file's input_scale and input_offset, unless others were passed."""
+    rescaling = layer_or_none(source, "input_rescaling")
+    if rescaling is not None and input_scale == 1.0 and input_offset == 0.0:
+        return rescaling.get_config()["scale"], rescaling.get_config()["offset"]
+    return input_scale, input_offset
+
+
+def _check_options(num_classes, include_top, dropout, weight_decay, implementation, init):
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"implementation must be one of {IMPLEMENTATIONS}. "
@@ -288,20 +188,35 @@ def AlexNet(
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     if weight_decay is not None and weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0. Received: weight_decay={weight_decay!r}")
+
+
+def _check_input_shape(input_shape):
+    """input_shape as a tuple (height, width, channels) with a known number of channels."""
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(
             f"input_shape must be (height, width, channels). Received: input_shape={input_shape}"
         )
-    height, width, channels = input_shape
+    channels = input_shape[-1]
     if channels is None or channels < 1:
         raise ValueError(
             f"input_shape must have a known number of channels. Received: input_shape={input_shape}"
         )
+    return input_shape
+
+
+def _check_normalization(input_scale, input_offset, channels):
+    """input_scale and input_offset as tuples of one float per channel."""
     input_scale = _per_channel("input_scale", input_scale, channels)
     input_offset = _per_channel("input_offset", input_offset, channels)
     if any(v <= 0 for v in input_scale):
         raise ValueError(f"input_scale must be positive. Received: input_scale={input_scale}")
+    return input_scale, input_offset
+
+
+def _check_pool5_size(input_shape, variant, include_top):
+    """Raises unless pool5 is at least 6x6 (with the top) or not empty (without it)."""
+    height, width, _ = input_shape
     if include_top:
         if height is None or width is None:
             raise ValueError(
@@ -326,63 +241,60 @@ def AlexNet(
             f"Received: input_shape={input_shape}"
         )
 
-    policy = keras.dtype_policies.get(dtype_policy or keras.config.dtype_policy())
-    mixed = policy.compute_dtype != policy.variable_dtype
-    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if set(input_scale) != {1.0} or set(input_offset) != {0.0}:
-        scale = input_scale[0] if len(set(input_scale)) == 1 else list(input_scale)
-        offset = input_offset[0] if len(set(input_offset)) == 1 else list(input_offset)
-        x = keras.layers.Rescaling(scale, offset, dtype=policy, name="input_rescaling")(x)
-    in_channels = channels
-    for conv in spec.convs:
-        fan_in = conv.kernel_size**2 * in_channels // conv.groups
-        kernel_init, bias_init = _initializers(spec, conv.stddev, conv.bias_init, fan_in, init)
-        if conv.padding and conv.strides == 1:
-            padding = "same"
-        else:
-            padding = "valid"
-            if conv.padding:
-                x = keras.layers.ZeroPadding2D(
-                    conv.padding, dtype=policy, name=f"pad{conv.name[-1]}"
-                )(x)
-        conv_args = dict(
-            filters=conv.filters,
-            kernel_size=conv.kernel_size,
-            strides=conv.strides,
-            padding=padding,
-            activation="relu",
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            kernel_regularizer=regularizer,
-            dtype=policy,
-            name=conv.name,
-        )
-        if conv.groups == 1:
-            x = keras.layers.Conv2D(**conv_args)(x)
-        elif implementation == "keras_groups":
-            x = keras.layers.Conv2D(groups=conv.groups, **conv_args)(x)
-        else:
-            x = layers.GroupedConv2D(
-                groups=conv.groups, implementation=implementation, **conv_args
-            )(x)
-        in_channels = conv.filters
-        index = conv.name[-1]
-        if conv.lrn and spec.lrn:
-            x = layers.LocalResponseNormalization(**spec.lrn, dtype=policy, name=f"lrn{index}")(x)
-        if conv.pool:
-            x = keras.layers.MaxPooling2D(
-                paper.POOL_SIZE, paper.POOL_STRIDE, dtype=policy, name=f"pool{index}"
-            )(x)
-    if not include_top:
-        return _finish(keras.Model(inputs, x, name=name), source)
 
-    x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
-    dense_names = ("fc6", "fc7", "fc8")
-    for i, dense_name in enumerate(dense_names):
+def _input_rescaling(x, input_scale, input_offset, policy):
+    """x * input_scale + input_offset in a layer "input_rescaling", unless it is x."""
+    if set(input_scale) == {1.0} and set(input_offset) == {0.0}:
+        return x
+    scale = input_scale[0] if len(set(input_scale)) == 1 else list(input_scale)
+    offset = input_offset[0] if len(set(input_offset)) == 1 else list(input_offset)
+    return keras.layers.Rescaling(scale, offset, dtype=policy, name="input_rescaling")(x)
+
+
+def _conv_block(x, spec, conv, in_channels, *, implementation, init, regularizer, policy):
+    """One of conv1 ... conv5 (with its ReLU and padding), then its LRN and max-pool if any."""
+    index = conv.name[-1]
+    fan_in = conv.kernel_size**2 * in_channels // conv.groups
+    kernel_init, bias_init = _initializers(spec, conv.stddev, conv.bias_init, fan_in, init)
+    if conv.padding and conv.strides == 1:
+        padding = "same"
+    else:
+        padding = "valid"
+        if conv.padding:
+            x = keras.layers.ZeroPadding2D(conv.padding, dtype=policy, name=f"pad{index}")(x)
+    conv_args = dict(
+        filters=conv.filters,
+        kernel_size=conv.kernel_size,
+        strides=conv.strides,
+        padding=padding,
+        activation="relu",
+        kernel_initializer=kernel_init,
+        bias_initializer=bias_init,
+        kernel_regularizer=regularizer,
+        dtype=policy,
+        name=conv.name,
+    )
+    if conv.groups == 1:
+        x = keras.layers.Conv2D(**conv_args)(x)
+    elif implementation == "keras_groups":
+        x = keras.layers.Conv2D(groups=conv.groups, **conv_args)(x)
+    else:
+        x = layers.GroupedConv2D(groups=conv.groups, implementation=implementation, **conv_args)(x)
+    if conv.lrn and spec.lrn:
+        x = layers.LocalResponseNormalization(**spec.lrn, dtype=policy, name=f"lrn{index}")(x)
+    if conv.pool:
+        x = keras.layers.MaxPooling2D(
+            paper.POOL_SIZE, paper.POOL_STRIDE, dtype=policy, name=f"pool{index}"
+        )(x)
+    return x
+
+
+def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer, policy):
+    """fc6 and fc7 (ReLU and dropout, in the variant's order), then fc8."""
+    mixed = policy.compute_dtype != policy.variable_dtype
+    units = (*spec.dense_units, num_classes)
+    for i, dense_name in enumerate(("fc6", "fc7", "fc8")):
         last = dense_name == "fc8"
-        units = num_classes if last else paper.LAYERS_BY_NAME[dense_name].filters
         kernel_init, bias_init = _initializers(
             spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1], init
         )
@@ -390,8 +302,8 @@ def AlexNet(
         if spec.dropout_before_dense and not last:
             x = dropout_layer(x)
         x = keras.layers.Dense(
-            units,
-            activation=classifier_activation if last else "relu",
+            units[i],
+            activation=activation if last else "relu",
             kernel_initializer=kernel_init,
             bias_initializer=bias_init,
             kernel_regularizer=regularizer,
@@ -401,7 +313,7 @@ def AlexNet(
         )(x)
         if not spec.dropout_before_dense and not last:
             x = dropout_layer(x)
-    return _finish(keras.Model(inputs, x, name=name), source)
+    return x
 
 
 def _load_weights_file(path):
@@ -420,12 +332,6 @@ def layer_or_none(model, name):
         return None
 
 
-def _finish(model, source):
-    if source is not None:
-        copy_weights(source, model)
-    return model
-
-
 def copy_weights(source, target, skip=()):
     """Copies weights from one AlexNet to another, layer by layer, by name.
 
@@ -438,47 +344,90 @@ def copy_weights(source, target, skip=()):
     Raises:
         ValueError: naming the layer and both shapes, before any weight is changed.
     """
-    pairs = []
-    for layer in target.layers:
-        if not layer.weights or layer.name in skip:
-            continue
-        other = layer_or_none(source, layer.name)
-        if other is None:
-            raise ValueError(
-                f"The weights have no layer {layer.name!r}; they hold "
-                f"{[other.name for other in source.layers if other.weights]}."
-            )
-        want = [tuple(w.shape) for w in layer.weights]
-        have = [tuple(w.shape) for w in other.weights]
-        if want != have:
-            raise ValueError(
-                f"Layer {layer.name!r}: the model needs weights of shapes {want}, the file "
-                f"holds {have}."
-            )
-        pairs.append((layer, other))
-    for layer, other in pairs:
-        layer.set_weights(other.get_weights())
+
+    def source_weights():
+        # A generator, so that a missing layer and a shape mismatch are found in the
+        # target's layer order, as `set_weights_checked` walks it.
+        for layer in target.layers:
+            if not layer.weights or layer.name in skip:
+                continue
+            other = layer_or_none(source, layer.name)
+            if other is None:
+                raise ValueError(
+                    f"The weights have no layer {layer.name!r}; they hold "
+                    f"{[other.name for other in source.layers if other.weights]}."
+                )
+            yield layer.name, other.weights
+
+    set_weights_checked(
+        target,
+        source_weights(),
+        lambda name, want, have: (
+            f"Layer {name!r}: the model needs weights of shapes {list(want)}, the file "
+            f"holds {list(have)}."
+        ),
+    )
+
+
+def set_weights_checked(model, weights, mismatch_message):
+    """Sets layers' weights by name, once every shape is checked.
+
+    A mismatch raises before any weight is set, so it leaves the model as it was.
+
+    Args:
+        model: the model whose layers are set.
+        weights: (layer name, arrays) pairs, e.g. a dict's items(); the arrays (NumPy
+            arrays or Keras variables) in the order of the layer's `weights`.
+        mismatch_message: (layer name, the model's shapes, the given shapes) -> the message
+            of the error; the shapes are tuples of tuples.
+
+    Raises:
+        ValueError: with mismatch_message's message, for the first layer whose shapes differ.
+    """
+    checked = []
+    for name, arrays in weights:
+        layer = model.get_layer(name)
+        want = tuple(tuple(w.shape) for w in layer.weights)
+        have = tuple(tuple(a.shape) for a in arrays)
+        if have != want:
+            raise ValueError(mismatch_message(name, want, have))
+        checked.append((layer, arrays))
+    for layer, arrays in checked:
+        layer.set_weights([np.asarray(a) for a in arrays])
 
 
 def variant_of(model):
-    """The name of the variant whose layout a model has (conv filters, towers, LRN), or None."""
-    for name, spec in VARIANTS.items():
-        layers_ok = all(
-            (layer := layer_or_none(model, conv.name)) is not None
-            and layer.filters == conv.filters
-            and getattr(layer, "groups", 1) == conv.groups
-            for conv in spec.convs
-        )
-        lrn = layer_or_none(model, "lrn1")
-        if spec.lrn is None:
-            lrn_ok = lrn is None
-        else:
-            lrn_ok = lrn is not None and all(
-                math.isclose(getattr(lrn, key), value) for key, value in spec.lrn.items()
-            )
-        if layers_ok and lrn_ok:
+    """The name of the variant whose layout a model has, or None.
+
+    Every variant of `variants.VARIANTS` is tried, in order: the layout is the filters and
+    towers of conv1 ... conv5, the LRN settings and, when the model has them, the units of
+    fc6 and fc7.
+    """
+    for name, spec in variants.VARIANTS.items():
+        if _has_layout(model, spec):
             return name
     return None
+
+
+def _has_layout(model, spec):
+    convs_ok = all(
+        (layer := layer_or_none(model, conv.name)) is not None
+        and layer.filters == conv.filters
+        and getattr(layer, "groups", 1) == conv.groups
+        for conv in spec.convs
+    )
+    lrn = layer_or_none(model, "lrn1")
+    if spec.lrn is None:
+        lrn_ok = lrn is None
+    else:
+        lrn_ok = lrn is not None and all(
+            math.isclose(getattr(lrn, key), value) for key, value in spec.lrn.items()
+        )
+    dense_ok = all(
+        (layer := layer_or_none(model, name)) is None or layer.units == units
+        for name, units in zip(("fc6", "fc7"), spec.dense_units)
+    )
+    return convs_ok and lrn_ok and dense_ok
 
 
 def normalizes_input(model):

@@ -8,11 +8,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import model as model_lib
+from keras_alexnet import stats as stats_lib
 
 STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
 LABELS_FILE = "labels.txt"  # class names, one a line, in label order
-RUN_FILE = "run.json"  # the settings a resumed run must keep (see train.RUN_KEYS)
+RUN_FILE = "run.json"  # the run's settings; a resumed run must keep RUN_KEYS
 CHECKPOINTS = "checkpoints"
+WORKERS = "workers"  # other workers' scratch checkpoints, removed when they finish
+
+# What a resumed run must share with the run that wrote the checkpoints.
+RUN_KEYS = ("dataset", "variant", "num_classes", "batch_size", "seed", "init", "input_scale")
 
 
 def input_scale_value(input_scale, stats):
@@ -24,6 +29,18 @@ def input_scale_value(input_scale, stats):
     if input_scale != "auto":
         return float(input_scale)
     return float(1.0 / (255.0 * np.sqrt(np.mean(stats.eigval))))
+
+
+def read_stats(model_dir):
+    """The training set's `stats.Stats` a run recorded, or None before it has any."""
+    path = os.path.join(model_dir, STATS_FILE)
+    return stats_lib.Stats.load(path) if tf.io.gfile.exists(path) else None
+
+
+def write_stats(model_dir, stats):
+    """Records the training set's `stats.Stats` (written aside, then renamed)."""
+    tf.io.gfile.makedirs(model_dir)
+    stats.save(os.path.join(model_dir, STATS_FILE))
 
 
 def write_labels(model_dir, class_names):
@@ -38,6 +55,34 @@ def read_labels(model_dir):
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
+def check_run(model_dir, run):
+    """Checks that a resumed run keeps the settings the run recorded (`RUN_KEYS`).
+
+    Raises:
+        ValueError: naming the first setting that differs.
+    """
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    previous = read_run(model_dir)
+    for key in RUN_KEYS:
+        if key in previous and previous[key] != run[key]:
+            raise ValueError(
+                f"model_dir {model_dir} holds a run with {key}={previous[key]!r}; resuming it "
+                f"with {key}={run[key]!r} would not continue that run. Use another "
+                f"--model_dir, or the same --{key}. Received: {key}={run[key]!r}"
+            )
+
+
+def write_run(model_dir, run):
+    """Records the run's settings, once: a resumed run keeps the first record."""
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(run, f, indent=1)
+
+
 def read_run(model_dir):
     """The settings a training run recorded in its model_dir (see `RUN_KEYS`)."""
     path = os.path.join(model_dir, RUN_FILE)
@@ -47,6 +92,19 @@ def read_run(model_dir):
         )
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
+
+
+def worker_dir(model_dir, task_name):
+    """The scratch folder of a worker that is not the chief."""
+    return os.path.join(model_dir, WORKERS, task_name)
+
+
+def remove_worker_dir(model_dir, task_name):
+    """Removes a finished worker's scratch folder, and the workers folder once empty."""
+    tf.io.gfile.rmtree(worker_dir(model_dir, task_name))
+    workers = os.path.join(model_dir, WORKERS)
+    if tf.io.gfile.isdir(workers) and not tf.io.gfile.listdir(workers):
+        tf.io.gfile.rmtree(workers)
 
 
 def latest_checkpoint(model_dir):

@@ -1,6 +1,11 @@
-"""Pictures for TensorBoard: the conv1 kernels as the paper's figure 3, and input images."""
+"""What a training run shows in TensorBoard: scalars, the conv1 kernels as the paper's
+figure 3, weight histograms and input images."""
 
+import os
+
+import keras
 import numpy as np
+import tensorflow as tf
 
 
 def conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4):
@@ -59,3 +64,75 @@ def displayable(images, mean_rgb=None):
     low = images.min(axis=(1, 2, 3), keepdims=True)
     high = images.max(axis=(1, 2, 3), keepdims=True)
     return (images - low) / np.maximum(high - low, 1e-12)
+
+
+class Writer:
+    """A run's TensorBoard summaries, in model_dir/train and model_dir/validation.
+
+    Args:
+        model_dir: the run's folder.
+        enabled: False on every worker but the chief: it alone writes.
+    """
+
+    def __init__(self, model_dir, enabled):
+        self.enabled = enabled
+        if enabled:
+            self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+            self.validation = tf.summary.create_file_writer(os.path.join(model_dir, "validation"))
+
+    def scalars(self, which, step, values):
+        """Writes a dict of scalars to "train" or "validation" at `step`."""
+        if not self.enabled:
+            return
+        with getattr(self, which).as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def epoch_pictures(self, model, step):
+        """The conv1 kernels as the paper's figure 3, and a histogram of every weight."""
+        if not self.enabled:
+            return
+        with self.train.as_default(step=step):
+            kernel = keras.ops.convert_to_numpy(model.get_layer("conv1").kernel)
+            groups = 2 if kernel.shape[-1] % 2 == 0 else 1
+            tf.summary.image(
+                "conv1_kernels",
+                conv1_grid(kernel, groups=groups),
+                description="The conv1 kernels as in the paper's figure 3: the first tower's "
+                "on the left, the second's on the right.",
+            )
+            for weight in model.trainable_weights:
+                # TensorBoard's histogram op is slow on millions of values (fc6 has 37M):
+                # an evenly strided sample of at most 100k shows the same distribution.
+                values = keras.ops.convert_to_numpy(weight).ravel()
+                tf.summary.histogram(weight.path, values[:: max(1, values.size // 100_000)])
+
+    def inputs(self, images, step, mean_rgb):
+        """Four augmented training inputs, the mean added back."""
+        if not self.enabled:
+            return
+        with self.train.as_default(step=step):
+            tf.summary.image("augmented_inputs", displayable(images[:4], mean_rgb), max_outputs=4)
+
+
+class Profiler:
+    """Profiles the steps first..last (1-based, inclusive) into model_dir/profile."""
+
+    def __init__(self, profile_steps, model_dir):
+        self.first, self.last = profile_steps or (None, None)
+        self.logdir = os.path.join(model_dir, "profile")
+        self.running = False
+
+    def before_step(self, step):
+        if step == self.first:
+            tf.profiler.experimental.start(self.logdir)
+            self.running = True
+
+    def after_step(self, step):
+        if self.running and step == self.last:
+            self.stop()
+
+    def stop(self):
+        if self.running:
+            tf.profiler.experimental.stop()
+            self.running = False

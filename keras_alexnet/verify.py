@@ -23,6 +23,7 @@ from keras_alexnet import cli
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
+from keras_alexnet import variants
 
 OK, DEPARTS, NOTE, FAIL = "ok", "departs", "note", "FAIL"
 _SEVERITY = {OK: 0, NOTE: 1, DEPARTS: 2, FAIL: 3}
@@ -89,15 +90,21 @@ def _towers(groups, filters):
     return "across" if groups == 1 else f"{groups} x {filters // groups}"
 
 
-def _layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
 def _check_layout(checker, model, rows):
+    _check_input(checker, model)
     names = [layer.name for layer in model.layers]
+    total_neurons = 0
+    for spec in paper.LAYERS:
+        layer = model_lib.layer_or_none(model, spec.name)
+        if layer is None:
+            checker.compare("layout", f"{spec.name} present", True, False)
+            continue
+        total_neurons += math.prod(layer.output.shape[1:])
+        rows.append(_check_layer(checker, spec, layer, names))
+    _check_totals(checker, model, total_neurons)
+
+
+def _check_input(checker, model):
     input_shape = tuple(model.input_shape[1:])
     checker.compare(
         "layout",
@@ -106,93 +113,126 @@ def _check_layout(checker, model, rows):
         input_shape,
         note=input_shape == (paper.INPUT_SIZE, paper.INPUT_SIZE, paper.INPUT_CHANNELS),
     )
-    total_neurons = 0
-    for spec in paper.LAYERS:
-        layer = _layer(model, spec.name)
-        if layer is None:
-            checker.compare("layout", f"{spec.name} present", True, False)
-            continue
-        is_fc8 = spec.name == "fc8"
-        num_classes = layer.units if is_fc8 else None
-        out_shape = tuple(layer.output.shape[1:])
-        expected_shape = (num_classes,) if is_fc8 else spec.output_shape
-        neurons = math.prod(out_shape)
-        total_neurons += neurons
-        kernel = tuple(layer.kernel.shape)
-        if spec.kind == "conv":
-            kernel_text = f"{kernel[0]}x{kernel[1]}x{kernel[2]}"
-            stride = layer.strides[0]
-            expected_kernel = spec.kernel_as_written
-            expected_towers = _towers(spec.groups, spec.filters)
-        else:
-            kernel_text = f"{kernel[0]}x{kernel[1]}"
-            stride = 1
-            expected_kernel = f"{spec.kernel_depth}x{num_classes if is_fc8 else spec.filters}"
-            expected_towers = "across"
-        towers = _towers(_groups(layer), out_shape[-1])
-        params = layer.count_params()
-        expected_params = spec.kernel_depth * num_classes + num_classes if is_fc8 else spec.params
-        stated_neurons = num_classes if is_fc8 else spec.stated_neurons
-        row_checks = [
-            checker.compare("layout", f"{spec.name} output", expected_shape, out_shape),
-            checker.compare("layout", f"{spec.name} kernel", expected_kernel, kernel_text),
-            checker.compare("layout", f"{spec.name} stride", spec.strides, stride),
-            checker.compare("layout", f"{spec.name} towers", expected_towers, towers),
-            checker.compare("layout", f"{spec.name} params", expected_params, params),
-            checker.compare(
-                "layout",
-                f"{spec.name} neurons",
-                stated_neurons,
-                neurons,
-                # conv1's stated count fits no input size; every other one fits exactly.
-                note=spec.name == "conv1" and out_shape == spec.output_shape,
-            ),
-            checker.compare(
-                "layout",
-                f"{spec.name} activation",
-                "softmax" if is_fc8 else "relu",
-                keras.activations.serialize(layer.activation)
-                if is_fc8
-                else _activation_name(layer),
-                # fc8 may return logits; the softmax is then in the loss.
-                match=is_fc8 or _activation_name(layer) == "relu",
-            ),
-        ]
-        for step in spec.followed_by:
-            if step in ("relu", "softmax"):
-                continue
-            index = names.index(spec.name) if spec.name in names else -1
-            following = names[index + 1 : index + 3]
-            topic = (
-                "lrn"
-                if step.startswith("lrn")
-                else ("dropout" if step.startswith("dropout") else "layout")
-            )
-            row_checks.append(
-                checker.compare(topic, f"{step} follows {spec.name}", True, step in following)
-            )
-        status = max((c.status for c in row_checks), key=_SEVERITY.get)
-        rows.append(
-            dict(
-                layer=spec.name,
-                output=_text(out_shape),
-                neurons=_text(neurons),
-                paper_neurons=_text(stated_neurons) + ("*" if neurons != stated_neurons else ""),
-                kernel=kernel_text,
-                paper_kernel=expected_kernel,
-                towers=towers,
-                paper_towers=expected_towers,
-                params=_text(params),
-                paper_params=_text(expected_params),
-                check=status,
-            )
+
+
+def _paper_values(spec, layer):
+    """One weight layer's output, kernel, stride, towers, params and neurons in the paper.
+
+    fc8's follow the model's number of classes.
+    """
+    if spec.name == "fc8":
+        classes = layer.units
+        return dict(
+            output=(classes,),
+            kernel=f"{spec.kernel_depth}x{classes}",
+            stride=spec.strides,
+            towers="across",
+            params=spec.kernel_depth * classes + classes,
+            neurons=classes,
         )
-    num_classes = getattr(_layer(model, "fc8"), "units", paper.NUM_CLASSES)
+    conv = spec.kind == "conv"
+    return dict(
+        output=spec.output_shape,
+        kernel=spec.kernel_as_written if conv else f"{spec.kernel_depth}x{spec.filters}",
+        stride=spec.strides,
+        towers=_towers(spec.groups, spec.filters) if conv else "across",
+        params=spec.params,
+        neurons=spec.stated_neurons,
+    )
+
+
+def _model_values(spec, layer):
+    """The same values as `_paper_values`, read from the model's layer."""
+    out_shape = tuple(layer.output.shape[1:])
+    kernel = tuple(layer.kernel.shape)
+    if spec.kind == "conv":
+        kernel_text = f"{kernel[0]}x{kernel[1]}x{kernel[2]}"
+        stride = layer.strides[0]
+    else:
+        kernel_text = f"{kernel[0]}x{kernel[1]}"
+        stride = 1
+    return dict(
+        output=out_shape,
+        kernel=kernel_text,
+        stride=stride,
+        towers=_towers(_groups(layer), out_shape[-1]),
+        params=layer.count_params(),
+        neurons=math.prod(out_shape),
+    )
+
+
+def _check_layer(checker, spec, layer, names):
+    """Checks one weight layer and what follows it; returns its row of the layer table."""
+    expected, actual = _paper_values(spec, layer), _model_values(spec, layer)
+    is_fc8 = spec.name == "fc8"
+    row_checks = [
+        checker.compare("layout", f"{spec.name} {key}", expected[key], actual[key])
+        for key in ("output", "kernel", "stride", "towers", "params")
+    ]
+    row_checks.append(
+        checker.compare(
+            "layout",
+            f"{spec.name} neurons",
+            expected["neurons"],
+            actual["neurons"],
+            # conv1's stated count fits no input size; every other one fits exactly.
+            note=spec.name == "conv1" and actual["output"] == spec.output_shape,
+        )
+    )
+    row_checks.append(
+        checker.compare(
+            "layout",
+            f"{spec.name} activation",
+            "softmax" if is_fc8 else "relu",
+            keras.activations.serialize(layer.activation) if is_fc8 else _activation_name(layer),
+            # fc8 may return logits; the softmax is then in the loss.
+            match=is_fc8 or _activation_name(layer) == "relu",
+        )
+    )
+    row_checks += _check_followers(checker, spec, names)
+    differs = actual["neurons"] != expected["neurons"]
+    return dict(
+        layer=spec.name,
+        output=_text(actual["output"]),
+        neurons=_text(actual["neurons"]),
+        paper_neurons=_text(expected["neurons"]) + ("*" if differs else ""),
+        kernel=actual["kernel"],
+        paper_kernel=expected["kernel"],
+        towers=actual["towers"],
+        paper_towers=expected["towers"],
+        params=_text(actual["params"]),
+        paper_params=_text(expected["params"]),
+        check=max((c.status for c in row_checks), key=_SEVERITY.get),
+    )
+
+
+def _check_followers(checker, spec, names):
+    """Checks that the LRN, pooling and dropout the paper puts after a layer follow it."""
+    checks = []
+    for step in spec.followed_by:
+        if step in ("relu", "softmax"):
+            continue
+        index = names.index(spec.name) if spec.name in names else -1
+        following = names[index + 1 : index + 3]
+        topic = (
+            "lrn"
+            if step.startswith("lrn")
+            else ("dropout" if step.startswith("dropout") else "layout")
+        )
+        checks.append(
+            checker.compare(topic, f"{step} follows {spec.name}", True, step in following)
+        )
+    return checks
+
+
+def _check_totals(checker, model, total_neurons):
+    """Checks the whole network: parameters, neurons, pooling and multiply-adds."""
+    num_classes = getattr(model_lib.layer_or_none(model, "fc8"), "units", paper.NUM_CLASSES)
     expected_total = paper.TOTAL_PARAMS + (num_classes - paper.NUM_CLASSES) * 4097
     checker.compare("layout", "total params", expected_total, model.count_params())
     checker.compare("layout", "total neurons", paper.STATED_NEURONS, total_neurons, note=True)
     for name in paper.POOL_LAYERS:
-        layer = _layer(model, name)
+        layer = model_lib.layer_or_none(model, name)
         actual = (layer.pool_size[0], layer.strides[0]) if layer is not None else None
         checker.compare(
             "layout", f"{name} size, stride", (paper.POOL_SIZE, paper.POOL_STRIDE), actual
@@ -215,7 +255,7 @@ def _activation_name(layer):
 def _check_lrn(checker, model):
     expected = dict(k=paper.LRN_K, n=paper.LRN_N, alpha=paper.LRN_ALPHA, beta=paper.LRN_BETA)
     for name in paper.LRN_LAYERS:
-        layer = _layer(model, name)
+        layer = model_lib.layer_or_none(model, name)
         if not isinstance(layer, layers_lib.LocalResponseNormalization):
             checker.compare("lrn", f"{name} present", True, False)
             continue
@@ -234,14 +274,14 @@ def _check_lrn(checker, model):
 
 def _check_dropout(checker, model):
     for name in paper.DROPOUT_LAYERS:
-        layer = _layer(model, name)
+        layer = model_lib.layer_or_none(model, name)
         checker.compare("dropout", f"{name} rate", paper.DROPOUT_RATE, getattr(layer, "rate", None))
 
 
 def _check_decay(checker, model):
     expected = paper.WEIGHT_DECAY / 2
     for spec in paper.LAYERS:
-        layer = _layer(model, spec.name)
+        layer = model_lib.layer_or_none(model, spec.name)
         regularizer = getattr(layer, "kernel_regularizer", None)
         actual = getattr(regularizer, "l2", None)
         checker.compare(
@@ -255,7 +295,7 @@ def _check_decay(checker, model):
 
 def _check_init(checker, model):
     for spec in paper.LAYERS:
-        layer = _layer(model, spec.name)
+        layer = model_lib.layer_or_none(model, spec.name)
         if layer is None:
             continue
         kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
@@ -293,7 +333,7 @@ def check_model(model, variant="paper", check_init=True):
     Returns:
         (checks, layer_rows): a list of `Check` and one summary dict per weight layer.
     """
-    checker = _Checker(model_lib.VARIANTS[variant].departures)
+    checker = _Checker(variants.VARIANTS[variant].departures)
     rows = []
     _check_layout(checker, model, rows)
     _check_lrn(checker, model)
@@ -314,67 +354,56 @@ def _table(header, rows, markdown):
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
+# The layer table's columns: (header, key of a layer row).
+_LAYER_COLUMNS = (
+    ("layer", "layer"),
+    ("output", "output"),
+    ("neurons", "neurons"),
+    ("paper", "paper_neurons"),
+    ("kernel", "kernel"),
+    ("paper", "paper_kernel"),
+    ("towers", "towers"),
+    ("paper", "paper_towers"),
+    ("params", "params"),
+    ("paper", "paper_params"),
+    ("check", "check"),
+)
+
+
 def render(variant, model, checks, rows, fmt="text"):
     """Formats the report as "text", "markdown" or "json"."""
     counts = {s: sum(c.status == s for c in checks) for s in (OK, DEPARTS, NOTE, FAIL)}
+    if fmt == "json":
+        return _render_json(variant, model, checks, rows, counts)
+    return _render_text(variant, model, checks, rows, counts, markdown=fmt == "markdown")
+
+
+def _render_json(variant, model, checks, rows, counts):
+    spec = variants.VARIANTS[variant]
+    return json.dumps(
+        dict(
+            variant=variant,
+            source=spec.source,
+            input_shape=list(model.input_shape[1:]),
+            params=model.count_params(),
+            declared_departures=list(spec.departures),
+            layers=rows,
+            checks=[dataclasses.asdict(c) for c in checks],
+            discrepancies=[dict(topic=t, text=x) for t, x in paper.DISCREPANCIES],
+            counts=counts,
+            passed=counts[FAIL] == 0,
+        ),
+        indent=1,
+    )
+
+
+def _render_text(variant, model, checks, rows, counts, markdown):
+    spec = variants.VARIANTS[variant]
     summary = (
         f"{len(checks)} checks: {counts[OK]} ok, {counts[DEPARTS]} departs (declared), "
         f"{counts[NOTE]} notes, {counts[FAIL]} FAIL"
     )
-    spec = model_lib.VARIANTS[variant]
-    if fmt == "json":
-        return json.dumps(
-            dict(
-                variant=variant,
-                source=spec.source,
-                input_shape=list(model.input_shape[1:]),
-                params=model.count_params(),
-                declared_departures=list(spec.departures),
-                layers=rows,
-                checks=[dataclasses.asdict(c) for c in checks],
-                discrepancies=[dict(topic=t, text=x) for t, x in paper.DISCREPANCIES],
-                counts=counts,
-                passed=counts[FAIL] == 0,
-            ),
-            indent=1,
-        )
-    markdown = fmt == "markdown"
-    header = [
-        "layer",
-        "output",
-        "neurons",
-        "paper",
-        "kernel",
-        "paper",
-        "towers",
-        "paper",
-        "params",
-        "paper",
-        "check",
-    ]
-    layer_rows = [
-        [
-            r["layer"],
-            r["output"],
-            r["neurons"],
-            r["paper_neurons"],
-            r["kernel"],
-            r["paper_kernel"],
-            r["towers"],
-            r["paper_towers"],
-            r["params"],
-            r["paper_params"],
-            r["check"],
-        ]
-        for r in rows
-    ]
-    setting_rows = [
-        [c.topic, c.item, c.expected, c.actual, c.status]
-        for c in checks
-        if not c.item.startswith(tuple(r["layer"] + " " for r in rows))
-        or c.status != OK
-        or c.topic != "layout"
-    ]
+    layer_rows = [[r[key] for _, key in _LAYER_COLUMNS] for r in rows]
     title = "#### " if markdown else ""
     parts = [
         f"{title}AlexNet conformance report: variant {variant!r}, input "
@@ -384,16 +413,27 @@ def render(variant, model, checks, rows, fmt="text"):
         "Declared departures from the paper: " + (", ".join(spec.departures) or "none"),
         "",
         f"{title}Layers (* the paper's stated count differs; see the discrepancies below)",
-        _table(header, layer_rows, markdown),
+        _table([header for header, _ in _LAYER_COLUMNS], layer_rows, markdown),
         "",
         f"{title}Settings and checks (layout checks that passed are summarised above)",
-        _table(["topic", "item", "paper", "model", "check"], setting_rows, markdown),
+        _table(["topic", "item", "paper", "model", "check"], _setting_rows(checks, rows), markdown),
         "",
         f"{title}Where the paper is ambiguous or contradicts itself, and where others differ",
     ]
     parts += [f"- {topic}: {text}" for topic, text in paper.DISCREPANCIES]
     parts += ["", ("PASS" if counts[FAIL] == 0 else "FAIL") + f": {summary}"]
     return "\n".join(parts)
+
+
+def _setting_rows(checks, rows):
+    """Every check but the passed layout checks of a layer, which the layer table shows."""
+    return [
+        [c.topic, c.item, c.expected, c.actual, c.status]
+        for c in checks
+        if not c.item.startswith(tuple(r["layer"] + " " for r in rows))
+        or c.status != OK
+        or c.topic != "layout"
+    ]
 
 
 FLAGS = flags.FLAGS
@@ -404,7 +444,7 @@ def define_flags():
     flags.DEFINE_enum(
         "variant",
         "paper",
-        sorted(model_lib.VARIANTS),
+        sorted(variants.VARIANTS),
         "The variant to build, or that --model claims to be.",
     )
     flags.DEFINE_integer("input_size", paper.INPUT_SIZE, "Input height and width.", lower_bound=1)

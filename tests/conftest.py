@@ -4,11 +4,20 @@
 import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlow loads
 # isort: on
 
+import os
+import subprocess
+import sys
+
+import image_data
 import keras
 import pytest
 import tiny
 
+from keras_alexnet import config
+from keras_alexnet import export
 from keras_alexnet import shapes_dataset
+from keras_alexnet import sources
+from keras_alexnet import train
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +35,79 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture
+def run_tool():
+    """run_tool(tool, *args): `python -m keras_alexnet.<tool> args...` in a fresh process,
+    its output captured as text (a `subprocess.CompletedProcess`)."""
+
+    def run(tool, *args):
+        return subprocess.run(
+            [sys.executable, "-m", f"keras_alexnet.{tool}", *args],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=300,
+        )
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """A small built-in image set written once per test session (see tiny.SHAPES)."""
     root = tmp_path_factory.mktemp("data") / "shapes"
     return shapes_dataset.ensure_shapes_dataset(root, **tiny.SHAPES)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A run trained for one epoch (6 steps) on a tiny built-in set: (model_dir, root).
+
+    Trained once per session for the evaluate, export and predict tests, which count on
+    its 6 classes and 18 validation images; none of them may change its checkpoint.
+    """
+    base = tmp_path_factory.mktemp("eval")
+    root = shapes_dataset.ensure_shapes_dataset(
+        base / "shapes", num_classes=6, train_per_class=8, val_per_class=3, image_size=(64, 80)
+    )
+    model_dir = str(base / "run")
+    train.train(
+        config.TrainConfig(
+            model_dir=model_dir,
+            dataset="folder",
+            data_dir=root,
+            batch_size=8,
+            epochs=1,
+            stats_images=16,
+            verbose=False,
+        )
+    )
+    return model_dir, root
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """The trained run exported twice under the name "tiny": (directory, version 1, version 2)."""
+    model_dir, _ = trained
+    out = tmp_path_factory.mktemp("saved_models")
+    first = export.export_run(model_dir, str(out), name="tiny")
+    second = export.export_run(model_dir, str(out), name="tiny")
+    return out, first, second
+
+
+@pytest.fixture(scope="session")
+def folder(tmp_path_factory):
+    """A small image folder of every format (see image_data.make_folder)."""
+    return image_data.make_folder(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def source(folder):
+    """The folder source of `folder`."""
+    return sources.folder_source(folder)
+
+
+@pytest.fixture(scope="session")
+def stats():
+    """Random training-set statistics (image_data.random_stats)."""
+    return image_data.random_stats()

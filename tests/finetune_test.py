@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 import keras_alexnet
-from keras_alexnet import input_pipeline
+from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet import run_dir
 from keras_alexnet import shapes_dataset
+from keras_alexnet import stats as stats_lib
 from keras_alexnet import train
+from keras_alexnet import variants
 
 CAFFE_OFFSET = [-122.68, -116.67, -104.01]  # a converted Caffe model's RGB mean
 
@@ -27,7 +29,19 @@ def saved_caffe(tmp_path_factory):
     return path, model
 
 
-@pytest.mark.parametrize("variant", sorted(model_lib.VARIANTS))
+def finetune_config(model_dir, root, init_from, **overrides):
+    """A TrainConfig that starts from saved weights, on an image folder at `root`."""
+    return config_lib.TrainConfig(
+        model_dir=str(model_dir),
+        dataset="folder",
+        data_dir=root,
+        init_from=init_from,
+        batch_size=8,
+        **overrides,
+    )
+
+
+@pytest.mark.parametrize("variant", sorted(variants.VARIANTS))
 def test_variant_of_recognises_each_variant(variant):
     assert model_lib.variant_of(keras_alexnet.AlexNet(5, variant=variant)) == variant
 
@@ -58,13 +72,11 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
     )
     model_dir = str(tmp_path / "run")
     frozen = ("conv1", "conv2", "conv3", "conv4", "conv5")
-    config = train.TrainConfig(
-        model_dir=model_dir,
-        dataset="folder",
-        data_dir=root,
-        init_from=path,
+    config = finetune_config(
+        model_dir,
+        root,
+        path,
         freeze=frozen,
-        batch_size=8,
         epochs=1,
         max_steps=2,
         learning_rate=0.01,
@@ -84,30 +96,13 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
             model.get_layer(name).kernel.numpy(), original.get_layer(name).kernel.numpy()
         )
     # The model subtracts its own mean, so the pipeline subtracts none.
-    stats = input_pipeline.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    stats = stats_lib.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
     assert not stats.mean_image.any()
     with open(os.path.join(model_dir, run_dir.RUN_FILE)) as f:
         assert json.load(f)["model_args"]["input_offset"] == pytest.approx(CAFFE_OFFSET)
     with pytest.raises(ValueError, match="init_from holds a 'caffe' model"):
-        train.train(
-            train.TrainConfig(
-                model_dir=str(tmp_path / "other"),
-                dataset="folder",
-                data_dir=root,
-                init_from=path,
-                variant="paper",
-                batch_size=8,
-            )
-        )
+        train.train(finetune_config(tmp_path / "other", root, path, variant="paper"))
     with pytest.raises(ValueError, match="freeze names a layer"):
         train.train(
-            train.TrainConfig(
-                model_dir=str(tmp_path / "third"),
-                dataset="folder",
-                data_dir=root,
-                init_from=path,
-                freeze=("conv9",),
-                batch_size=8,
-                stats_images=8,
-            )
+            finetune_config(tmp_path / "third", root, path, freeze=("conv9",), stats_images=8)
         )

@@ -1,5 +1,6 @@
 """The AlexNet builder: shapes, parameter counts, init, errors, saving, training."""
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -14,6 +15,7 @@ import keras_alexnet
 from keras_alexnet import layers
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
+from keras_alexnet import variants
 
 # Output shapes of every layer as the issue lists them, for a 227x227 input.
 PAPER_SHAPES = {
@@ -66,6 +68,23 @@ EXPECTED_PARAMS = {
 EXPECTED_PARAMS["caffe"] = EXPECTED_PARAMS["paper"]
 TOTALS = {"paper": 60_965_224, "caffe": 60_965_224, "one_weird_trick": 61_100_840}
 
+# A network of AlexNet's shape small enough to build, save and train in moments: the
+# paper's kernels, strides, LRN and pooling with 12-32-48-48-32 channels and fc6, fc7 of 64.
+# Tests register it in variants.VARIANTS (with monkeypatch, which removes it afterwards).
+TINY = dataclasses.replace(
+    variants.VARIANTS["paper"],
+    name="tiny",
+    source="tests/model_test.py: the paper's layout with few channels.",
+    convs=tuple(
+        dataclasses.replace(conv, filters=filters, groups=groups)
+        for conv, filters, groups in zip(
+            variants.VARIANTS["paper"].convs, (12, 32, 48, 48, 32), (1, 2, 1, 2, 2)
+        )
+    ),
+    dense_units=(64, 64),
+    departures=("layout",),
+)
+
 
 def test_paper_layer_names_and_shapes(paper_model):
     names = [layer.name for layer in paper_model.layers[1:]]
@@ -74,7 +93,7 @@ def test_paper_layer_names_and_shapes(paper_model):
         assert tuple(paper_model.get_layer(name).output.shape[1:]) == shape, name
 
 
-@pytest.mark.parametrize("variant", sorted(model_lib.VARIANTS))
+@pytest.mark.parametrize("variant", sorted(variants.VARIANTS))
 def test_parameter_counts(variant):
     model = keras_alexnet.AlexNet(variant=variant)
     assert model.count_params() == TOTALS[variant]
@@ -219,7 +238,7 @@ def test_mixed_precision_keeps_logits_float32():
 
 
 def test_one_training_step_lowers_the_loss():
-    from keras_alexnet import train as train_lib
+    from keras_alexnet import steps
 
     keras.utils.set_random_seed(0)
     model = keras_alexnet.AlexNet(4, dropout=0.0)
@@ -229,7 +248,7 @@ def test_one_training_step_lowers_the_loss():
     rng = np.random.default_rng(0)
     images = rng.normal(0, 50, (8, 227, 227, 3)).astype(np.float32)
     labels = np.arange(8) % 4
-    step = train_lib.make_train_step(model, optimizer, global_batch_size=8)
+    step = steps.make_train_step(model, optimizer, global_batch_size=8)
     before = model.get_layer("conv2").kernel.numpy().copy()
     # Each call returns the loss before its update, so losses[1] is the loss after step 1.
     losses = [float(step(images, labels)[0]) for _ in range(2)]
@@ -294,3 +313,43 @@ def test_he_init_statistics():
         fan_in = math.prod(layer.kernel.shape[:-1])
         assert layer.kernel.numpy().std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
         np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
+
+
+def test_a_variant_registered_at_run_time_builds_saves_and_is_recognised(
+    monkeypatch, tmp_path, paper_model
+):
+    monkeypatch.setitem(variants.VARIANTS, TINY.name, TINY)
+    # The same convolutions with a wider head: only fc6 and fc7 tell the two apart.
+    wide = dataclasses.replace(TINY, name="tiny_wide", dense_units=(96, 80))
+    monkeypatch.setitem(variants.VARIANTS, wide.name, wide)
+    keras.utils.set_random_seed(0)
+    model = keras_alexnet.AlexNet(10, variant="tiny")
+    expected = {
+        "conv1": conv_params(11, 3, 12),
+        "conv2": conv_params(5, 12, 32, 2),
+        "conv3": conv_params(3, 32, 48),
+        "conv4": conv_params(3, 48, 48, 2),
+        "conv5": conv_params(3, 48, 32, 2),
+        "fc6": 6 * 6 * 32 * 64 + 64,
+        "fc7": 64 * 64 + 64,
+        "fc8": 64 * 10 + 10,
+    }
+    for name, count in expected.items():
+        assert model.get_layer(name).count_params() == count, name
+    assert model.count_params() == sum(expected.values()) == 119_034
+    assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 32)
+    assert model_lib.pool5_size(227, "tiny") == 6
+
+    assert model_lib.variant_of(model) == "tiny"
+    assert model_lib.variant_of(keras_alexnet.AlexNet(10, variant="tiny_wide")) == "tiny_wide"
+    assert model_lib.variant_of(paper_model) == "paper"
+
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(6).normal(0, 50, (2, 227, 227, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-7
+    )
+    assert model_lib.variant_of(loaded) == "tiny"
+    assert loaded.count_params() == model.count_params()

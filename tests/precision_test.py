@@ -7,8 +7,10 @@ import tensorflow as tf
 import tiny
 
 import keras_alexnet
+from keras_alexnet import config
 from keras_alexnet import export
 from keras_alexnet import run_dir
+from keras_alexnet import steps
 from keras_alexnet import train
 
 
@@ -18,7 +20,7 @@ def one_step(policy, weights, images, labels):
     optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    step = train.make_train_step(model, optimizer, len(labels))
+    step = steps.make_train_step(model, optimizer, len(labels))
     loss = float(step(images, labels)[0])
     return loss, [w.numpy() for w in model.trainable_weights], model
 
@@ -68,7 +70,7 @@ def test_loss_scale_drops_after_an_overflow():
     before = optimizer.dynamic_scale.numpy()
     weights = [w.numpy() for w in model.trainable_weights]
     images = np.random.default_rng(0).normal(0, 40, (2, 227, 227, 3)).astype(np.float32)
-    step = train.make_train_step(model, optimizer, 2)
+    step = steps.make_train_step(model, optimizer, 2)
     step(images, np.array([0, 1]))
     assert optimizer.dynamic_scale.numpy() == before / 2
     for a, b in zip(weights, model.trainable_weights):
@@ -111,7 +113,7 @@ def test_jit_compile_is_refused_under_mirrored(tmp_path, tiny_root):
             tiny.train_config(tmp_path / "run", tiny_root, jit_compile=True), strategy=strategy
         )
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
-        train.resolve(tiny.train_config(tmp_path / "run", tiny_root, mixed_precision="float8"))
+        config.resolve(tiny.train_config(tmp_path / "run", tiny_root, mixed_precision="float8"))
 
 
 def test_jit_compiled_step_matches_the_plain_step(float32_step):
@@ -119,7 +121,7 @@ def test_jit_compiled_step_matches_the_plain_step(float32_step):
     model = keras_alexnet.AlexNet(4, dropout=0.0)
     model.set_weights(weights)
     optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
-    step = train.make_train_step(model, optimizer, len(labels), jit_compile=True)
+    step = steps.make_train_step(model, optimizer, len(labels), jit_compile=True)
     assert float(step(images, labels)[0]) == pytest.approx(loss32, rel=1e-4)
     for a, b in zip(model.trainable_weights, new32):
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-3, atol=1e-6)

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import train
+from keras_alexnet import config
 
 # 4 classes of 12 training and 4 validation images: 6 steps an epoch at batch 8.
 SHAPES = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))
@@ -13,7 +13,7 @@ SHAPES = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64
 
 def train_config(model_dir, root, **overrides):
     """A TrainConfig for a few steps on an image folder at `root`."""
-    base = train.TrainConfig(
+    base = config.TrainConfig(
         model_dir=str(model_dir),
         dataset="folder",
         data_dir=root,

@@ -2,27 +2,15 @@
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import pytest
+from model_test import TINY
 
 import keras_alexnet
-from keras_alexnet import model as model_lib
 from keras_alexnet import paper
+from keras_alexnet import variants
 from keras_alexnet import verify
-
-
-def run_verify(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "keras_alexnet.verify", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
 
 
 def statuses(checks):
@@ -49,17 +37,34 @@ def test_variants_depart_only_where_declared(variant):
     checks, _ = verify.check_model(model, variant)
     assert not [c for c in checks if c.status == verify.FAIL]
     departed = {c.topic for c in checks if c.status == verify.DEPARTS}
-    assert departed == set(model_lib.VARIANTS[variant].departures)
+    assert departed == set(variants.VARIANTS[variant].departures)
     # Checked against the paper's claims instead, the same model fails.
     checks, _ = verify.check_model(model, "paper")
     assert {c.topic for c in checks if c.status == verify.FAIL} == departed
 
 
+def test_a_registered_variant_departs_only_where_declared(monkeypatch):
+    monkeypatch.setitem(variants.VARIANTS, TINY.name, TINY)
+    keras.utils.set_random_seed(0)
+    model = keras_alexnet.AlexNet(variant="tiny")
+    checks, rows = verify.check_model(model, "tiny")
+    assert not [c for c in checks if c.status == verify.FAIL]
+    assert {c.topic for c in checks if c.status == verify.DEPARTS} == {"layout"}
+    status = statuses(checks)
+    assert status["conv2 towers"] == status["fc6 params"] == verify.DEPARTS
+    assert status["conv2 kernel"] == verify.DEPARTS  # 5x5x6 against 5x5x48
+    assert status["pool5 size, stride"] == status["lrn1 alpha"] == verify.OK
+    assert rows[1]["towers"] == "2 x 16"
+    report = verify.render("tiny", model, checks, rows)
+    assert "Declared departures from the paper: layout" in report
+    assert report.splitlines()[-1].startswith("PASS: ")
+
+
 def test_altered_lrn_fails(monkeypatch):
     altered = dataclasses.replace(
-        model_lib.VARIANTS["paper"], lrn=dict(depth_radius=2, bias=1.0, alpha=2e-5, beta=0.75)
+        variants.VARIANTS["paper"], lrn=dict(depth_radius=2, bias=1.0, alpha=2e-5, beta=0.75)
     )
-    monkeypatch.setitem(model_lib.VARIANTS, "altered", altered)
+    monkeypatch.setitem(variants.VARIANTS, "altered", altered)
     model = keras_alexnet.AlexNet(variant="altered")
     status = statuses(verify.check_model(model, "paper")[0])
     assert status["lrn1 alpha"] == status["lrn1 k"] == verify.FAIL
@@ -77,8 +82,8 @@ def test_altered_bias_and_dropout_fail(paper_model):
     assert status["conv4 bias"] == verify.OK
 
 
-def test_cli_exit_status_and_json():
-    result = run_verify("--format=json")
+def test_cli_exit_status_and_json(run_tool):
+    result = run_tool("verify", "--format=json")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["passed"] and report["params"] == 60_965_224
@@ -86,19 +91,19 @@ def test_cli_exit_status_and_json():
     assert {d["topic"] for d in report["discrepancies"]} >= {"input size", "conv1 neurons"}
 
 
-def test_cli_fails_on_an_altered_saved_model(tmp_path):
+def test_cli_fails_on_an_altered_saved_model(tmp_path, run_tool):
     keras.utils.set_random_seed(0)
     model = keras_alexnet.AlexNet(variant="one_weird_trick")
     path = tmp_path / "owt.keras"
     model.save(path)
-    result = run_verify(f"--model={path}", "--variant=paper")
+    result = run_tool("verify", f"--model={path}", "--variant=paper")
     assert result.returncode == 1, result.stdout[-2000:]
     assert "FAIL" in result.stdout and "conv2 towers" in result.stdout
-    result = run_verify(f"--model={path}", "--variant=one_weird_trick")
+    result = run_tool("verify", f"--model={path}", "--variant=one_weird_trick")
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_cli_input_that_cannot_be_built():
-    result = run_verify("--input_size=224")
+def test_cli_input_that_cannot_be_built(run_tool):
+    result = run_tool("verify", "--input_size=224")
     assert result.returncode == 2
     assert "input_shape (224, 224, 3)" in result.stderr

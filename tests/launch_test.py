@@ -1,4 +1,5 @@
-"""The launcher and MultiWorkerMirroredStrategy: two workers on 127.0.0.1 train, fail, resume.
+"""launch (the local launcher) and MultiWorkerMirroredStrategy: two workers on 127.0.0.1
+train, fail, resume.
 
 The launcher's bookkeeping (prefixes, progress bars, a lost worker, signals, the timeout)
 is tested on a tiny stand-in worker that starts in milliseconds; three tests run the real

@@ -1,0 +1,53 @@
+"""Learning-rate schedules: the paper's divide-by-10 on a plateau, and cosine decay."""
+
+import math
+
+import tensorflow as tf
+
+from keras_alexnet import paper
+
+
+class PlateauSchedule(tf.Module):
+    """The paper's schedule: divide the learning rate by 10 when validation error stalls.
+
+    Its state (best error, epochs without gain, reductions so far) is made of variables,
+    saved in the training checkpoint so that a resumed run goes on with it.
+
+    Args:
+        patience: epochs without a better validation error before the rate is lowered.
+        max_reductions: the rate is lowered at most this many times.
+    """
+
+    def __init__(self, patience, max_reductions):
+        super().__init__(name="schedule")
+        self.patience = patience
+        self.max_reductions = max_reductions
+        self.best_error = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
+        self.epochs_without_gain = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reductions = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def update(self, error, optimizer):
+        """Records an epoch's validation error; returns True when it lowered the rate."""
+        if error < self.best_error.numpy():
+            self.best_error.assign(error)
+            self.epochs_without_gain.assign(0)
+            return False
+        self.epochs_without_gain.assign_add(1)
+        if self.epochs_without_gain.numpy() >= self.patience and (
+            self.reductions.numpy() < self.max_reductions
+        ):
+            optimizer.learning_rate.assign(optimizer.learning_rate * paper.LR_DECAY_FACTOR)
+            self.reductions.assign_add(1)
+            self.epochs_without_gain.assign(0)
+            return True
+        return False
+
+
+def cosine_learning_rate(base, step, total_steps):
+    """The learning rate of step `step` (0-based) of `total_steps` under cosine decay.
+
+    base * (1 + cos(pi * step / total_steps)) / 2: `base` at the first step, falling to 0
+    at the end (Loshchilov and Hutter, SGDR, 2017, without restarts). A function of the
+    step alone, so a resumed run continues the same curve.
+    """
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))

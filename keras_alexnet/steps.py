@@ -1,0 +1,107 @@
+"""The per-replica steps every tool runs: a training step and an evaluation step.
+
+Each step returns sums over its replica's batch (a loss, top-1 and top-5 hits, a count),
+so that `distribute.run_and_sum` gives the same totals on one device and on many.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_alexnet import distribute
+from keras_alexnet import metrics
+
+
+def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
+    """Returns a `tf.function` that runs one optimizer step on one replica's batch.
+
+    The loss is the mean cross-entropy over the GLOBAL batch plus the model's
+    regularisation losses (the paper's coupled weight decay), scaled so that summing the
+    replicas' gradients, as every `tf.distribute` strategy does, gives the gradient of the
+    global batch. Under no strategy it is the ordinary mean loss.
+
+    Args:
+        model: a Keras model that returns class probabilities.
+        optimizer: a Keras optimizer; a `keras.optimizers.LossScaleOptimizer` scales the
+            loss before the gradients (float16) and unscales them before the update.
+        global_batch_size: examples per step over all replicas.
+        jit_compile: compile the step with XLA.
+
+    Returns:
+        step(images, labels) -> (loss, top-1 hits, top-5 hits), to call directly or with
+        `strategy.run`. The loss is the one before the update, unscaled.
+    """
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @tf.function(jit_compile=jit_compile)
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            probs = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            # float16: gradients of the scaled loss, unscaled by the optimizer.
+            scaled_loss = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return (
+            loss,
+            metrics.top_k_correct(labels, probs, 1),
+            metrics.top_k_correct(labels, probs, 5),
+        )
+
+    return step
+
+
+def make_eval_step(model, crops="center"):
+    """Returns step(images, labels) -> (loss sum, top-1 hits, top-5 hits, count) for a batch.
+
+    Args:
+        model: a Keras model returning class probabilities.
+        crops: "center" for [b, h, w, c] batches, "ten" for [b, 10, h, w, c] (the
+            probabilities of the ten patches are averaged, as in the paper).
+    """
+
+    def step(images, labels):
+        if crops == "ten":
+            probs = metrics.average_crops(model, images)
+        else:
+            probs = tf.cast(model(images, training=False), tf.float32)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, probs)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return (
+            tf.reduce_sum(losses),
+            metrics.top_k_correct(labels, probs, 1),
+            metrics.top_k_correct(labels, probs, 5),
+            count,
+        )
+
+    return step
+
+
+def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
+    """Mean loss, top-1 and top-5 error of a model over a whole dataset.
+
+    Args:
+        model: a Keras model returning class probabilities.
+        dataset: a `tf.data.Dataset` of (images, labels), or a distributed dataset of
+            `strategy`.
+        strategy: the `tf.distribute.Strategy` the dataset is distributed with, or None.
+        crops: "center" or "ten" (see `make_eval_step`).
+
+    Returns:
+        A dict with loss, top1_error, top5_error (fractions) and count.
+    """
+    run = distribute.run_and_sum(strategy, make_eval_step(model, crops))
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for images, labels in dataset:
+        totals = [t + float(r) for t, r in zip(totals, run(images, labels))]
+    loss, top1, top5, count = totals
+    if count == 0:
+        raise ValueError("The evaluation dataset is empty.")
+    return dict(
+        loss=loss / count,
+        top1_error=1.0 - top1 / count,
+        top5_error=1.0 - top5 / count,
+        count=int(count),
+    )
