@@ -114,7 +114,8 @@ class TrainConfig:
         None,
         "The network variant (default: paper, or init_from's).",
         "enum",
-        enum_values=list(variants.VARIANTS),
+        # Read when the flags are defined: variants registered by then are choices too.
+        enum_values=lambda: list(variants.VARIANTS),
     )
     epochs: int = _setting(None, "Epochs to train.", "integer")
     batch_size: int = _setting(None, "The GLOBAL batch, over all replicas.", "integer")
@@ -314,6 +315,7 @@ def define_flags(flag_values=flags.FLAGS):
         extra = {
             k: v for k, v in field.metadata.items() if k not in ("help", "flag", "flag_default")
         }
+        extra = {k: v() if callable(v) else v for k, v in extra.items()}
         default = field.metadata.get("flag_default", field.default)
         if kind == "list" and default is not None:
             default = list(default)

@@ -4,16 +4,12 @@
 import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlow loads
 # isort: on
 
-import os
-import subprocess
-import sys
 
 import image_data
 import keras
 import pytest
 import tiny
 
-from keras_alexnet import config
 from keras_alexnet import export
 from keras_alexnet import shapes_dataset
 from keras_alexnet import sources
@@ -35,23 +31,6 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
 
 
-@pytest.fixture
-def run_tool():
-    """run_tool(tool, *args): `python -m keras_alexnet.<tool> args...` in a fresh process,
-    its output captured as text (a `subprocess.CompletedProcess`)."""
-
-    def run(tool, *args):
-        return subprocess.run(
-            [sys.executable, "-m", f"keras_alexnet.{tool}", *args],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ),
-            timeout=300,
-        )
-
-    return run
-
-
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """A small built-in image set written once per test session (see tiny.SHAPES)."""
@@ -61,7 +40,7 @@ def tiny_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A run trained for one epoch (6 steps) on a tiny built-in set: (model_dir, root).
+    """The tiny variant trained one epoch (6 steps) on a small built-in set: (model_dir, root).
 
     Trained once per session for the evaluate, export and predict tests, which count on
     its 6 classes and 18 validation images; none of them may change its checkpoint.
@@ -71,17 +50,7 @@ def trained(tmp_path_factory):
         base / "shapes", num_classes=6, train_per_class=8, val_per_class=3, image_size=(64, 80)
     )
     model_dir = str(base / "run")
-    train.train(
-        config.TrainConfig(
-            model_dir=model_dir,
-            dataset="folder",
-            data_dir=root,
-            batch_size=8,
-            epochs=1,
-            stats_images=16,
-            verbose=False,
-        )
-    )
+    train.train(tiny.train_config(model_dir, root, init="he", input_scale="auto"))
     return model_dir, root
 
 

@@ -9,6 +9,7 @@ channel-first flattening of pool5).
 import dataclasses
 import os
 
+import fresh_process
 import keras
 import numpy as np
 import pytest
@@ -162,7 +163,7 @@ class TestCaffemodel:
         with pytest.raises(ValueError, match=r"fc6.*\(9000, 4096\).*6x6x256.*\(4096, 9000\)"):
             convert.load_pretrained(model, dataclasses.replace(pretrained, layers=layers))
 
-    def test_npy_dict_converted_in_a_fresh_process_matches(self, caffe, run_tool):
+    def test_npy_dict_converted_in_a_fresh_process_matches(self, caffe):
         # caffe-tensorflow's layout of the same weights: kernels (h, w, in, out) still BGR,
         # dense (in, out), fc6 re-wired to (row, column, channel) rows, as its
         # DataReshaper does; a list [weights, biases] per layer, pickled by np.save.
@@ -180,11 +181,13 @@ class TestCaffemodel:
         del net_data
         output = caffe["dir"] / "from_npy.keras"
 
-        refused = run_tool("convert", str(src), f"--output={output}")
+        refused = fresh_process.run_module("convert", str(src), f"--output={output}")
         assert refused.returncode == 1 and "allow_pickle" in refused.stderr
         assert not output.exists()
 
-        result = run_tool("convert", str(src), f"--output={output}", "--allow_pickle")
+        result = fresh_process.run_module(
+            "convert", str(src), f"--output={output}", "--allow_pickle"
+        )
         assert result.returncode == 0, result.stderr
         assert "1000 classes" in result.stdout
         assert "arbitrary code" in result.stderr  # the warning
@@ -205,7 +208,9 @@ class TestCaffemodel:
         logits = np.asarray(caffe["model"](image, training=False))
         np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-7)
 
-        again = run_tool("convert", str(src), f"--output={output}", "--allow_pickle")
+        again = fresh_process.run_module(
+            "convert", str(src), f"--output={output}", "--allow_pickle"
+        )
         assert again.returncode == 1 and "refusing to overwrite" in again.stderr
 
 

@@ -12,8 +12,11 @@ from keras_alexnet import distribute
 MIRRORED_SCRIPT = textwrap.dedent("""
     import sys
     import keras_alexnet
-    from keras_alexnet import config, distribute, steps, train
+    from keras_alexnet import distribute, steps, train
     import keras, numpy as np, tensorflow as tf
+    import tiny
+
+    tiny.register()
 
     mirrored = distribute.make_strategy("mirrored", cpu_replicas=2)
     assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
@@ -25,7 +28,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     for name, strategy in (("one", one), ("mirrored", mirrored)):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            model = keras_alexnet.AlexNet(4, dropout=0.0)
+            model = keras_alexnet.AlexNet(4, dropout=0.0, variant="tiny")
             opt = keras.optimizers.SGD(0.001, momentum=0.9)
             opt.build(model.trainable_variables)
         initial = [v.numpy() for v in model.trainable_variables]
@@ -39,9 +42,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     print("SAME_WEIGHTS", len(weights["one"]))
     # A few steps of the full loop on the built-in set under the mirrored strategy.
-    cfg = config.TrainConfig(model_dir=sys.argv[2], dataset="folder", data_dir=sys.argv[1],
-                             batch_size=8, epochs=1, max_steps=3, learning_rate=0.001,
-                             init="paper", stats_images=16, verbose=False)
+    cfg = tiny.train_config(sys.argv[2], sys.argv[1], max_steps=3)
     result = train.train(cfg, strategy=mirrored)
     assert result["step"] == 3 and np.isfinite(result["train"]["loss"]), result
     print("MIRRORED_TRAINED", result["step"])
@@ -54,7 +55,7 @@ def test_mirrored_step_equals_one_device_step(tmp_path, tiny_root):
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ),
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "SAME_WEIGHTS 16" in result.stdout

@@ -1,26 +1,59 @@
-"""Run a keras_alexnet tool as its users do: `python -m keras_alexnet.<module>`, in a fresh
-process (imported by the evaluate, export and predict tests)."""
+"""Run a keras_alexnet tool as its users do, in a fresh process, with the tests' tiny
+variant known to it.
+
+`python tests/fresh_process.py TOOL ARGS...` registers `tiny.VARIANT` and then runs what
+`python -m keras_alexnet.TOOL ARGS...` runs: `cli.run(TOOL.main, TOOL.define_flags)`.
+"""
 
 import os
 import subprocess
 import sys
 
 
-def run_module(module, *args):
+def command(module, *args):
+    """The command line that runs `python -m keras_alexnet.<module> args...` this way."""
+    return [sys.executable, os.path.abspath(__file__), module, *map(str, args)]
+
+
+def run_module(module, *args, timeout=600):
     """Runs `python -m keras_alexnet.<module> args...` and captures its output.
 
     Args:
-        module: the module's name inside keras_alexnet ("evaluate", "export", ...).
+        module: the module's name inside keras_alexnet ("train", "evaluate", ...).
         *args: its command-line arguments.
+        timeout: seconds; loading TensorFlow and a model can take minutes on a busy machine.
 
     Returns:
         The `subprocess.CompletedProcess`, stdout and stderr as text.
     """
     return subprocess.run(
-        [sys.executable, "-m", f"keras_alexnet.{module}", *args],
+        command(module, *args),
         capture_output=True,
         text=True,
-        # Loading TensorFlow and a 61M-parameter model can take minutes on a busy machine.
-        timeout=600,
+        timeout=timeout,
         env=dict(os.environ),
     )
+
+
+def _main():
+    import importlib
+
+    import tiny
+
+    from keras_alexnet import cli
+    from keras_alexnet import launch
+
+    tiny.register()
+    # The launcher's workers run the same way, the tiny variant known to them too.
+    launch.train_command = lambda train_args, python=sys.executable: command(
+        "train", "--strategy=multi_worker", *train_args
+    )
+    name = sys.argv.pop(1)
+    sys.argv[0] = f"keras_alexnet.{name}"
+    tool = importlib.import_module(f"keras_alexnet.{name}")
+    # What the tool's `if __name__ == "__main__":` runs.
+    cli.run(tool.main, getattr(tool, "define_flags", None))
+
+
+if __name__ == "__main__":
+    _main()

@@ -17,10 +17,11 @@ import textwrap
 import threading
 import time
 
-import keras
+import fresh_process
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 from keras_alexnet import launch
 from keras_alexnet import run_dir
@@ -291,6 +292,7 @@ def train_args(model_dir, root, *extra):
         f"--model_dir={model_dir}",
         "--dataset=folder",
         f"--data_dir={root}",
+        "--variant=tiny",
         "--batch_size=8",
         "--epochs=1",
         "--stats_images=16",
@@ -303,16 +305,14 @@ def train_args(model_dir, root, *extra):
 
 def start_launcher(args, workers=2, timeout=420):
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keras_alexnet.launch",
+        fresh_process.command(
+            "launch",
             f"--workers={workers}",
             f"--timeout={timeout}",
             "--grace_period=5",
             "--",
             *args,
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -354,19 +354,11 @@ def test_two_workers_train_like_one_device(tmp_path, tiny_root):
     assert not (two_dir / "workers" / "worker_1").exists()
     assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-3")
 
-    one = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_alexnet.train",
-            "--strategy=one_device",
-            *train_args(one_dir, tiny_root, *extra),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
+    one = fresh_process.run_module(
+        "train", "--strategy=one_device", *train_args(one_dir, tiny_root, *extra), timeout=420
     )
     assert one.returncode == 0, one.stderr[-4000:]
+    tiny.register()
     two_model, _ = run_dir.restore_model(str(two_dir))
     one_model, _ = run_dir.restore_model(str(one_dir))
     # Each step's global batch holds the same 8 images in both runs (worker i takes the
@@ -379,7 +371,6 @@ def test_two_workers_train_like_one_device(tmp_path, tiny_root):
         worst = max(worst, float(np.max(np.abs(a - b))))
     print(f"largest weight difference, two workers vs one device: {worst:.3g}")
     del two_model, one_model
-    keras.utils.clear_session(free_memory=True)  # 2 x 61M weights; the next test needs RAM
 
 
 def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root):

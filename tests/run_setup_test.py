@@ -28,7 +28,7 @@ def test_the_run_is_recorded_before_the_first_step(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
     run = run_setup.prepare_run(tiny.train_config(model_dir, tiny_root))
     record = run_dir.read_run(str(model_dir))
-    assert record["model_args"] == run.model_args and record["variant"] == "paper"
+    assert record["model_args"] == run.model_args and record["variant"] == "tiny"
     assert run_dir.read_labels(str(model_dir)) == list(run.source.class_names)
     stats = run_dir.read_stats(str(model_dir))
     assert stats.num_images == 16  # stats_images of the tiny config

@@ -1,4 +1,10 @@
-"""Small settings that keep training tests to seconds (imported by the test modules)."""
+"""Small settings that keep training tests to seconds (imported by the test modules).
+
+Where the full size is not what a test is about, it trains `VARIANT`: the paper's layout
+(towers, LRN, overlapping pools, dropout) with few channels and 64-unit fc6 and fc7, about
+120k parameters instead of 61M. `register()` puts it in `variants.VARIANTS` under "tiny";
+`fresh_process` registers it in the tools it starts.
+"""
 
 import dataclasses
 
@@ -6,17 +12,39 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import config
+from keras_alexnet import variants
 
 # 4 classes of 12 training and 4 validation images: 6 steps an epoch at batch 8.
 SHAPES = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))
 
+VARIANT = dataclasses.replace(
+    variants.VARIANTS["paper"],
+    name="tiny",
+    source="tests/tiny.py: the paper's layout with few channels, for fast tests.",
+    convs=tuple(
+        dataclasses.replace(conv, filters=filters, groups=groups)
+        for conv, filters, groups in zip(
+            variants.VARIANTS["paper"].convs, (12, 32, 48, 48, 32), (1, 2, 1, 2, 2)
+        )
+    ),
+    dense_units=(64, 64),
+    departures=("layout",),
+)
+
+
+def register():
+    """Makes the tiny variant known to the package (as "tiny")."""
+    variants.VARIANTS.setdefault(VARIANT.name, VARIANT)
+
 
 def train_config(model_dir, root, **overrides):
-    """A TrainConfig for a few steps on an image folder at `root`."""
+    """A TrainConfig for a few steps of the tiny variant on an image folder at `root`."""
+    register()
     base = config.TrainConfig(
         model_dir=str(model_dir),
         dataset="folder",
         data_dir=root,
+        variant=VARIANT.name,
         batch_size=8,
         epochs=1,
         learning_rate=0.001,

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import fresh_process
 import keras
 import pytest
 from model_test import TINY
@@ -82,8 +83,8 @@ def test_altered_bias_and_dropout_fail(paper_model):
     assert status["conv4 bias"] == verify.OK
 
 
-def test_cli_exit_status_and_json(run_tool):
-    result = run_tool("verify", "--format=json")
+def test_cli_exit_status_and_json():
+    result = fresh_process.run_module("verify", "--format=json")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["passed"] and report["params"] == 60_965_224
@@ -91,19 +92,19 @@ def test_cli_exit_status_and_json(run_tool):
     assert {d["topic"] for d in report["discrepancies"]} >= {"input size", "conv1 neurons"}
 
 
-def test_cli_fails_on_an_altered_saved_model(tmp_path, run_tool):
+def test_cli_fails_on_an_altered_saved_model(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras_alexnet.AlexNet(variant="one_weird_trick")
     path = tmp_path / "owt.keras"
     model.save(path)
-    result = run_tool("verify", f"--model={path}", "--variant=paper")
+    result = fresh_process.run_module("verify", f"--model={path}", "--variant=paper")
     assert result.returncode == 1, result.stdout[-2000:]
     assert "FAIL" in result.stdout and "conv2 towers" in result.stdout
-    result = run_tool("verify", f"--model={path}", "--variant=one_weird_trick")
+    result = fresh_process.run_module("verify", f"--model={path}", "--variant=one_weird_trick")
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_cli_input_that_cannot_be_built(run_tool):
-    result = run_tool("verify", "--input_size=224")
+def test_cli_input_that_cannot_be_built():
+    result = fresh_process.run_module("verify", "--input_size=224")
     assert result.returncode == 2
     assert "input_shape (224, 224, 3)" in result.stderr
