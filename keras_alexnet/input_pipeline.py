@@ -136,10 +136,19 @@ def train_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 
 
+PADDING_LABEL = -1  # the label of the examples that fill an evaluation's last step
+
+
 def eval_dataset(
     source, *, batch_size, stats, split="validation", crops="center", input_context=None
 ):
     """Evaluation batches of every example of a split, in file order.
+
+    Under several replicas (an `input_context` with num_replicas_in_sync > 1) every replica
+    takes part in every step, so the last step, which the split rarely fills, is filled up
+    with padding examples: zero images labelled `PADDING_LABEL`, which the evaluation step
+    counts for nothing. Every input pipeline then gives the same number of full batches,
+    and no replica is handed an empty or partial batch.
 
     Args:
       source: a `sources.Source`.
@@ -151,7 +160,8 @@ def eval_dataset(
 
     Returns:
       A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
-      "center" and [b, 10, 227, 227, 3] for "ten". The last batch may be smaller.
+      "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
+      smaller; on several, batches are full and the last ones may hold padding.
     """
     if crops not in ("center", "ten"):
         raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
@@ -166,7 +176,18 @@ def eval_dataset(
     if pipelines > 1:
         ds = ds.shard(pipelines, pipeline_id)
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(per_replica)
+    if input_context is not None and input_context.num_replicas_in_sync > 1:
+        images, labels = ds.element_spec
+        padding = tf.data.Dataset.from_tensors(
+            (tf.zeros(images.shape, images.dtype), tf.constant(PADDING_LABEL, labels.dtype))
+        )
+        # Every pipeline's share of ceil(n / batch_size) full global batches: at least
+        # its shard of the split, as batch_size divides over the pipelines.
+        global_steps = -(-source.num_examples(split) // batch_size)
+        ds = ds.concatenate(padding.repeat()).take(global_steps * batch_size // pipelines)
+        ds = ds.batch(per_replica, drop_remainder=True)
+    else:
+        ds = ds.batch(per_replica)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 
 
@@ -276,6 +297,7 @@ def error_summary(message):
 
 
 __all__ = [
+    "PADDING_LABEL",
     "dataset_options",
     "describe_failures",
     "error_summary",

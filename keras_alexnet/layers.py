@@ -192,6 +192,16 @@ class GroupedConv2D(keras.layers.Layer):
             self.bias = None
 
     def call(self, inputs):
+        # TensorFlow's oneDNN CPU kernels return an empty batch unchanged, with the input's
+        # height, width and channels, and a replica's share of a last, partial batch can be
+        # empty: an empty batch skips the convolution for an empty output of the right shape.
+        return tf.cond(
+            tf.shape(inputs)[0] > 0,
+            lambda: self._convolve(inputs),
+            lambda: tf.zeros(self._output_shape(inputs), self.compute_dtype),
+        )
+
+    def _convolve(self, inputs):
         kernel = tf.convert_to_tensor(self.kernel)
         strides = (1, *self.strides, 1)
         padding = self.padding.upper()
@@ -205,6 +215,15 @@ class GroupedConv2D(keras.layers.Layer):
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return self.activation(outputs)
+
+    def _output_shape(self, inputs):
+        shape = tf.shape(inputs)
+        return [
+            shape[0],
+            _conv_output_length(shape[1], self.kernel_size[0], self.strides[0], self.padding),
+            _conv_output_length(shape[2], self.kernel_size[1], self.strides[1], self.padding),
+            self.filters,
+        ]
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape

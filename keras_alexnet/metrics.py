@@ -3,11 +3,22 @@
 import tensorflow as tf
 
 
-def top_k_correct(labels, probs, k):
-    """Number of examples whose label is among the k most probable classes."""
+def top_k_correct(labels, probs, k, weights=None):
+    """Number of examples whose label is among the k most probable classes.
+
+    Args:
+        labels: int [b].
+        probs: [b, classes].
+        k: how many of the most probable classes count.
+        weights: float [b], each example's weight (0 for padding), or None for 1 each.
+    """
     k = min(k, probs.shape[-1])
-    hits = tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(probs, tf.float32), k)
-    return tf.reduce_sum(tf.cast(hits, tf.float32))
+    hits = tf.cast(
+        tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(probs, tf.float32), k), tf.float32
+    )
+    if weights is not None:
+        hits *= weights
+    return tf.reduce_sum(hits)
 
 
 def average_crops(model, images):

@@ -56,6 +56,9 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
 def make_eval_step(model, crops="center"):
     """Returns step(images, labels) -> (loss sum, top-1 hits, top-5 hits, count) for a batch.
 
+    Examples labelled `input_pipeline.PADDING_LABEL` (negative), which fill the last step
+    of a distributed evaluation, count for nothing.
+
     Args:
         model: a Keras model returning class probabilities.
         crops: "center" for [b, h, w, c] batches, "ten" for [b, 10, h, w, c] (the
@@ -67,13 +70,15 @@ def make_eval_step(model, crops="center"):
             probs = metrics.average_crops(model, images)
         else:
             probs = tf.cast(model(images, training=False), tf.float32)
+        real = labels >= 0
+        weights = tf.cast(real, tf.float32)
+        labels = tf.where(real, labels, tf.zeros_like(labels))
         losses = keras.losses.sparse_categorical_crossentropy(labels, probs)
-        count = tf.cast(tf.shape(labels)[0], tf.float32)
         return (
-            tf.reduce_sum(losses),
-            metrics.top_k_correct(labels, probs, 1),
-            metrics.top_k_correct(labels, probs, 5),
-            count,
+            tf.reduce_sum(losses * weights),
+            metrics.top_k_correct(labels, probs, 1, weights),
+            metrics.top_k_correct(labels, probs, 5, weights),
+            tf.reduce_sum(weights),
         )
 
     return step

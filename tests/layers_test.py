@@ -178,12 +178,26 @@ def test_grouped_conv_graph_has_no_xla_ops():
     layer = _grouped((1, 9, 9, 4), 4, 3, 2, 1, "same")
     fn = tf.function(layer).get_concrete_function(tf.TensorSpec((None, 9, 9, 4)))
     graph = fn.graph.as_graph_def()
-    ops = {node.op for node in graph.node}
+    # The graph and the functions it calls (the convolution runs in a tf.cond branch).
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    ops = {node.op for node in nodes}
     assert "Conv2D" in ops
     assert not any(op.startswith("Xla") for op in ops)
-    assert not any(
-        "_XlaMustCompile" in node.attr or "_XlaCompile" in node.attr for node in graph.node
-    )
+    assert not any("_XlaMustCompile" in node.attr or "_XlaCompile" in node.attr for node in nodes)
+
+
+@pytest.mark.parametrize("implementation", ["towers", "native"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_grouped_conv_on_an_empty_batch_and_a_batch_of_one(implementation, groups):
+    layer = _grouped((3, 9, 9, 4), 6, 3, groups, 2, "valid", implementation=implementation)
+    x = np.random.default_rng(5).normal(size=(3, 9, 9, 4)).astype(np.float32)
+    whole = layer(x).numpy()
+    graph_call = tf.function(layer)
+    for call in (layer, graph_call):
+        # TensorFlow's oneDNN CPU convolution returns an empty batch unchanged, with the
+        # input's channels; the layer must give the convolution's shape.
+        assert tuple(call(x[:0]).shape) == (0, 4, 4, 6)
+        np.testing.assert_allclose(call(x[1:2]).numpy(), whole[1:2], rtol=1e-5, atol=1e-5)
 
 
 def test_grouped_conv_config_round_trip():

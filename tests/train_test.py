@@ -6,9 +6,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
+import fresh_process
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,16 +19,6 @@ from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 from keras_alexnet import shapes_dataset
 from keras_alexnet import train
-
-
-def run_cli(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "keras_alexnet.train", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-    )
 
 
 def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
@@ -49,7 +39,7 @@ def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
     assert {"conv1_kernels", "augmented_inputs", "skipped_images"} <= tags
     # The restored model is the trained one: same validation figures.
     model, run = run_dir.restore_model(str(model_dir))
-    assert run["variant"] == "paper" and run["num_classes"] == 4
+    assert run["variant"] == "tiny" and run["num_classes"] == 4
     again = train.train(tiny.train_config(model_dir, tiny_root))
     assert again["step"] == 6  # nothing left to do: the run had finished
     del model
@@ -157,15 +147,21 @@ def dataclass_replace(cfg, **changes):
 
 
 def final_weights(model_dir):
+    tiny.register()
     model, _ = run_dir.restore_model(str(model_dir))
     return [v.numpy() for v in model.weights]
 
 
-def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root):
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root, replicas):
+    # Batches of 6: 8 steps an epoch; under 2 replicas the 16 validation images leave the
+    # last validation step uneven (3 steps of 2 x 3 places), at every epoch end.
     args = [
         "--dataset=folder",
         f"--data_dir={tiny_root}",
-        "--batch_size=8",
+        "--variant=tiny",
+        f"--cpu_replicas={replicas}",
+        "--batch_size=6",
         "--epochs=2",
         "--checkpoint_every=2",
         "--learning_rate=0.001",
@@ -175,7 +171,7 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root):
     ]
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_alexnet.train", f"--model_dir={killed_dir}", *args],
+        fresh_process.command("train", f"--model_dir={killed_dir}", *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(os.environ),
@@ -190,18 +186,20 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root):
     finally:
         process.kill()
         process.wait()
-    resumed = run_cli(f"--model_dir={killed_dir}", *args)
+    resumed = fresh_process.run_module("train", f"--model_dir={killed_dir}", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # TensorFlow's Python code logs a line at INFO for each checkpoint saved; the tool
     # keeps them off (the C++ lines logged at import are TensorFlow's to control).
     assert not re.search(r"^I\d{4} .*\.py:\d+\]", resumed.stderr, re.M), resumed.stderr[-3000:]
-    match = re.search(r"Resuming from \S+ckpt-(\d+): epoch 1, step (\d+) of 6", resumed.stdout)
+    match = re.search(r"Resuming from \S+ckpt-(\d+): epoch 1, step (\d+) of 8", resumed.stdout)
     assert match, resumed.stdout[-3000:]
-    assert 0 < int(match.group(2)) < 6  # mid-epoch
+    assert 0 < int(match.group(2)) < 8  # mid-epoch
     assert match.group(1) == match.group(2)
     straight_dir = tmp_path / "straight"
-    straight = run_cli(f"--model_dir={straight_dir}", *args)
+    straight = fresh_process.run_module("train", f"--model_dir={straight_dir}", *args)
     assert straight.returncode == 0, straight.stderr[-3000:]
+    # Validation at both epoch ends counted every image once, on one replica or two.
+    assert straight.stdout.count("over 16 images") == 2, straight.stdout[-3000:]
     # Interrupted and resumed, or not: the same weights to the bit.
     for a, b in zip(final_weights(killed_dir), final_weights(straight_dir)):
         np.testing.assert_array_equal(a, b)
