@@ -6,6 +6,9 @@ image, and their mirror images, softmax averaged). The preprocessing is the trai
 own evaluation path, with the mean image it stored.
 
     python -m keras_alexnet.evaluate --model_dir=runs/alexnet --crops=10
+
+It runs where training runs (`distribute.make_strategy`): on one GPU, mirrored over all GPUs
+where there are several, or on the CPU (over --cpu_replicas logical CPUs, if given).
 """
 
 import json
@@ -56,13 +59,15 @@ def evaluate(
         split: "validation" or "train".
         crops: "center" or "10" (the paper's ten patches).
         batch_size: images per batch.
-        strategy: a `tf.distribute.Strategy`, or None for one device.
+        strategy: a `tf.distribute.Strategy`; default: `distribute.make_strategy("auto")`,
+            the GPU, all GPUs where there are several, or else the CPU.
         write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>.
         mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
 
     Returns:
         A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
-        out), checkpoint, step, dataset, split, crops.
+        out), checkpoint, step, dataset, split, crops, replicas (of the strategy) and
+        devices (this worker's, e.g. ["GPU:0"]).
 
     Raises:
         ValueError: no run or checkpoint in model_dir, a bad crops value, bad data, or a
@@ -83,7 +88,7 @@ def evaluate(
     if source.num_examples(split) == 0:
         raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
     stats = run_dir.read_stats(model_dir)
-    strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
+    strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
         model, _ = run_dir.restore_model(
             model_dir, checkpoint, dtype_policy=model_lib.precision_policy(mixed_precision)
@@ -119,6 +124,8 @@ def evaluate(
         dataset=source.name,
         split=split,
         crops="10" if crops == "ten" else "center",
+        replicas=strategy.num_replicas_in_sync,
+        devices=[name.rsplit("device:", 1)[-1] for name in strategy.extended.worker_devices],
     )
     if write_summaries and distribute.is_chief(strategy):
         _write_summaries(model_dir, report)
@@ -177,8 +184,10 @@ def format_report(report):
         ("images evaluated", f"{report['images']:,}", "50,000"),
         ("images skipped as bad", f"{report['skipped']:,}", ""),
     ]
+    replicas = f"{report['replicas']} replica" + ("s" if report["replicas"] > 1 else "")
     lines = [
-        f"{report['dataset']} {report['split']}, {crops}, {report['checkpoint']}",
+        f"{report['dataset']} {report['split']}, {crops}, {report['checkpoint']}, "
+        f"on {replicas} ({', '.join(report['devices'])})",
         f"{'':22}{'this model':>12}  {'paper (ILSVRC-2012 val, 1 CNN)':>32}",
     ]
     lines += [f"{name:22}{value:>12}  {ref:>32}" for name, value, ref in rows]
@@ -199,12 +208,15 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Images per batch.")
     flags.DEFINE_enum("on_bad_image", "skip", list(sources.ON_BAD_IMAGE), "As for training.")
     flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
+    distribute.define_flags()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
+        # The strategy comes first: it must exist before any other TensorFlow work.
+        strategy = distribute.from_flags(FLAGS)
         report = evaluate(
             FLAGS.model_dir,
             checkpoint=FLAGS.checkpoint,
@@ -215,6 +227,7 @@ def main(argv):
             crops=FLAGS.crops,
             batch_size=FLAGS.batch_size,
             on_bad_image=FLAGS.on_bad_image,
+            strategy=strategy,
             mixed_precision=FLAGS.mixed_precision,
         )
     except ValueError as error:

@@ -259,3 +259,30 @@ def _conv_output_length(length, kernel, stride, padding):
     if padding == "same":
         return -(-length // stride)
     return (length - kernel) // stride + 1
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class Dropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` that draws its own masks on every replica (section 4.2).
+
+    The paper drops each hidden unit of every example independently. Under `tf.distribute`
+    every replica runs the layer with the same random state, so `keras.layers.Dropout` drops
+    the same units for example j of every replica and worker: a step of R replicas has
+    only batch / R distinct masks. This layer folds the replica's index over all workers
+    (`replica_id_in_sync_group`) into the seed, so each replica draws its own masks. The
+    state advances once per call as in Keras, so a run stays reproducible and resumes
+    exactly; on one replica the masks are those of `keras.layers.Dropout`.
+
+    Args: as `keras.layers.Dropout` (rate, noise_shape, seed, and base layer arguments).
+    """
+
+    def call(self, inputs, training=False):
+        context = tf.distribute.get_replica_context()
+        if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.cast(self.seed_generator.next(), tf.int64), context.replica_id_in_sync_group
+        )
+        return tf.nn.experimental.stateless_dropout(
+            inputs, self.rate, seed=seed, noise_shape=self.noise_shape
+        )

@@ -6,6 +6,13 @@ import tensorflow as tf
 def top_k_correct(labels, probs, k, weights=None):
     """Number of examples whose label is among the k most probable classes.
 
+    Ties do not count for the model: the classes are ranked by `tf.math.top_k`, which puts
+    the lower class index first among equal probabilities, and an example is a hit only
+    if its label is among the k indices it returns. A network whose output is constant is
+    right only for the classes 0 ... k-1, never for every label (`tf.math.in_top_k` would
+    count any label tied at the k-th place, e.g. every label of a uniform output, or every
+    probability that underflowed to 0 among the top 5).
+
     Args:
         labels: int [b].
         probs: [b, classes].
@@ -13,9 +20,9 @@ def top_k_correct(labels, probs, k, weights=None):
         weights: float [b], each example's weight (0 for padding), or None for 1 each.
     """
     k = min(k, probs.shape[-1])
-    hits = tf.cast(
-        tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(probs, tf.float32), k), tf.float32
-    )
+    _, top = tf.math.top_k(tf.cast(probs, tf.float32), k)
+    hits = tf.reduce_any(tf.equal(top, tf.cast(labels, tf.int32)[:, None]), axis=-1)
+    hits = tf.cast(hits, tf.float32)
     if weights is not None:
         hits *= weights
     return tf.reduce_sum(hits)

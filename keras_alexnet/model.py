@@ -298,7 +298,7 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
         kernel_init, bias_init = _initializers(
             spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1], init
         )
-        dropout_layer = keras.layers.Dropout(dropout, dtype=policy, name=f"dropout{dense_name[2:]}")
+        dropout_layer = layers.Dropout(dropout, dtype=policy, name=f"dropout{dense_name[2:]}")
         if spec.dropout_before_dense and not last:
             x = dropout_layer(x)
         x = keras.layers.Dense(

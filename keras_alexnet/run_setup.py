@@ -63,7 +63,7 @@ def prepare_run(config, strategy=None, source=None):
         A `Run`.
     """
     config = config_lib.resolve(config)
-    strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
+    strategy = strategy or distribute.make_strategy("auto")
     _check_strategy(config, strategy)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -72,6 +72,13 @@ def prepare_run(config, strategy=None, source=None):
         skipped = len(source.bad_files)
     else:
         skipped = sources.check_bad_files(source.bad_files, config.on_bad_image)
+    if config.lr_schedule == "plateau" and not source.num_validation:
+        raise ValueError(
+            "lr_schedule=plateau lowers the learning rate when the validation error stops "
+            f"improving, and {source.name} has no validation images: the rate would stay "
+            f"at {config.learning_rate:g} for the whole run. Give the data a validation "
+            "split, or use --lr_schedule=cosine. Received: lr_schedule='plateau'"
+        )
     start_from = None
     if config.init_from:
         start_from = _load_start_from(config)

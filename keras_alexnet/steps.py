@@ -43,6 +43,8 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
             # float16: gradients of the scaled loss, unscaled by the optimizer.
             scaled_loss = optimizer.scale_loss(loss) if scaled else loss
         grads = tape.gradient(scaled_loss, model.trainable_variables)
+        if scaled:
+            grads = _non_finite_on_every_replica_if_on_one(grads)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return (
             loss,
@@ -51,6 +53,31 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
         )
 
     return step
+
+
+def _non_finite_on_every_replica_if_on_one(grads):
+    """The replica's gradients, or NaNs where any replica's gradients are not finite.
+
+    `keras.optimizers.LossScaleOptimizer` decides to skip a step and lower the scale from
+    the gradients it is given, a replica's own, before they are summed over the replicas:
+    when one replica overflowed and the others did not, the replicas disagreed and the
+    overflow reached the weights. One all-reduced flag makes every replica, and so the
+    summed gradients, non-finite together: the step is skipped and the scale lowered as
+    on one device.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads
+    present = [g for g in grads if g is not None]
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in present])
+    overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    present = tf.cond(
+        overflowed > 0,
+        lambda: [tf.fill(tf.shape(g), tf.constant(float("nan"), g.dtype)) for g in present],
+        lambda: present,
+    )
+    present = iter(present)
+    return [None if g is None else next(present) for g in grads]
 
 
 def make_eval_step(model, crops="center"):

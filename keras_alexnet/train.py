@@ -28,7 +28,6 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
-from keras_alexnet import paper
 from keras_alexnet import run_dir
 from keras_alexnet import run_setup
 from keras_alexnet import schedule as schedule_lib
@@ -59,8 +58,12 @@ def train(config, *, strategy=None, source=None):
     state = build_state(run)
     latest = resume(run, state)
     result = dict(step=state.step, epoch=state.epoch, checkpoint=latest)
-    if state.epoch >= config.epochs:
-        print(f"Nothing to do: {config.model_dir} has finished its {config.epochs} epochs.")
+    if state.epoch >= config.epochs or (config.max_steps and state.step >= config.max_steps):
+        done = f"its {config.epochs} epochs" if state.epoch >= config.epochs else "max_steps"
+        print(
+            f"Nothing to do: {config.model_dir} is at step {state.step} and has finished {done}.",
+            flush=True,
+        )
         return dict(result, weights_sha256=train_state.weights_digest(state.model))
     writer = summaries.Writer(config.model_dir, run.chief)
     writer.scalars("train", state.step, {"skipped_images": run.skipped})
@@ -123,7 +126,9 @@ def build_state(run):
     return train_state.TrainState(
         model,
         optimizer,
-        schedule_lib.PlateauSchedule(config.lr_patience, config.lr_max_reductions),
+        schedule_lib.PlateauSchedule(
+            config.lr_patience, config.lr_max_reductions, config.learning_rate
+        ),
         train_state.checkpoint_dir(config.model_dir, run.chief, task),
         config.keep_checkpoints,
     )
@@ -138,7 +143,7 @@ def resume(run, state):
     state.restore(latest)
     # The rate follows the flag, lowered as many times as the schedule has lowered it.
     state.optimizer.learning_rate.assign(
-        config.learning_rate * paper.LR_DECAY_FACTOR ** int(state.schedule.reductions)
+        state.schedule.learning_rate()
         if config.lr_schedule == "plateau"
         else schedule_lib.cosine_learning_rate(config.learning_rate, state.step, run.total_steps)
     )

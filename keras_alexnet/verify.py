@@ -4,11 +4,11 @@
     python -m keras_alexnet.verify --model=path/to/model.keras --variant=paper
 
 Every number of the paper that the model can show is compared with the built (or loaded)
-model: output shapes, neuron counts, kernel shapes and towers, parameters, LRN, pooling,
-dropout, weight decay and initialisation. A difference is "departs" where the variant
-declares that departure (the caffe and one_weird_trick variants do, by design), a "note"
-where the paper contradicts itself, and "FAIL" anywhere else. The exit status is 1 when
-any check fails, 2 when the model cannot be built or loaded.
+model: the order of its layers, output shapes, neuron counts, kernel shapes and towers,
+parameters, LRN, pooling, dropout, weight decay and initialisation. A difference is
+"departs" where the variant declares that departure (the caffe and one_weird_trick variants
+do, by design), a "note" where the paper contradicts itself, and "FAIL" anywhere else. The
+exit status is 1 when any check fails, 2 when the model cannot be built or loaded.
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ from keras_alexnet import paper
 from keras_alexnet import variants
 
 OK, DEPARTS, NOTE, FAIL = "ok", "departs", "note", "FAIL"
+ORDER = "order"  # the item of the layer order's check
 _SEVERITY = {OK: 0, NOTE: 1, DEPARTS: 2, FAIL: 3}
 
 
@@ -225,6 +226,75 @@ def _check_followers(checker, spec, names):
     return checks
 
 
+def _paper_order():
+    """The paper's sequence of named layers, with the ReLU where the LRN's place depends on it.
+
+    Section 3.3 normalises "after applying the ReLU nonlinearity" in conv1 and conv2, and
+    CaffeNet (bvlc_reference_caffenet) pools before it normalises; every other ReLU is its
+    layer's activation, which the layer's own check compares.
+    """
+    order = []
+    for spec in paper.LAYERS:
+        lrn = any(step.startswith("lrn") for step in spec.followed_by)
+        order.append(spec.name)
+        order += [s for s in spec.followed_by if s != "softmax" and (s != "relu" or lrn)]
+    return order
+
+
+def _model_order(model, paper_order):
+    """The model's sequence in the terms of `paper_order`.
+
+    The model's layers of the names in `paper_order`, in the model's order, and "relu"
+    where `paper_order` shows one: after conv1 when conv1's activation is the ReLU or a
+    ReLU layer comes right after it (and the same for conv2).
+    """
+    named = set(paper_order) - {"relu"}
+    relu_after = {a for a, b in zip(paper_order, paper_order[1:]) if b == "relu"}
+    order = []
+    for layer in model.layers:
+        if layer.name in named:
+            order.append(layer.name)
+        if order and order[-1] in relu_after and _is_relu(layer):
+            order.append("relu")
+    return order
+
+
+def _is_relu(layer):
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    return getattr(layer, "activation", None) is not None and _activation_name(layer) == "relu"
+
+
+def _dropout_after_dense(order):
+    """The order with each dropout that comes right before its fc layer moved after it."""
+    order = list(order)
+    for i in range(len(order) - 1):
+        if order[i].startswith("dropout") and order[i + 1] == "fc" + order[i][len("dropout") :]:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order
+
+
+def _check_order(checker, model):
+    """Checks the exact sequence conv -> ReLU -> LRN -> pool ... fc8 (topic "layout").
+
+    A declared "layout" departure changes sizes, not this order: a variant departs from it
+    only by what it declares, no LRN layers ("lrn") or dropout before fc6 and fc7 instead
+    of after them, torchvision's order ("dropout").
+    """
+    expected = _paper_order()
+    actual = _model_order(model, expected)
+    if actual == expected:
+        status = OK
+    else:
+        allowed, seen = expected, actual
+        if "lrn" in checker.departures:
+            allowed = [s for s in allowed if not s.startswith("lrn") or s in actual]
+        if "dropout" in checker.departures:
+            seen = _dropout_after_dense(seen)
+        status = DEPARTS if seen == allowed else FAIL
+    checker.checks.append(Check("layout", ORDER, " ".join(expected), " ".join(actual), status))
+
+
 def _check_totals(checker, model, total_neurons):
     """Checks the whole network: parameters, neurons, pooling and multiply-adds."""
     num_classes = getattr(model_lib.layer_or_none(model, "fc8"), "units", paper.NUM_CLASSES)
@@ -331,10 +401,12 @@ def check_model(model, variant="paper", check_init=True):
         check_init: whether to check the initial weights (only meaningful before training).
 
     Returns:
-        (checks, layer_rows): a list of `Check` and one summary dict per weight layer.
+        (checks, layer_rows): a list of `Check` (the first, item `ORDER`, is the order of
+        the layers) and one summary dict per weight layer.
     """
     checker = _Checker(variants.VARIANTS[variant].departures)
     rows = []
+    _check_order(checker, model)
     _check_layout(checker, model, rows)
     _check_lrn(checker, model)
     _check_dropout(checker, model)
@@ -371,14 +443,23 @@ _LAYER_COLUMNS = (
 
 
 def render(variant, model, checks, rows, fmt="text"):
-    """Formats the report as "text", "markdown" or "json"."""
+    """Formats the report as "text", "markdown" or "json".
+
+    The layer order is reported on its own (a line of the text, "order" in the JSON); the
+    counts are those of the other checks, and any FAIL, the order's too, fails the report.
+    """
+    order = next((c for c in checks if c.item == ORDER), None)
+    passed = not any(c.status == FAIL for c in checks)
+    checks = [c for c in checks if c is not order]
     counts = {s: sum(c.status == s for c in checks) for s in (OK, DEPARTS, NOTE, FAIL)}
     if fmt == "json":
-        return _render_json(variant, model, checks, rows, counts)
-    return _render_text(variant, model, checks, rows, counts, markdown=fmt == "markdown")
+        return _render_json(variant, model, order, checks, rows, counts, passed)
+    return _render_text(
+        variant, model, order, checks, rows, counts, passed, markdown=fmt == "markdown"
+    )
 
 
-def _render_json(variant, model, checks, rows, counts):
+def _render_json(variant, model, order, checks, rows, counts, passed):
     spec = variants.VARIANTS[variant]
     return json.dumps(
         dict(
@@ -388,21 +469,24 @@ def _render_json(variant, model, checks, rows, counts):
             params=model.count_params(),
             declared_departures=list(spec.departures),
             layers=rows,
+            order=dataclasses.asdict(order) if order else None,
             checks=[dataclasses.asdict(c) for c in checks],
             discrepancies=[dict(topic=t, text=x) for t, x in paper.DISCREPANCIES],
             counts=counts,
-            passed=counts[FAIL] == 0,
+            passed=passed,
         ),
         indent=1,
     )
 
 
-def _render_text(variant, model, checks, rows, counts, markdown):
+def _render_text(variant, model, order, checks, rows, counts, passed, markdown):
     spec = variants.VARIANTS[variant]
     summary = (
         f"{len(checks)} checks: {counts[OK]} ok, {counts[DEPARTS]} departs (declared), "
         f"{counts[NOTE]} notes, {counts[FAIL]} FAIL"
     )
+    if order is not None and order.status == FAIL:
+        summary += "; order FAIL"
     layer_rows = [[r[key] for _, key in _LAYER_COLUMNS] for r in rows]
     title = "#### " if markdown else ""
     parts = [
@@ -411,6 +495,7 @@ def _render_text(variant, model, checks, rows, counts, markdown):
         f"Paper: {paper.CITATION}",
         f"Variant source: {spec.source}",
         "Declared departures from the paper: " + (", ".join(spec.departures) or "none"),
+        *([_order_line(order)] if order else []),
         "",
         f"{title}Layers (* the paper's stated count differs; see the discrepancies below)",
         _table([header for header, _ in _LAYER_COLUMNS], layer_rows, markdown),
@@ -421,8 +506,13 @@ def _render_text(variant, model, checks, rows, counts, markdown):
         f"{title}Where the paper is ambiguous or contradicts itself, and where others differ",
     ]
     parts += [f"- {topic}: {text}" for topic, text in paper.DISCREPANCIES]
-    parts += ["", ("PASS" if counts[FAIL] == 0 else "FAIL") + f": {summary}"]
+    parts += ["", ("PASS" if passed else "FAIL") + f": {summary}"]
     return "\n".join(parts)
+
+
+def _order_line(order):
+    line = f"order: {order.actual} {order.status}"
+    return line if order.status == OK else f"{line} (the paper's: {order.expected})"
 
 
 def _setting_rows(checks, rows):

@@ -65,3 +65,102 @@ def test_mirrored_step_equals_one_device_step(tmp_path, tiny_root):
 def test_multi_worker_refuses_cpu_replicas():
     with pytest.raises(ValueError, match="one CPU device per worker"):
         distribute.make_strategy("multi_worker", cpu_replicas=2)
+
+
+# Dropout on 2 replicas: the masks of keras.layers.Dropout (the same on both replicas)
+# and of layers.Dropout (each replica its own), over 10 steps of 4 x 4096 units each.
+DROPOUT_SCRIPT = textwrap.dedent("""
+    import keras_alexnet
+    from keras_alexnet import distribute, layers
+    import keras, numpy as np, tensorflow as tf
+
+    strategy = distribute.make_strategy("mirrored", cpu_replicas=2)
+    data = tf.data.Dataset.from_tensors(tf.ones((8, 4096))).repeat(10)
+    for cls in (keras.layers.Dropout, layers.Dropout):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            layer = cls(0.5)
+            layer.build((None, 4096))
+        run = tf.function(lambda x: strategy.run(lambda y: layer(y, training=True), args=(x,)))
+        same, dropped = [], []
+        for batch in strategy.experimental_distribute_dataset(data):
+            a, b = (v.numpy() == 0 for v in strategy.experimental_local_results(run(batch)))
+            same.append(float(np.mean(a == b)))
+            dropped += [float(a.mean()), float(b.mean())]
+        print(cls.__module__.split(".")[0], "same", np.mean(same), "dropped", min(dropped),
+              "to", max(dropped))
+""")
+
+
+def test_each_replica_draws_its_own_dropout_masks():
+    result = subprocess.run(
+        [sys.executable, "-c", DROPOUT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures = {
+        line.split()[0]: [float(x) for x in line.split()[2::2]]
+        for line in result.stdout.splitlines()
+        if " same " in line
+    }  # {package: [same, lowest dropped fraction, highest]}
+    print(figures)
+    # keras.layers.Dropout: replica 1 drops exactly replica 0's units (the defect).
+    assert figures["keras"][0] == 1.0
+    # Ours: independent masks agree on about half the units; each drops about half.
+    same, low, high = figures["keras_alexnet"]
+    assert 0.47 < same < 0.53 and 0.48 < low <= high < 0.52, figures
+
+
+# float16 on 2 replicas: the second replica's images overflow (1e6 > float16's 65504),
+# the first replica's do not. The step must be skipped and the loss scale halved on both,
+# as on one device with the same global batch.
+OVERFLOW_SCRIPT = textwrap.dedent("""
+    import keras_alexnet
+    from keras_alexnet import distribute, steps
+    import keras, numpy as np, tensorflow as tf
+    import tiny
+
+    tiny.register()
+    mirrored = distribute.make_strategy("mirrored", cpu_replicas=2)
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 40, (8, 227, 227, 3)).astype(np.float32)
+    images[4:] *= 1e6  # replica 1's half of the global batch
+    labels = (np.arange(8) % 4).astype(np.int32)
+    for name, strategy in (("one", one), ("mirrored", mirrored)):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras_alexnet.AlexNet(4, variant="tiny", dtype_policy="mixed_float16")
+            opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01))
+            opt.build(model.trainable_variables)
+        before = [v.numpy() for v in model.trainable_variables]
+        scale = float(opt.dynamic_scale.numpy())
+        run = distribute.run_and_sum(strategy, steps.make_train_step(model, opt, 8))
+        data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+        run(*next(iter(strategy.experimental_distribute_dataset(data))))
+        after = [v.numpy() for v in model.trainable_variables]
+        unchanged = all(np.array_equal(a, b) for a, b in zip(before, after))
+        finite = all(np.isfinite(a).all() for a in after)
+        print(name, "unchanged", unchanged, "finite", finite, "scale",
+              scale, float(opt.dynamic_scale.numpy()))
+""")
+
+
+def test_a_float16_overflow_on_one_replica_skips_the_step_on_all():
+    result = subprocess.run(
+        [sys.executable, "-c", OVERFLOW_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if " scale " in line}
+    print(lines)
+    for name in ("one", "mirrored"):
+        words = lines[name].split()
+        assert words[2] == "True" and words[4] == "True", lines[name]
+        assert float(words[7]) == float(words[6]) / 2, lines[name]

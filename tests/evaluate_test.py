@@ -62,6 +62,34 @@ def test_evaluate_cli_prints_a_table_and_writes_json(trained, tmp_path):
     assert f"{report['top1_error']:.2%}" in result.stdout  # the table and the JSON agree
 
 
+@pytest.mark.parametrize("crops", ["center", "10"])
+def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch, crops):
+    """18 images in batches of 4: the last step's 2 images are uneven over 2 replicas."""
+    model_dir, _ = trained
+    # Logical CPUs on any machine: with one GPU, --cpu_replicas=2 would run on that GPU.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    reports = {}
+    for replicas in (1, 2):
+        out = tmp_path / f"replicas_{replicas}.json"
+        result = run_module(
+            "evaluate",
+            f"--model_dir={model_dir}",
+            f"--cpu_replicas={replicas}",
+            "--batch_size=4",
+            f"--crops={crops}",
+            f"--output={out}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[replicas] = json.loads(out.read_text())
+        assert reports[replicas]["replicas"] == replicas
+        first_line = result.stdout.splitlines()[0]
+        assert f"{replicas} replica" in first_line, first_line
+    one, two = reports[1], reports[2]
+    assert two["images"] == one["images"] == 18
+    for key in ("loss", "top1_error", "top5_error"):
+        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+
+
 def test_an_image_that_fails_to_decode_is_named(trained, tmp_path):
     model_dir, root = trained
     copy = tmp_path / "data"

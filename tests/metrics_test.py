@@ -32,3 +32,19 @@ def test_ten_crop_average_equals_a_hand_computation():
     want = softmax.mean(axis=1)
     got = metrics.average_crops(model, tf.constant(images)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_ties_do_not_count_as_hits():
+    classes = 10
+    labels = np.arange(100) % classes  # spread evenly over the classes
+    uniform = np.full((100, classes), 1.0 / classes, np.float32)
+    top1 = float(metrics.top_k_correct(labels, uniform, 1))
+    top5 = float(metrics.top_k_correct(labels, uniform, 5))
+    # A constant output is right for the lowest class indices only (ties rank by index).
+    assert 1 - top1 / 100 >= 1 - 1 / classes and top1 == 10
+    assert top5 == 50
+    # Probabilities that underflowed to 0: a label among them is not a top-5 hit.
+    underflow = np.zeros((1, classes), np.float32)
+    underflow[0, 3] = 1.0
+    assert float(metrics.top_k_correct([9], underflow, 5)) == 0
+    assert float(metrics.top_k_correct([3], underflow, 1)) == 1

@@ -1,6 +1,7 @@
 """prepare_run: what is refused before any training work, and what a run records."""
 
 import os
+import shutil
 
 import pytest
 import tiny
@@ -33,3 +34,13 @@ def test_the_run_is_recorded_before_the_first_step(tmp_path, tiny_root):
     stats = run_dir.read_stats(str(model_dir))
     assert stats.num_images == 16  # stats_images of the tiny config
     assert (run.steps_per_epoch, run.total_steps) == (6, 6)  # 48 images, batch 8, 1 epoch
+
+
+def test_the_plateau_rule_needs_validation_images(tmp_path, tiny_root):
+    root = tmp_path / "data"
+    shutil.copytree(os.path.join(tiny_root, "train"), root / "train")
+    with pytest.raises(ValueError, match="lr_schedule=plateau .* has no validation images"):
+        run_setup.prepare_run(tiny.train_config(tmp_path / "a", str(root)))
+    assert not (tmp_path / "a" / run_dir.RUN_FILE).exists()
+    run = run_setup.prepare_run(tiny.train_config(tmp_path / "b", str(root), lr_schedule="cosine"))
+    assert run.source.num_validation == 0

@@ -11,7 +11,7 @@ from keras_alexnet import schedule
 
 def test_plateau_lowers_by_ten_after_patience_and_at_most_max_reductions():
     optimizer = keras.optimizers.SGD(0.01)
-    rule = schedule.PlateauSchedule(patience=2, max_reductions=2)
+    rule = schedule.PlateauSchedule(patience=2, max_reductions=2, base_learning_rate=0.01)
     # (validation error, lowered?) epoch by epoch.
     epochs = [
         (0.5, False),
@@ -38,3 +38,20 @@ def test_cosine_starts_at_the_base_and_ends_at_zero():
     # Past the end it stays at 0 (a run extended without a new schedule).
     assert schedule.cosine_learning_rate(0.1, 12, 10) == pytest.approx(0.0)
     assert math.isclose(schedule.cosine_learning_rate(1.0, 1, 4), (1 + math.cos(math.pi / 4)) / 2)
+
+
+def test_the_lowered_rate_is_the_one_a_resumed_run_sets_to_the_bit():
+    # Multiplying the float32 rate by 0.1 twice does not give float32(0.01 * 0.1**2): a
+    # resumed run, which computes the rate from the count, would go on with another rate.
+    assert np.float32(np.float32(np.float32(0.01) * np.float32(0.1)) * np.float32(0.1)) != (
+        np.float32(0.01 * 0.1**2)
+    )
+    optimizer = keras.optimizers.SGD(0.01)
+    rule = schedule.PlateauSchedule(patience=1, max_reductions=3, base_learning_rate=0.01)
+    for error in (0.5, 0.5, 0.5):
+        rule.update(error, optimizer)
+    assert int(rule.reductions) == 2
+    running = np.float32(optimizer.learning_rate.numpy())
+    resumed = keras.optimizers.SGD(0.01)
+    resumed.learning_rate.assign(rule.learning_rate())  # what train.resume sets
+    assert running == np.float32(resumed.learning_rate.numpy()) == np.float32(1e-4)

@@ -22,7 +22,7 @@ def make_state(tmp_path, seed=0, float16=False):
     if float16:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    rule = schedule.PlateauSchedule(patience=2, max_reductions=3)
+    rule = schedule.PlateauSchedule(patience=2, max_reductions=3, base_learning_rate=0.1)
     return train_state.TrainState(model, optimizer, rule, str(tmp_path / "checkpoints"), 2)
 
 

@@ -203,3 +203,39 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root, replicas):
     # Interrupted and resumed, or not: the same weights to the bit.
     for a, b in zip(final_weights(killed_dir), final_weights(straight_dir)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_rerun_at_max_steps_trains_nothing(tmp_path, tiny_root, capsys):
+    cfg = tiny.train_config(tmp_path / "run", tiny_root, max_steps=2, checkpoint_every=100)
+    assert train.train(cfg)["step"] == 2
+    capsys.readouterr()
+    again = train.train(cfg)
+    assert again["step"] == 2 and again["checkpoint"].endswith("ckpt-2")
+    assert "Nothing to do" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "checkpoint",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+    ]
+
+
+def test_a_resume_after_two_reductions_ends_bit_identical(tmp_path, tiny_root):
+    # The paper's init leaves the tiny network at chance on this set: the validation
+    # error does not improve, and with a patience of 1 the rate is lowered after epochs
+    # 2 and 3. The interrupted run stops in epoch 4 and resumes there.
+    cfg = tiny.train_config(
+        tmp_path / "straight",
+        tiny_root,
+        epochs=4,
+        learning_rate=0.01,
+        lr_patience=1,
+        lr_max_reductions=2,
+        deterministic=True,
+    )
+    straight = train.train(cfg)
+    assert straight["learning_rate"] == pytest.approx(1e-4), "the rate was not lowered twice"
+    cut = dataclass_replace(cfg, model_dir=str(tmp_path / "cut"))
+    assert train.train(dataclass_replace(cut, max_steps=20))["step"] == 20  # epoch 4, step 2
+    resumed = train.train(cut)
+    assert resumed["step"] == straight["step"] == 24
+    assert resumed["weights_sha256"] == straight["weights_sha256"]

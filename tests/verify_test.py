@@ -18,6 +18,10 @@ def statuses(checks):
     return {c.item: c.status for c in checks}
 
 
+def statuses_and_values(checks):
+    return {c.item: (c.actual, c.status) for c in checks}
+
+
 def test_paper_model_passes_with_notes_for_the_papers_own_contradictions(paper_model):
     checks, rows = verify.check_model(paper_model, "paper")
     failed = [c for c in checks if c.status == verify.FAIL]
@@ -81,6 +85,79 @@ def test_altered_bias_and_dropout_fail(paper_model):
     assert status["conv2 bias"] == verify.FAIL
     assert status["dropout7 rate"] == verify.FAIL
     assert status["conv4 bias"] == verify.OK
+
+
+def reordered(model, first, second):
+    """A copy of a sequential model (same weights) with two of its layers swapped."""
+    names = [layer.name for layer in model.layers[1:]]
+    i, j = names.index(first), names.index(second)
+    names[i], names[j] = names[j], names[i]
+    x = inputs = keras.Input(model.input_shape[1:], name="image")
+    for name in names:
+        layer = model.get_layer(name)
+        x = type(layer).from_config(layer.get_config())(x)
+    copy = keras.Model(inputs, x, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+PAPER_ORDER = (
+    "conv1 relu lrn1 pool1 conv2 relu lrn2 pool2 conv3 conv4 conv5 pool5 "
+    "fc6 dropout6 fc7 dropout7 fc8"
+)
+
+
+def test_the_layer_order_is_checked(paper_model):
+    checks, _ = verify.check_model(paper_model, "paper")
+    order = statuses(checks)["order"]
+    assert order == verify.OK
+    assert verify.render("paper", paper_model, checks, []).count(f"order: {PAPER_ORDER} ok") == 1
+
+
+def test_caffenet_order_pool_before_lrn_fails(paper_model):
+    swapped = reordered(paper_model, "lrn1", "pool1")
+    checks, _ = verify.check_model(swapped, "paper")
+    failed = [c for c in checks if c.status == verify.FAIL]
+    assert [c.item for c in failed] == ["order"], failed
+    assert failed[0].actual == PAPER_ORDER.replace("lrn1 pool1", "pool1 lrn1")
+    assert failed[0].expected == PAPER_ORDER
+
+
+OWT_ORDER = (
+    "conv1 relu pool1 conv2 relu pool2 conv3 conv4 conv5 pool5 dropout6 fc6 dropout7 fc7 fc8"
+)
+
+
+@pytest.mark.parametrize(
+    "variant, departures, order, status",
+    [
+        ("caffe", None, PAPER_ORDER, verify.OK),
+        ("one_weird_trick", None, OWT_ORDER, verify.DEPARTS),
+        # Dropout before fc6 and fc7 is a departure only where "dropout" is declared.
+        ("one_weird_trick", ("layout", "lrn", "init"), OWT_ORDER, verify.FAIL),
+    ],
+    ids=["caffe", "one_weird_trick", "one_weird_trick_without_dropout_departure"],
+)
+def test_variants_order_departs_only_where_declared(
+    monkeypatch, variant, departures, order, status
+):
+    if departures is not None:
+        spec = dataclasses.replace(variants.VARIANTS[variant], departures=departures)
+        monkeypatch.setitem(variants.VARIANTS, variant, spec)
+    keras.utils.set_random_seed(0)
+    model = keras_alexnet.AlexNet(variant=variant)
+    check = statuses_and_values(verify.check_model(model, variant)[0])["order"]
+    assert check == (order, status)
+
+
+def test_cli_fails_on_the_caffenet_order(paper_model, tmp_path):
+    path = tmp_path / "pool_before_lrn.keras"
+    reordered(paper_model, "lrn1", "pool1").save(path)
+    result = fresh_process.run_module("verify", f"--model={path}")
+    assert result.returncode == 1, result.stdout[-3000:]
+    swapped = PAPER_ORDER.replace("lrn1 pool1", "pool1 lrn1")
+    assert f"order: {swapped} FAIL" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("FAIL: ")
 
 
 def test_cli_exit_status_and_json():
