@@ -93,25 +93,7 @@ def evaluate(
         model, _ = run_dir.restore_model(
             model_dir, checkpoint, dtype_policy=model_lib.precision_policy(mixed_precision)
         )
-    data = strategy.distribute_datasets_from_function(
-        lambda ctx: input_pipeline.eval_dataset(
-            source,
-            batch_size=batch_size,
-            stats=stats,
-            split=split,
-            crops=crops,
-            input_context=ctx,
-        )
-    )
-    try:
-        result = steps.evaluate_dataset(model, data, strategy=strategy, crops=crops)
-    except tf.errors.InvalidArgumentError as error:
-        bad = input_pipeline.undecodable(source, split)
-        if not bad:
-            raise
-        raise ValueError(
-            input_pipeline.describe_failures(bad, f"{split} image(s)", "evaluating")
-        ) from error
+    result = _evaluate_split(model, source, stats, split, crops, batch_size, strategy)
     number = checkpoint.rsplit("-", 1)[-1]
     report = dict(
         top1_error=result["top1_error"],
@@ -130,6 +112,29 @@ def evaluate(
     if write_summaries and distribute.is_chief(strategy):
         _write_summaries(model_dir, report)
     return report
+
+
+def _evaluate_split(model, source, stats, split, crops, batch_size, strategy):
+    """steps.evaluate_dataset over a split; an image that does not decode is named."""
+    data = strategy.distribute_datasets_from_function(
+        lambda ctx: input_pipeline.eval_dataset(
+            source,
+            batch_size=batch_size,
+            stats=stats,
+            split=split,
+            crops=crops,
+            input_context=ctx,
+        )
+    )
+    try:
+        return steps.evaluate_dataset(model, data, strategy=strategy, crops=crops)
+    except tf.errors.InvalidArgumentError as error:
+        bad = input_pipeline.undecodable(source, split)
+        if not bad:
+            raise
+        raise ValueError(
+            input_pipeline.describe_failures(bad, f"{split} image(s)", "evaluating")
+        ) from error
 
 
 def _open_source(run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image):

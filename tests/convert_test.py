@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 from caffe_proto_test import SMALL_SHAPES
 from caffe_proto_test import random_weights
 from caffe_proto_test import write_caffemodel
-from model_test import TINY
 
 from keras_alexnet import convert
 from keras_alexnet import model as model_lib
@@ -285,7 +285,7 @@ def test_torchvision_state_dict_matches_torch_model(tmp_path):
 
 
 def test_a_registered_variant_converts_like_bvlc_alexnet(tmp_path, monkeypatch):
-    monkeypatch.setitem(variants.VARIANTS, TINY.name, TINY)
+    monkeypatch.setitem(variants.VARIANTS, tiny.VARIANT.name, tiny.VARIANT)
     shapes = {
         "conv1": (12, 3, 11, 11),
         "conv2": (32, 6, 5, 5),

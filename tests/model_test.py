@@ -10,6 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tiny
 
 import keras_alexnet
 from keras_alexnet import layers
@@ -71,19 +72,7 @@ TOTALS = {"paper": 60_965_224, "caffe": 60_965_224, "one_weird_trick": 61_100_84
 # A network of AlexNet's shape small enough to build, save and train in moments: the
 # paper's kernels, strides, LRN and pooling with 12-32-48-48-32 channels and fc6, fc7 of 64.
 # Tests register it in variants.VARIANTS (with monkeypatch, which removes it afterwards).
-TINY = dataclasses.replace(
-    variants.VARIANTS["paper"],
-    name="tiny",
-    source="tests/model_test.py: the paper's layout with few channels.",
-    convs=tuple(
-        dataclasses.replace(conv, filters=filters, groups=groups)
-        for conv, filters, groups in zip(
-            variants.VARIANTS["paper"].convs, (12, 32, 48, 48, 32), (1, 2, 1, 2, 2)
-        )
-    ),
-    dense_units=(64, 64),
-    departures=("layout",),
-)
+TINY = tiny.VARIANT
 
 
 def test_paper_layer_names_and_shapes(paper_model):
