@@ -438,17 +438,22 @@ def _monitor(workers, num_workers, interrupt, console, start, timeout, poll_inte
             name = signal.Signals(interrupt.signum).name
             console.say(f"received {name}: stopping the workers")
             return 128 + interrupt.signum
-        for worker in workers:
-            returncode = worker.process.poll()
-            if returncode is None or worker.index in finished:
-                continue
-            if returncode != 0:
-                console.say(
-                    f"{worker.name} {describe_exit(returncode)}: stopping the other workers"
-                )
-                return EXIT_WORKER_FAILED
-            finished.add(worker.index)
-            console.say(f"{worker.name} finished")
+        exits = [(worker, worker.process.poll()) for worker in workers]
+        # A worker killed by a signal (a negative status) is the cause; the others then
+        # fail for want of it, often before the next look: name it first.
+        failed = sorted(
+            [(worker, code) for worker, code in exits if code not in (None, 0)],
+            key=lambda exit: exit[1] >= 0,
+        )
+        if failed:
+            for i, (worker, code) in enumerate(failed):
+                stop = ": stopping the other workers" if i == 0 else ""
+                console.say(f"{worker.name} {describe_exit(code)}{stop}")
+            return EXIT_WORKER_FAILED
+        for worker, code in exits:
+            if code == 0 and worker.index not in finished:
+                finished.add(worker.index)
+                console.say(f"{worker.name} finished")
         if len(finished) == num_workers:
             console.say(f"all {num_workers} workers finished")
             return 0

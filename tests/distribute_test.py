@@ -1,10 +1,8 @@
 """Strategies: MirroredStrategy over logical CPUs trains like one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
+import fresh_process
 import pytest
 
 from keras_alexnet import distribute
@@ -50,13 +48,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_step_equals_one_device_step(tmp_path, tiny_root):
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, tiny_root, str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
-    )
+    result = fresh_process.run_script(MIRRORED_SCRIPT, tiny_root, str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-4000:]
     assert "SAME_WEIGHTS 16" in result.stdout
     assert "MIRRORED_TRAINED 3" in result.stdout
@@ -93,13 +85,7 @@ DROPOUT_SCRIPT = textwrap.dedent("""
 
 
 def test_each_replica_draws_its_own_dropout_masks():
-    result = subprocess.run(
-        [sys.executable, "-c", DROPOUT_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
-    )
+    result = fresh_process.run_script(DROPOUT_SCRIPT)
     assert result.returncode == 0, result.stderr[-4000:]
     figures = {
         line.split()[0]: [float(x) for x in line.split()[2::2]]
@@ -150,13 +136,7 @@ OVERFLOW_SCRIPT = textwrap.dedent("""
 
 
 def test_a_float16_overflow_on_one_replica_skips_the_step_on_all():
-    result = subprocess.run(
-        [sys.executable, "-c", OVERFLOW_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
-    )
+    result = fresh_process.run_script(OVERFLOW_SCRIPT)
     assert result.returncode == 0, result.stderr[-4000:]
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if " scale " in line}
     print(lines)

@@ -35,6 +35,21 @@ def run_module(module, *args, timeout=600):
     )
 
 
+def run_script(script, *args, timeout=600):
+    """Runs `python -c script args...` with the tests folder importable (e.g. `tiny`).
+
+    Returns:
+        The `subprocess.CompletedProcess`, stdout and stderr as text.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+    )
+
+
 def _main():
     import importlib
 

@@ -41,6 +41,9 @@ FAKE_WORKER = textwrap.dedent("""
     if mode == "exit3":
         time.sleep(0.3)
         sys.exit(3)
+    if mode == "sigkill":
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
     if mode == "progress":
         for step in range(1, 6):
             sys.stdout.write("\\b" * 20 + "\\r" + f"\\x1b[1m{step}/5\\x1b[0m loss")
@@ -245,6 +248,17 @@ def test_a_failed_worker_stops_the_others(fake_worker):
     assert not any(alive(pid) for pid in pids.values())
 
 
+def test_a_worker_killed_by_a_signal_is_named_first(fake_worker):
+    # Both have ended by the launcher's next look (every 2 s): worker 1 was killed, and
+    # worker 0 exited with an error, as a lost peer makes it; the cause is named first.
+    status, _, err, _ = run_fake(fake_worker, ["exit3", "sigkill"], poll_interval=2.0)
+    assert status == launch.EXIT_WORKER_FAILED
+    pids = started_pids(err)
+    killed = f"[launch] worker 1 (pid {pids[1]}) was killed by SIGKILL: stopping the other"
+    assert killed in err, err
+    assert err.index(killed) < err.index(f"[launch] worker 0 (pid {pids[0]}) exited with status 3")
+
+
 def test_timeout_stops_the_job_and_sigkill_follows_an_ignored_sigterm(fake_worker):
     status, _, err, seconds = run_fake(
         fake_worker, ["sleep", "stubborn"], timeout=1.5, grace_period=1.0
@@ -375,7 +389,8 @@ def test_two_workers_train_like_one_device(tmp_path, tiny_root):
 
 def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    args = train_args(model_dir, tiny_root, "--max_steps=4")
+    # Steps enough that the job is still running when worker 1 is killed after ckpt-2.
+    args = train_args(model_dir, tiny_root, "--epochs=2")
     log = start_launcher(args)
     try:
         pid = int(log.wait_for(r"started worker 1 \(pid (\d+)\)", timeout=120).group(1))
@@ -409,6 +424,6 @@ def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root
     )
     assert match and int(match.group(1)) == int(match.group(2)) >= 2, text[-6000:]
     print(match.group(0))
-    assert re.search(r"^\[worker 0\] .*Done: step 4", text, re.M), text[-6000:]
+    assert re.search(r"^\[worker 0\] .*Done: step 12", text, re.M), text[-6000:]
     digests = weights_digests(text)
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]

@@ -1,11 +1,9 @@
 """The training and evaluation steps, on one device and on several replicas."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
+import fresh_process
 import keras
 import numpy as np
 import pytest
@@ -99,13 +97,7 @@ DISTRIBUTED_EVAL = textwrap.dedent("""
 
 def test_distributed_evaluation_counts_every_example_once(tmp_path):
     sizes = [1, 5, 2 * 6 + 1, 17 * 6 + 5]
-    result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED_EVAL, str(tmp_path), json.dumps(sizes)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
-    )
+    result = fresh_process.run_script(DISTRIBUTED_EVAL, str(tmp_path), json.dumps(sizes))
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS ") :])
