@@ -313,9 +313,10 @@ def define_flags(flag_values=flags.FLAGS):
         if kind is None:
             continue
         extra = {
-            k: v for k, v in field.metadata.items() if k not in ("help", "flag", "flag_default")
+            k: v() if callable(v) else v
+            for k, v in field.metadata.items()
+            if k not in ("help", "flag", "flag_default")
         }
-        extra = {k: v() if callable(v) else v for k, v in extra.items()}
         default = field.metadata.get("flag_default", field.default)
         if kind == "list" and default is not None:
             default = list(default)

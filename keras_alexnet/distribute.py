@@ -9,6 +9,8 @@ import keras
 import tensorflow as tf
 from absl import flags
 
+from keras_alexnet import config
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -30,9 +32,7 @@ def make_strategy(name="auto", cpu_replicas=None, worker_timeout=600):
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
-    if cpu_replicas is not None and (
-        isinstance(cpu_replicas, bool) or not isinstance(cpu_replicas, int) or cpu_replicas < 1
-    ):
+    if cpu_replicas is not None and (not config.is_int(cpu_replicas) or cpu_replicas < 1):
         raise ValueError(f"cpu_replicas must be >= 1. Received: cpu_replicas={cpu_replicas!r}")
     if name == "multi_worker":
         if cpu_replicas:

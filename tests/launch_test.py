@@ -25,9 +25,6 @@ import tiny
 
 from keras_alexnet import launch
 from keras_alexnet import run_dir
-from keras_alexnet import shapes_dataset
-
-TINY = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))
 
 # A stand-in worker: argv[1 + i] tells worker i what to do.
 FAKE_WORKER = textwrap.dedent("""
@@ -64,11 +61,6 @@ def fake_worker(tmp_path_factory):
     path = tmp_path_factory.mktemp("fake") / "worker.py"
     path.write_text(FAKE_WORKER)
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return shapes_dataset.ensure_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY)
 
 
 def alive(pid):
