@@ -102,14 +102,21 @@ class TrainConfig:
     )
     dataset: str = _setting(
         BUILTIN_DATASET,
-        "'shapes' (built in, no download), 'folder' (--data_dir with train/ and validation/ "
-        "class folders), 'imagenet2012' (prepared from --manual_dir) or a TFDS NAME[:VERSION] "
-        "already prepared in --data_dir.",
+        "'shapes' (built in, no download), 'folder' (--data_dir with train/ and validation/, "
+        "val/ or valid/ class folders, or one folder of class folders with "
+        "--validation_split), 'imagenet2012' (prepared from --manual_dir) or a TFDS "
+        "NAME[:VERSION] already prepared in --data_dir.",
     )
     data_dir: str = _setting(
         None, "The image folder, the TFDS data folder, or where the built-in set is written."
     )
     manual_dir: str = _setting(None, "The folder of ILSVRC2012_img_{train,val}.tar (imagenet2012).")
+    validation_split: float = _setting(
+        None,
+        "dataset=folder: validate on this fraction of each class's training images, chosen "
+        "by a hash of (seed, path), the same on every rerun.",
+        "float",
+    )
     variant: str = _setting(
         None,
         "The network variant (default: paper, or init_from's).",
@@ -277,6 +284,9 @@ def resolve(config):
             bool(config.data_dir),
             f"must name the TFDS data folder for {config.dataset}",
         )
+    if config.validation_split is not None:
+        check("validation_split", config.dataset == "folder", "is read for dataset=folder only")
+        sources.check_validation_split(config.validation_split)
     if config.manual_dir and not sources.is_imagenet2012(config.dataset):
         check("manual_dir", False, "is only read for dataset=imagenet2012")
     return config
@@ -293,7 +303,12 @@ def load_source(config):
         root = shapes_dataset.ensure_shapes_dataset(config.data_dir or shapes_dataset.DEFAULT_ROOT)
         return sources.folder_source(root, on_bad_image=config.on_bad_image)
     if config.dataset == "folder":
-        return sources.folder_source(config.data_dir, on_bad_image=config.on_bad_image)
+        return sources.folder_source(
+            config.data_dir,
+            on_bad_image=config.on_bad_image,
+            validation_split=config.validation_split,
+            seed=config.seed,
+        )
     return sources.tfds_source(config.dataset, config.data_dir, config.manual_dir)
 
 

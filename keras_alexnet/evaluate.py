@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_alexnet import bad_images
 from keras_alexnet import cli
 from keras_alexnet import config as config_lib
 from keras_alexnet import distribute
@@ -56,7 +57,7 @@ def evaluate(
         source: a `sources.Source`; default: the one named by dataset/data_dir,
             or, when dataset is None too, the run's own dataset.
         dataset, data_dir, manual_dir, on_bad_image: as for training.
-        split: "validation" or "train".
+        split: "validation", "train" or "test".
         crops: "center" or "10" (the paper's ten patches).
         batch_size: images per batch.
         strategy: a `tf.distribute.Strategy`; default: `distribute.make_strategy("auto")`,
@@ -82,9 +83,14 @@ def evaluate(
     checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
-    source, skipped = _open_source(
-        run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image
-    )
+    if split not in sources.SPLITS:
+        raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
+    source = _open_source(run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image)
+    if on_bad_image == "skip":
+        # The run's list of files that do not decode, when the files are the same; the
+        # evaluation writes only its own outputs.
+        source, _ = bad_images.check_decoding(source, model_dir=model_dir, splits=[split])
+    skipped = len(source.bad_files)
     if source.num_examples(split) == 0:
         raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
     stats = run_dir.read_stats(model_dir)
@@ -138,13 +144,14 @@ def _evaluate_split(model, source, stats, split, crops, batch_size, strategy):
 
 
 def _open_source(run, model_dir, source, dataset, data_dir, manual_dir, on_bad_image):
-    """The source to evaluate on (by default the run's own) and its count of bad files.
+    """The source to evaluate on: by default the run's own, with its validation_split.
 
     Raises:
         ValueError: bad data, or classes that differ from the run's.
     """
     if source is None:
-        if dataset is None:
+        own = dataset is None
+        if own:
             dataset = run.get("dataset_flag", config_lib.BUILTIN_DATASET)
             data_dir = data_dir or run.get("data_dir")
             manual_dir = manual_dir or run.get("manual_dir")
@@ -154,18 +161,19 @@ def _open_source(run, model_dir, source, dataset, data_dir, manual_dir, on_bad_i
             data_dir=data_dir,
             manual_dir=manual_dir,
             on_bad_image=on_bad_image,
+            validation_split=run.get("validation_split") if own else None,
+            seed=run.get("seed", 0),
         )
         source = config_lib.load_source(config_lib.resolve(config))  # applies on_bad_image
-        skipped = len(source.bad_files)
     else:
-        skipped = sources.check_bad_files(source.bad_files, on_bad_image)
+        sources.check_bad_files(source.bad_files, on_bad_image)
     if list(source.class_names) != list(run["class_names"]):
         raise ValueError(
             f"The dataset's classes differ from the run's ({len(run['class_names'])} classes: "
             f"{run['class_names'][:3]}...). Received: {len(source.class_names)} classes "
             f"{list(source.class_names)[:3]}..."
         )
-    return source, skipped
+    return source
 
 
 def _write_summaries(model_dir, report):
@@ -208,7 +216,9 @@ def define_flags():
     flags.DEFINE_string("dataset", None, "As for training; default: the run's dataset.")
     flags.DEFINE_string("data_dir", None, "As for training.")
     flags.DEFINE_string("manual_dir", None, "As for training (imagenet2012).")
-    flags.DEFINE_enum("split", "validation", ["validation", "train"], "Split to evaluate.")
+    flags.DEFINE_enum(
+        "split", "validation", list(sources.SPLITS), "Split to evaluate (test: a folder's test/)."
+    )
     flags.DEFINE_enum("crops", "center", ["center", "10"], "Central patch, or the paper's ten.")
     flags.DEFINE_integer("batch_size", 64, "Images per batch.")
     flags.DEFINE_enum("on_bad_image", "skip", list(sources.ON_BAD_IMAGE), "As for training.")

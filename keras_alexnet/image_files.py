@@ -17,11 +17,18 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 _JPEG_TAIL = 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# The reasons for the two kinds of file that TensorFlow misreads; the decoders
+# (`preprocessing.decode_other`) refuse them with the same words. Without apostrophes:
+# TensorFlow escapes them in an assertion's message.
+ANIMATED_WEBP = "animated WebP (the TensorFlow decoder cannot read it)"
+PALETTE_BMP = "8-bit BMP with a colour palette (the TensorFlow decoder reads it as grey levels)"
+
 
 def _jpeg_problem(f, size):
     """Walks the JPEG's marker segments up to the start of scan and looks for the end marker.
 
-    Reads a few bytes per segment plus the last KB, not the whole file.
+    Reads a few bytes per segment plus the last KB (the rest of the file only when the last
+    KB has no end marker).
     """
     position, seen_frame = 2, False
     while True:
@@ -48,9 +55,30 @@ def _jpeg_problem(f, size):
                 return "corrupt JPEG (no frame header)"
             break
         position += 2 + length
-    f.seek(max(size - _JPEG_TAIL, 0))
-    if b"\xff\xd9" not in f.read():
-        return "truncated JPEG (no end-of-image marker)"
+    f.seek(max(size - _JPEG_TAIL, position))
+    if b"\xff\xd9" in f.read():
+        return None
+    # Cameras and phones often write data after the end-of-image marker (a second preview,
+    # maker notes): such a file is whole. The rest of the file is searched only when the
+    # last KB has no marker. Inside the image data every FF byte is followed by 00 or a
+    # restart marker, so an FF D9 after the start of scan is the end-of-image marker.
+    f.seek(position)
+    tail = b""
+    while chunk := f.read(1 << 20):
+        if b"\xff\xd9" in tail[-1:] + chunk:
+            return None
+        tail = chunk
+    return "truncated JPEG (no end-of-image marker)"
+
+
+def _webp_problem(head, size):
+    declared = int.from_bytes(head[4:8], "little") + 8
+    if size < declared:
+        return "truncated WebP (shorter than its header)"
+    # VP8X's flags: 0x02 is an animation, which TensorFlow's decoder cannot read (asked for
+    # its native channels, it corrupts the process's memory).
+    if head[12:16] == b"VP8X" and head[20] & 0x02:
+        return ANIMATED_WEBP
     return None
 
 
@@ -65,8 +93,11 @@ def _bmp_problem(f, head, size):
     width = int.from_bytes(head[18:22], "little", signed=True)
     height = int.from_bytes(head[22:26], "little", signed=True)
     bits = int.from_bytes(head[28:30], "little")
-    if bits not in (8, 24, 32) or width <= 0 or height == 0:
-        return f"BMP that TensorFlow cannot read ({bits}-bit, {width}x{height})"
+    compression = int.from_bytes(head[30:34], "little")
+    if bits not in (8, 24, 32) or width <= 0 or height == 0 or compression not in (0, 3):
+        return f"BMP that TensorFlow cannot read ({bits}-bit, {width}x{height}" + (
+            ", run-length encoded)" if compression in (1, 2) else ")"
+        )
     expected = offset + (bits * width + 31) // 32 * 4 * abs(height)
     if size != expected:
         return f"corrupt BMP ({size} bytes where its header implies {expected})"
@@ -76,7 +107,7 @@ def _bmp_problem(f, head, size):
         palette = palette[: palette.size // 4 * 4].reshape(-1, 4)[:, :3]
         grey = np.repeat(np.arange(len(palette), dtype=np.uint8)[:, None], 3, axis=1)
         if len(palette) > 256 or not np.array_equal(palette, grey):
-            return "8-bit BMP with a colour palette (TensorFlow reads it as grey levels)"
+            return PALETTE_BMP
     return None
 
 
@@ -84,11 +115,12 @@ def image_file_problem(path):
     """A cheap check of one image file: what is wrong with it, or None.
 
     The format is read from the file's first bytes, not its name. JPEG: start marker,
-    well-formed segments up to the image data, end-of-image marker (FFD9) in the last KB.
+    well-formed segments up to the image data, an end-of-image marker (FFD9) after them
+    (usually in the last KB; data after it is allowed).
     PNG: signature, IHDR first, IEND at the end. BMP: a bit depth TensorFlow reads, the
     size its header implies, no colour palette. GIF: the trailer byte at the end. WebP:
-    the file at least as long as its RIFF size. Anything else is "not an image". Corrupt
-    compressed data inside an otherwise well-formed file is not found.
+    the file at least as long as its RIFF size, not animated. Anything else is "not an
+    image". Corrupt compressed data inside an otherwise well-formed file is not found.
 
     Args:
       path: file path.
@@ -114,12 +146,11 @@ def image_file_problem(path):
             if head.startswith((b"GIF87a", b"GIF89a")):
                 f.seek(max(size - 16, 0))
                 return None if b";" in f.read() else "truncated GIF (no trailer)"
-            if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-                declared = int.from_bytes(head[4:8], "little") + 8
-                return None if size >= declared else "truncated WebP (shorter than its header)"
+            if head.startswith(b"RIFF") and head[8:12] == b"WEBP" and len(head) > 20:
+                return _webp_problem(head, size)
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     return "not a JPEG, PNG, BMP, GIF or WebP image"
 
 
-__all__ = ["IMAGE_EXTENSIONS", "image_file_problem"]
+__all__ = ["ANIMATED_WEBP", "IMAGE_EXTENSIONS", "PALETTE_BMP", "image_file_problem"]

@@ -220,12 +220,14 @@ def undecodable_in_step(source, *, seed, epoch, step, global_batch_size):
     )
 
 
-def undecodable(source, split):
-    """Every example of a split that does not decode, and why (after a failed evaluation).
+def undecodable(source, split, progress=None):
+    """Every example of a split that does not decode, and why.
 
     Args:
       source: a `sources.Source`.
-      split: "train" or "validation".
+      split: "train", "validation" or "test".
+      progress: None, or a function called with the number of examples decoded so far,
+        now and then and at the end.
 
     Returns:
       A list of (name, reason), as `undecodable_in_step`.
@@ -240,7 +242,13 @@ def undecodable(source, split):
     decoded = examples.map(
         decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
     ).ignore_errors()
-    good = {int(index) for index, _ in decoded.as_numpy_iterator()}
+    good = set()
+    for done, (index, _) in enumerate(decoded.as_numpy_iterator(), start=1):
+        good.add(int(index))
+        if progress and done % 256 == 0:
+            progress(done)
+    if progress:
+        progress(source.num_examples(split))
     failed = (
         (int(index), example)
         for index, example in examples.as_numpy_iterator()
@@ -289,10 +297,14 @@ def error_summary(message):
     lines first. Either way the reason is returned, e.g. "Invalid PNG data".
     """
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    skip = ("Graph execution error", "Detected at", "<stack", "[[", "File ")
     for line in message.splitlines():
         line = re.sub(r"\s*\[Op:.*", "", line).strip()
-        if line and not line.startswith(("Graph execution error", "Detected at", "<stack", "[[")):
-            return line
+        if line and not line.startswith(skip):
+            # A failed tf.debugging.Assert reads "assertion failed: [the reason]" in a graph
+            # and "Expected ... to be true. Summarized data: b'the reason'" eagerly.
+            line = re.sub(r"^Expected .* to be true\. Summarized data: b'(.*)'$", r"\1", line)
+            return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", line)
     return message.strip()
 
 

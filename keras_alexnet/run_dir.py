@@ -17,7 +17,16 @@ CHECKPOINTS = "checkpoints"
 WORKERS = "workers"  # other workers' scratch checkpoints, removed when they finish
 
 # What a resumed run must share with the run that wrote the checkpoints.
-RUN_KEYS = ("dataset", "variant", "num_classes", "batch_size", "seed", "init", "input_scale")
+RUN_KEYS = (
+    "dataset",
+    "variant",
+    "num_classes",
+    "batch_size",
+    "seed",
+    "init",
+    "input_scale",
+    "validation_split",
+)
 
 
 def input_scale_value(input_scale, stats):
@@ -66,11 +75,11 @@ def check_run(model_dir, run):
         return
     previous = read_run(model_dir)
     for key in RUN_KEYS:
-        if key in previous and previous[key] != run[key]:
+        if key in previous and previous[key] != run.get(key):
             raise ValueError(
                 f"model_dir {model_dir} holds a run with {key}={previous[key]!r}; resuming it "
-                f"with {key}={run[key]!r} would not continue that run. Use another "
-                f"--model_dir, or the same --{key}. Received: {key}={run[key]!r}"
+                f"with {key}={run.get(key)!r} would not continue that run. Use another "
+                f"--model_dir, or the same --{key}. Received: {key}={run.get(key)!r}"
             )
 
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import bad_images
 from keras_alexnet import config as config_lib
 from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
@@ -69,9 +70,12 @@ def prepare_run(config, strategy=None, source=None):
         tf.config.experimental.enable_op_determinism()
     if source is None:
         source = config_lib.load_source(config)  # applies on_bad_image to the files it scans
-        skipped = len(source.bad_files)
     else:
-        skipped = sources.check_bad_files(source.bad_files, config.on_bad_image)
+        sources.check_bad_files(source.bad_files, config.on_bad_image)
+    chief = distribute.is_chief(strategy)
+    if config.on_bad_image == "skip":
+        source, _ = bad_images.check_decoding(source, model_dir=config.model_dir, write_list=chief)
+    skipped = len(source.bad_files)
     if config.lr_schedule == "plateau" and not source.num_validation:
         raise ValueError(
             "lr_schedule=plateau lowers the learning rate when the validation error stops "
@@ -94,6 +98,8 @@ def prepare_run(config, strategy=None, source=None):
         init=config.init,
         input_scale=config.input_scale,
         class_names=list(source.class_names),
+        validation_split=config.validation_split,
+        layout=source.layout,
         # How to find the data again (evaluate's default), not checked on resume.
         dataset_flag=config.dataset,
         data_dir=config.data_dir and os.path.abspath(config.data_dir),
@@ -102,7 +108,6 @@ def prepare_run(config, strategy=None, source=None):
         freeze=list(config.freeze),
     )
     run_dir.check_run(config.model_dir, record)
-    chief = distribute.is_chief(strategy)
     stats = _load_or_compute_stats(config, source, chief, start_from)
     model_args = _model_args(config, source, stats, start_from)
     if chief:
@@ -157,7 +162,16 @@ def _load_or_compute_stats(config, source, chief, start_from):
         f"{min(config.stats_images, source.num_train)} training images (once per model_dir).",
         flush=True,
     )
-    stats = stats_lib.compute_stats(source, max_images=config.stats_images, seed=config.seed)
+    try:
+        stats = stats_lib.compute_stats(source, max_images=config.stats_images, seed=config.seed)
+    except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail: a file did not decode
+        bad = input_pipeline.undecodable(source, "train")
+        if not bad:
+            raise
+        raise ValueError(
+            input_pipeline.describe_failures(bad, "training image(s)", "training")
+            + ". Remove or replace them, or leave them out with --on_bad_image=skip."
+        ) from error
     if start_from is not None and model_lib.normalizes_input(start_from):
         # The starting model subtracts its own mean (converted pretrained weights take raw
         # 0-255 RGB): the pipeline must not subtract one as well. The colour PCA stays.
@@ -207,6 +221,7 @@ def print_run(run):
     print(
         f"Training AlexNet ({config.variant}) on {source.name}: {source.num_classes} classes, "
         f"{source.num_train} training and {source.num_validation} validation images"
+        + (f" ({source.layout})" if source.layout else "")
         + (f", {run.skipped} bad files left out" if run.skipped else ""),
         flush=True,
     )

@@ -6,6 +6,7 @@ resume only has to skip the steps already taken.
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 from typing import Any
 
@@ -15,7 +16,9 @@ from absl import logging
 
 from keras_alexnet import image_files
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+# Folder names of the validation split, in the order they are looked for.
+VALIDATION_FOLDERS = ("validation", "val", "valid")
 ON_BAD_IMAGE = ("skip", "fail")
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
@@ -30,7 +33,10 @@ class Source:
       class_names: class names; a label is an index into this list.
       num_train: number of training examples used.
       num_validation: number of validation examples used (0 when there are none).
-      bad_files: (path, reason) of every file or folder left out by the scan (folders only).
+      bad_files: (path, reason) of every file or folder left out (folders only).
+      num_test: number of test examples (0 when there are none).
+      layout: how a folder's splits were found, e.g. "train/ and val/", or
+        "validation_split=0.1 of DIR/ (seed 0)" (folders only).
     """
 
     name: str
@@ -39,6 +45,8 @@ class Source:
     num_train: int
     num_validation: int
     bad_files: tuple[tuple[str, str], ...] = ()
+    num_test: int = 0
+    layout: str = ""
     _reader: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -56,9 +64,43 @@ class Source:
         return self._reader.order_in_graph
 
     def num_examples(self, split):
-        """Number of examples of `split` ("train" or "validation")."""
+        """Number of examples of `split` ("train", "validation" or "test")."""
         _check_split(split)
-        return self.num_train if split == "train" else self.num_validation
+        return {"train": self.num_train, "validation": self.num_validation}.get(
+            split, self.num_test
+        )
+
+    def files(self, split):
+        """The (paths, labels) of a folder's split, in file order (np.ndarrays)."""
+        if self.kind != "folder":
+            raise ValueError(f"{self.name} is not an image folder. Received: kind={self.kind!r}")
+        return self._reader.files[split]
+
+    def without(self, bad_files):
+        """The same folder without some of its files.
+
+        Args:
+          bad_files: (path, reason) pairs; their paths are left out of every split and the
+            pairs added to `bad_files`.
+
+        Returns:
+          A new `Source`.
+        """
+        if not bad_files:
+            return self
+        drop = {path for path, _ in bad_files}
+        files = {}
+        for split, (paths, labels) in self._reader.files.items():
+            keep = np.array([p not in drop for p in paths], bool)
+            files[split] = (paths[keep], labels[keep])
+        return dataclasses.replace(
+            self,
+            num_train=len(files["train"][0]),
+            num_validation=len(files["validation"][0]),
+            num_test=len(files["test"][0]),
+            bad_files=tuple(sorted(set(self.bad_files) | set(bad_files))),
+            _reader=_FolderReader(files),
+        )
 
     def examples(self, split, order=None):
         """The (ref, label) pairs of a split, before any decoding.
@@ -122,10 +164,10 @@ class _FolderReader:
     order_in_graph = True
 
     def __init__(self, files):
-        self._files = files  # split -> (paths np.ndarray[str], labels np.ndarray[int32])
+        self.files = files  # split -> (paths np.ndarray[str], labels np.ndarray[int32])
 
     def examples(self, split, order):
-        paths, labels = self._files[split]
+        paths, labels = self.files[split]
         if order is None:
             return tf.data.Dataset.from_tensor_slices((paths, labels))
         permutation = epoch_permutation(len(paths), *order)
@@ -168,19 +210,19 @@ def check_bad_files(bad_files, on_bad_image):
     return len(bad_files)
 
 
-def _list_split(split_dir, class_names, allow_unknown_classes):
+def _class_folders(folder):
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _list_split(split_dir, class_names):
     """Lists candidate images and the entries that cannot be images of a class."""
     candidates, labels, bad = [], [], []
     label_of = {name: i for i, name in enumerate(class_names)}
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            continue
+        if entry.name.startswith(".") or (entry.is_dir() and entry.name not in label_of):
+            continue  # hidden, or a split folder beside the classes (checked before)
         if not entry.is_dir():
             bad.append((entry.path, "file outside a class folder"))
-            continue
-        if entry.name not in label_of:
-            if not allow_unknown_classes:
-                bad.append((entry.path, "class folder not in train/"))
             continue
         files = sorted(os.scandir(entry.path), key=lambda e: e.name)
         files = [f for f in files if not f.name.startswith(".")]
@@ -197,26 +239,130 @@ def _list_split(split_dir, class_names, allow_unknown_classes):
     return candidates, labels, bad
 
 
-def folder_source(data_dir, *, on_bad_image="skip", num_threads=32):
-    """An image folder: DIR/train/<class>/*.jpg and DIR/validation/<class>/...
+def _find_splits(data_dir, validation_split):
+    """The folder of each split (None where there is none), and the layout in words."""
+
+    def sub(name):
+        path = os.path.join(data_dir, name)
+        return path if os.path.isdir(path) else None
+
+    validation_dirs = [d for d in map(sub, VALIDATION_FOLDERS) if d]
+    if len(validation_dirs) > 1:
+        raise ValueError(
+            f"data_dir holds {len(validation_dirs)} validation folders; keep one of "
+            f"{', '.join(VALIDATION_FOLDERS)}. Received: {', '.join(validation_dirs)}"
+        )
+    validation_dir = validation_dirs[0] if validation_dirs else None
+    train_dir, test_dir = sub("train"), sub("test")
+    if validation_split is not None:
+        if validation_dir:
+            raise ValueError(
+                f"validation_split holds out part of the training images, and {data_dir} has "
+                f"a validation folder already ({validation_dir}): use one or the other. "
+                f"Received: validation_split={validation_split}"
+            )
+        train_dir = train_dir or data_dir
+        where = "train/" if train_dir != data_dir else f"{data_dir}/"
+        layout = f"validation_split={validation_split:g} of {where}"
+    elif train_dir is None:
+        raise ValueError(
+            "data_dir must hold train/ (one subfolder per class, with validation/, val/ or "
+            "valid/ and test/ beside it), or be one folder of class folders split by "
+            f"--validation_split. Received: data_dir={data_dir}"
+        )
+    else:
+        layout = "train/" + (
+            f" and {os.path.basename(validation_dir)}/" if validation_dir else ", no validation"
+        )
+    if test_dir and train_dir != data_dir:
+        layout += " and test/"
+    else:
+        test_dir = None  # in one folder of classes, test/ would be a class
+    return dict(train=train_dir, validation=validation_dir, test=test_dir), layout
+
+
+def _check_class_folders(split_dirs, class_names):
+    """Raises a ValueError naming the class folders that are in one split and not another."""
+    train_dir = split_dirs["train"]
+    for split in ("validation", "test"):
+        if split_dirs[split] is None:
+            continue
+        names = _class_folders(split_dirs[split])
+        only_train = sorted(set(class_names) - set(names))
+        only_here = sorted(set(names) - set(class_names))
+        if only_train or only_here:
+            raise ValueError(
+                f"The class folders of {split_dirs[split]} differ from those of {train_dir}: "
+                f"only in the training folder: {only_train[:10] or 'none'}; only in the "
+                f"{split} folder: {only_here[:10] or 'none'}. Every split needs the same class "
+                f"folders (an empty one is allowed). Received: {len(names)} {split} and "
+                f"{len(class_names)} training class folders"
+            )
+
+
+def _hold_out(listed, fraction, seed, root):
+    """Splits the listed training files into (train, validation), class by class.
+
+    Each class keeps round(fraction * n) of its n files for validation (at most n - 1): the
+    files whose hash of (seed, path under root) is smallest. The choice of a file does not
+    depend on the others, so adding files later never moves one from a split to the other.
+    """
+    candidates, labels, bad = listed
+    by_class = {}
+    for path, label in zip(candidates, labels):
+        by_class.setdefault(label, []).append(path)
+    held_out = set()
+    for paths in by_class.values():
+        count = min(round(fraction * len(paths)), len(paths) - 1)
+        key = lambda p: hashlib.sha256(f"{seed}/{os.path.relpath(p, root)}".encode()).digest()  # noqa: E731
+        held_out.update(sorted(paths, key=key)[:count])
+    split = {False: ([], []), True: ([], [])}
+    for path, label in zip(candidates, labels):
+        split[path in held_out][0].append(path)
+        split[path in held_out][1].append(label)
+    return (*split[False], bad), (*split[True], [])
+
+
+def check_validation_split(validation_split):
+    """Raises a ValueError unless validation_split is None or a fraction in (0, 1)."""
+    if validation_split is not None and not 0 < validation_split < 1:
+        raise ValueError(
+            "validation_split must be a fraction between 0 and 1 (exclusive). "
+            f"Received: validation_split={validation_split!r}"
+        )
+
+
+def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=0, num_threads=32):
+    """An image folder in one of the common layouts.
+
+    - DIR/train/<class>/*.jpg with DIR/validation/, DIR/val/ or DIR/valid/ beside it (the
+      validation split, optional) and DIR/test/ (the test split, optional): every split
+      must have the same class folders.
+    - With `validation_split`: DIR/<class>/*.jpg (or DIR/train/<class>/... without a
+      validation folder), of which each class keeps that fraction of its files for
+      validation, chosen by a hash of (seed, path): stable across reruns.
 
     Images may be JPEG, PNG, BMP, GIF (the first frame is used) or WebP, named .jpg, .jpeg,
     .png, .bmp, .gif or .webp in any case; the format is read from the bytes.
 
-    Classes are the sorted subfolder names of train/. Every file is checked with
+    Classes are the sorted class folder names. Every file is checked with
     `image_files.image_file_problem` (in a thread pool); bad files, empty class folders and
     stray entries are left out and listed in `Source.bad_files`, so the input order never
-    depends on a decode error. validation/ is optional.
+    depends on a decode error (`bad_images.check_decoding` then finds the files that pass
+    this scan and still do not decode).
 
     Args:
       data_dir: the folder.
       on_bad_image: "skip" (log and leave them out) or "fail" (raise on the first).
+      validation_split: None, or the fraction of the training images to validate on.
+      seed: seed of the validation_split.
       num_threads: threads of the scan.
 
     Returns:
       A `Source`.
     """
     check_on_bad_image(on_bad_image)
+    check_validation_split(validation_split)
     if not data_dir:
         raise ValueError(f"data_dir must name an image folder. Received: data_dir={data_dir!r}")
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
@@ -224,26 +370,25 @@ def folder_source(data_dir, *, on_bad_image="skip", num_threads=32):
         raise ValueError(f"data_dir does not exist or is not a folder. Received: {data_dir}")
     if not os.listdir(data_dir):
         raise ValueError(f"data_dir is empty. Received: {data_dir}")
-    train_dir = os.path.join(data_dir, "train")
-    if not os.path.isdir(train_dir):
-        raise ValueError(
-            f"data_dir must hold a train/ folder with one subfolder per class; "
-            f"{train_dir} does not exist. Received: data_dir={data_dir}"
-        )
-    class_names = sorted(
-        e.name for e in os.scandir(train_dir) if e.is_dir() and not e.name.startswith(".")
-    )
+    split_dirs, layout = _find_splits(data_dir, validation_split)
+    train_dir = split_dirs["train"]
+    class_names = _class_folders(train_dir)
     if not class_names:
         raise ValueError(f"{train_dir} has no class folders. Received: data_dir={data_dir}")
+    _check_class_folders(split_dirs, class_names)
 
-    listed = {"train": _list_split(train_dir, class_names, allow_unknown_classes=False)}
-    validation_dir = os.path.join(data_dir, "validation")
-    if os.path.isdir(validation_dir):
-        listed["validation"] = _list_split(validation_dir, class_names, False)
-    else:
-        logging.warning("No validation/ folder in %s: there is no validation split.", data_dir)
-        listed["validation"] = ([], [], [])
-    all_candidates = listed["train"][0] + listed["validation"][0]
+    listed = {
+        split: _list_split(folder, class_names) if folder else ([], [], [])
+        for split, folder in split_dirs.items()
+    }
+    if validation_split is not None:
+        listed["train"], listed["validation"] = _hold_out(
+            listed["train"], validation_split, seed, train_dir
+        )
+        layout += f" (seed {seed})"
+    elif split_dirs["validation"] is None:
+        logging.warning("No validation folder in %s: there is no validation split.", data_dir)
+    all_candidates = [path for split in SPLITS for path in listed[split][0]]
     if not all_candidates:
         extensions = "/".join(image_files.IMAGE_EXTENSIONS)
         raise ValueError(f"No {extensions} files under {data_dir}. Received: {data_dir}")
@@ -258,7 +403,9 @@ def folder_source(data_dir, *, on_bad_image="skip", num_threads=32):
         class_names=tuple(class_names),
         num_train=len(files["train"][0]),
         num_validation=len(files["validation"][0]),
+        num_test=len(files["test"][0]),
         bad_files=tuple(bad_files),
+        layout=layout,
         _reader=_FolderReader(files),
     )
 
@@ -444,13 +591,15 @@ def tfds_source(name, data_dir, manual_dir=None):
     if "train" not in info.splits:
         raise ValueError(f"{name} has no train split. Received: splits={list(info.splits)}")
     validation = next((s for s in ("validation", "test") if s in info.splits), None)
-    splits = {"train": "train", "validation": validation}
+    test = "test" if "test" in info.splits and validation != "test" else None
+    splits = {"train": "train", "validation": validation, "test": test}
     return Source(
         name=name,
         kind="tfds",
         class_names=tuple(info.features[label_key].names),
         num_train=info.splits["train"].num_examples,
         num_validation=info.splits[validation].num_examples if validation else 0,
+        num_test=info.splits[test].num_examples if test else 0,
         _reader=_TfdsReader(builder, image_key, label_key, splits),
     )
 
@@ -478,10 +627,12 @@ def _prepare(builder, name, data_dir, manual_dir):
 __all__ = [
     "ON_BAD_IMAGE",
     "SPLITS",
+    "VALIDATION_FOLDERS",
     "Source",
     "check_bad_files",
     "check_on_bad_image",
     "check_seed_and_epoch",
+    "check_validation_split",
     "epoch_permutation",
     "folder_source",
     "is_imagenet2012",

@@ -241,19 +241,41 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
         if global_step % config.checkpoint_every == 0 and unfinished:
             state.save("periodic")
         if config.max_steps and global_step >= config.max_steps:
-            if progbar and unfinished:
+            if isinstance(progbar, keras.utils.Progbar) and unfinished:
                 print(flush=True)  # end the progress bar's line
             break
     return train_metrics
 
 
 def _progress_bar(run, state):
+    """A progress bar on a terminal; elsewhere (a log file, CI) plain lines."""
     if not run.config.verbose:
         return None
     print(f"Epoch {state.epoch + 1}/{run.config.epochs}", flush=True)
+    if not sys.stdout.isatty():
+        return LogLines(run.steps_per_epoch, run.config.log_every)
     return keras.utils.Progbar(
         run.steps_per_epoch, stateful_metrics=["loss", "top1_err", "top5_err", "img/s"]
     )
+
+
+class LogLines:
+    """The progress bar's `update`, as one plain line every `every` steps and at the end.
+
+    For output that is not a terminal: no escape sequences, no line redrawn per step.
+    """
+
+    def __init__(self, steps, every):
+        self.steps, self.every = steps, every
+
+    def update(self, step, values):
+        if step % self.every and step != self.steps:
+            return
+        text = "  ".join(
+            f"{name} {value:.2%}" if name.endswith("_err") else f"{name} {value:.4g}"
+            for name, value in values
+        )
+        print(f"  step {step}/{self.steps}  {text}", flush=True)
 
 
 def _write_step_summaries(run, state, writer, train_metrics, rate):

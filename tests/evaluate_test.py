@@ -90,15 +90,21 @@ def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
 
 
-def test_an_image_that_fails_to_decode_is_named(trained, tmp_path):
+def test_an_image_that_fails_to_decode_is_named_or_skipped(trained, tmp_path):
     model_dir, root = trained
     copy = tmp_path / "data"
     shutil.copytree(root, copy)
     damaged = sorted((copy / "validation").iterdir())[-1] / "damaged.png"
     damaged.write_bytes(tiny.damaged_png())
     with pytest.raises(ValueError, match="1 validation image\\(s\\) do not decode") as raised:
-        evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+        evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy), on_bad_image="fail")
     assert f"{damaged}: " in str(raised.value)
+    clean = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(root))
+    skipped = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+    # The damaged file passes the scan: it is found by decoding, left out, and counted.
+    assert skipped["images"] == clean["images"] and skipped["skipped"] == clean["skipped"] + 1
+    assert skipped["top1_error"] == pytest.approx(clean["top1_error"])
+    assert not os.path.exists(os.path.join(model_dir, "bad_images.txt.tmp"))
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):

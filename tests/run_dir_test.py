@@ -15,6 +15,7 @@ RUN = dict(
     seed=0,
     init="paper",
     input_scale=1.0,
+    validation_split=None,
 )
 
 

@@ -52,7 +52,7 @@ def test_folder_source_errors_name_the_path(tmp_path):
         sources.folder_source(empty)
     no_train = tmp_path / "no_train"
     (no_train / "validation" / "a").mkdir(parents=True)
-    with pytest.raises(ValueError, match=re.escape(str(no_train / "train"))):
+    with pytest.raises(ValueError, match=f"train/.*validation_split.*{re.escape(str(no_train))}"):
         sources.folder_source(no_train)
     no_images = tmp_path / "no_images"
     (no_images / "train" / "a").mkdir(parents=True)
@@ -73,19 +73,21 @@ def test_bad_files_are_found_skipped_or_fatal(tmp_path):
     (root / "train" / "b" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (root / "train" / "b" / "text.jpg").write_text("<html>not an image</html>")
     (root / "train" / "c_empty").mkdir()
+    (root / "validation" / "c_empty").mkdir()  # every split has the same class folders
     png = (root / "train" / "a" / "png_image.png").read_bytes()
     (root / "validation" / "a" / "cut.png").write_bytes(png[:-20])
 
     source = sources.folder_source(root, on_bad_image="skip")
     reasons = {os.path.basename(p): r for p, r in source.bad_files}
     assert set(reasons) == {"corrupt.jpg", "truncated.jpg", "text.jpg", "c_empty", "cut.png"}
+    assert len(source.bad_files) == 6  # c_empty twice: in train/ and validation/
     assert "corrupt JPEG" in reasons["corrupt.jpg"]
     assert "truncated JPEG" in reasons["truncated.jpg"]
     assert "not a JPEG, PNG, BMP, GIF or WebP" in reasons["text.jpg"]
     assert "empty class folder" in reasons["c_empty"]
     assert source.class_names == ("a", "b", "c_empty")
     assert source.num_train == 7 and source.num_validation == 2
-    assert sources.check_bad_files(source.bad_files, "skip") == 5
+    assert sources.check_bad_files(source.bad_files, "skip") == 6
     # The kept files all decode.
     for ref, _ in source.examples("train").as_numpy_iterator():
         preprocessing.decode_and_center_crop(tf.io.read_file(ref))
