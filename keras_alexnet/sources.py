@@ -304,8 +304,8 @@ def _hold_out(listed, fraction, seed, root):
     """Splits the listed training files into (train, validation), class by class.
 
     Each class keeps round(fraction * n) of its n files for validation (at most n - 1): the
-    files whose hash of (seed, path under root) is smallest. The choice of a file does not
-    depend on the others, so adding files later never moves one from a split to the other.
+    files whose hash of (seed, path under root) is smallest. The same files and seed give
+    the same split on every rerun and on every worker, wherever the folder is mounted.
     """
     candidates, labels, bad = listed
     by_class = {}

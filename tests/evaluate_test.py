@@ -111,3 +111,17 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"class_names": ["a"]}))
     with pytest.raises(ValueError, match="holds no checkpoint"):
         evaluate.evaluate(str(tmp_path))
+
+
+def test_the_test_split_of_a_folder(trained, tmp_path):
+    model_dir, root = trained
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    shutil.copytree(copy / "validation", copy / "test")
+    validation = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+    test = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy), split="test")
+    assert test["split"] == "test" and test["images"] == validation["images"] == 18
+    for key in ("loss", "top1_error", "top5_error"):
+        assert test[key] == pytest.approx(validation[key]), key
+    with pytest.raises(ValueError, match="has no test images"):
+        evaluate.evaluate(model_dir, split="test")

@@ -15,10 +15,13 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+import wild_images
 from fresh_process import run_module
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_alexnet import export
+from keras_alexnet import image_files
+from keras_alexnet import input_pipeline
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 from keras_alexnet import stats as stats_lib
@@ -132,3 +135,23 @@ def test_bytes_that_are_not_an_image_fail_clearly(exported):
     model = tf.saved_model.load(first)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         model.signatures["serving_default"](images=tf.constant([b"plain text"]))
+
+
+def test_serving_reads_alpha_and_grey_images_as_rgb_and_refuses_misread_ones(exported, tmp_path):
+    _, first, _ = exported
+    serve = tf.saved_model.load(first).signatures["serving_default"]
+    files = wild_images.write_corpus(str(tmp_path / "wild"))
+    path_of = {os.path.basename(p): p for p in files}
+    for name in ("alpha.webp", "rgba.png", "la.png", "transparent.gif", "grey16.png"):
+        with open(path_of[name], "rb") as f:
+            got = serve(images=tf.constant([f.read()]))["probabilities"].numpy()
+        # The same pixels as PIL's RGB conversion, given as a plain RGB PNG.
+        rgb_png = tf.io.encode_png(wild_images.pil_rgb(path_of[name]))
+        want = serve(images=tf.reshape(rgb_png, [1]))["probabilities"].numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=name)
+    for name in ("palette.bmp", "animated.webp"):
+        with open(path_of[name], "rb") as f:
+            with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+                serve(images=tf.constant([f.read()]))
+        reason = input_pipeline.error_summary(raised.value.message)
+        assert reason == image_files.image_file_problem(path_of[name]), name

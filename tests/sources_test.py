@@ -3,6 +3,7 @@
 import io
 import os
 import re
+import shutil
 import tarfile
 
 import image_data
@@ -197,3 +198,64 @@ def test_tfds_source_errors_name_the_path(tmp_path):
         sources.tfds_source("mnist", str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match=f"not prepared in {re.escape(str(tmp_path))}"):
         sources.tfds_source("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sources.VALIDATION_FOLDERS)
+def test_validation_and_test_folders_of_the_common_layouts(tmp_path, name):
+    root = tmp_path / "data"
+    image_data.make_folder(root, classes=("a", "b"), train_per_class=3, val_per_class=2)
+    if name != "validation":
+        (root / "validation").rename(root / name)
+    shutil.copytree(root / name, root / "test")
+    source = sources.folder_source(root)
+    assert (source.num_train, source.num_validation, source.num_test) == (7, 4, 4)
+    assert source.layout == f"train/ and {name}/ and test/"
+    paths = {split: list(source.files(split)[0]) for split in sources.SPLITS}
+    assert all(f"/{name}/" in p for p in paths["validation"])
+    assert all("/test/" in p for p in paths["test"])
+    labels = [int(label) for _, label in source.examples("test").as_numpy_iterator()]
+    assert labels == [0, 0, 1, 1]
+
+
+def test_class_folders_that_differ_between_splits_are_named(tmp_path):
+    root = tmp_path / "data"
+    image_data.make_folder(root, classes=("a", "b"), train_per_class=3, val_per_class=2)
+    (root / "validation" / "b").rename(root / "validation" / "c")
+    with pytest.raises(ValueError, match=r"only in the training folder: \['b'\].*\['c'\]"):
+        sources.folder_source(root)
+    (root / "validation").rename(root / "val")
+    (root / "valid").mkdir()
+    with pytest.raises(ValueError, match="2 validation folders"):
+        sources.folder_source(root)
+
+
+def test_validation_split_of_one_folder_is_stratified_seeded_and_stable(tmp_path):
+    root = tmp_path / "data"
+    for c, count in (("a", 10), ("b", 5)):
+        for i in range(count):
+            image_data.write_jpeg(str(root / c / f"{i:02d}.jpg"), seed=i)
+    source = sources.folder_source(root, validation_split=0.2, seed=3)
+    assert (source.num_train, source.num_validation) == (8 + 4, 2 + 1)
+    assert source.layout == f"validation_split=0.2 of {root}/ (seed 3)"
+    held = set(source.files("validation")[0])
+    assert held.isdisjoint(source.files("train")[0])
+    # The same on a rerun; another seed holds out other files.
+    assert held == set(
+        sources.folder_source(root, validation_split=0.2, seed=3).files("validation")[0]
+    )
+    assert held != set(
+        sources.folder_source(root, validation_split=0.2, seed=4).files("validation")[0]
+    )
+    # The same split wherever the folder is: the hash is of the path under it.
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    again = sources.folder_source(moved, validation_split=0.2, seed=3)
+    assert {os.path.relpath(p, moved) for p in again.files("validation")[0]} == {
+        os.path.relpath(p, root) for p in held
+    }
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match=f"validation_split={bad}"):
+            sources.folder_source(root, validation_split=bad)
+    (root / "val" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="use one or the other"):
+        sources.folder_source(root, validation_split=0.2)

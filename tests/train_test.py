@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet import evaluate
 from keras_alexnet import image_files
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
@@ -89,11 +90,18 @@ def test_an_image_that_fails_to_decode_is_named(tmp_path, tiny_root, split):
     with pytest.raises(tf.errors.InvalidArgumentError):
         preprocessing.decode_and_center_crop(tf.constant(tiny.damaged_png()))
     model_dir = tmp_path / "run"
-    cfg = tiny.train_config(model_dir, str(root), checkpoint_every=1, log_every=100)
+    cfg = tiny.train_config(
+        model_dir, str(root), checkpoint_every=1, log_every=100, on_bad_image="fail"
+    )
     with pytest.raises(ValueError) as raised:
         train.train(cfg)
     message = str(raised.value)
     assert f"{damaged}: " in message and "PNG" in message, message
+    if "of step" not in message and split == "train":
+        # The statistics pass met it first, before any step.
+        assert "1 training image(s) do not decode" in message, message
+        assert run_dir.latest_checkpoint(str(model_dir)) is None
+        return
     if split == "validation":
         # The epoch's steps ran; validation found the file. The message names the newest
         # checkpoint (the epoch-end one is written after validation).
@@ -191,6 +199,12 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root, replicas):
     # TensorFlow's Python code logs a line at INFO for each checkpoint saved; the tool
     # keeps them off (the C++ lines logged at import are TensorFlow's to control).
     assert not re.search(r"^I\d{4} .*\.py:\d+\]", resumed.stderr, re.M), resumed.stderr[-3000:]
+    # Standard output is a pipe: plain progress lines (every --log_every=10 steps and at
+    # an epoch's end: one in each of the 2 epochs), no terminal escape sequences.
+    assert "\x1b" not in resumed.stdout and "\b" not in resumed.stdout
+    assert (
+        re.findall(r"^  step (\d+)/8 +loss \S+ +top1_err \S+%", resumed.stdout, re.M) == ["8"] * 2
+    )
     match = re.search(r"Resuming from \S+ckpt-(\d+): epoch 1, step (\d+) of 8", resumed.stdout)
     assert match, resumed.stdout[-3000:]
     assert 0 < int(match.group(2)) < 8  # mid-epoch
@@ -239,3 +253,40 @@ def test_a_resume_after_two_reductions_ends_bit_identical(tmp_path, tiny_root):
     resumed = train.train(cut)
     assert resumed["step"] == straight["step"] == 24
     assert resumed["weights_sha256"] == straight["weights_sha256"]
+
+
+def test_validation_split_is_recorded_kept_on_resume_and_used_by_evaluate(tmp_path, tiny_root):
+    # One folder of class folders: the tiny set's training images, no validation folder.
+    root = tmp_path / "data"
+    shutil.copytree(os.path.join(tiny_root, "train"), root)
+    cfg = tiny.train_config(tmp_path / "run", str(root), validation_split=0.25, max_steps=2)
+    train.train(cfg)
+    run = run_dir.read_run(cfg.model_dir)
+    assert run["validation_split"] == 0.25 and run["layout"].startswith("validation_split=0.25")
+    report = evaluate.evaluate(cfg.model_dir)
+    assert report["images"] == 12  # 3 of each class's 12 images
+    with pytest.raises(ValueError, match="validation_split=0.25.*validation_split=0.5"):
+        train.train(dataclass_replace(cfg, validation_split=0.5))
+
+
+def test_a_deterministic_resume_is_exact_on_a_folder_with_files_that_fail_to_decode(
+    tmp_path, tiny_root
+):
+    # Files that pass the scan and fail to decode are found by decoding every file once,
+    # before the first step, and left out of the file list; the epoch's order, its steps
+    # and their batches are then those of the remaining files. The resumed run reads the
+    # same list from bad_images.txt, so it takes the same steps.
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    for split, classes in (("train", 2), ("validation", 1)):
+        for class_dir in sorted((root / split).iterdir())[:classes]:
+            (class_dir / "damaged.png").write_bytes(tiny.damaged_png())
+    cfg = tiny.train_config(tmp_path / "straight", str(root), epochs=2, deterministic=True)
+    straight = train.train(cfg)
+    cut = dataclass_replace(cfg, model_dir=str(tmp_path / "cut"))
+    assert train.train(dataclass_replace(cut, max_steps=8))["step"] == 8  # epoch 2, step 2
+    resumed = train.train(cut)
+    assert resumed["step"] == straight["step"] == 12
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    listed = (tmp_path / "cut" / "bad_images.txt").read_text()
+    assert listed.count("\tInvalid PNG data") == 3
