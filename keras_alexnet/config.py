@@ -12,11 +12,13 @@ from absl import flags
 
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
+from keras_alexnet import prepared
 from keras_alexnet import shapes_dataset
 from keras_alexnet import sources
 from keras_alexnet import variants
 
 BUILTIN_DATASET = "shapes"
+PREPARED = "prepared:"  # --dataset=prepared:DIR reads what `prepare` wrote into DIR
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_MODEL_DIR = "runs/alexnet"
@@ -104,8 +106,9 @@ class TrainConfig:
         BUILTIN_DATASET,
         "'shapes' (built in, no download), 'folder' (--data_dir with train/ and validation/, "
         "val/ or valid/ class folders, or one folder of class folders with "
-        "--validation_split), 'imagenet2012' (prepared from --manual_dir) or a TFDS "
-        "NAME[:VERSION] already prepared in --data_dir.",
+        "--validation_split), 'prepared:DIR' (made by python -m keras_alexnet.prepare), "
+        "'imagenet2012' (prepared from --manual_dir) or a TFDS NAME[:VERSION] already "
+        "prepared in --data_dir.",
     )
     data_dir: str = _setting(
         None, "The image folder, the TFDS data folder, or where the built-in set is written."
@@ -278,6 +281,8 @@ def resolve(config):
         )
     if config.dataset == "folder":
         check("data_dir", bool(config.data_dir), "must name the image folder for dataset=folder")
+    elif config.dataset.startswith(PREPARED):
+        check("dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
     elif config.dataset != BUILTIN_DATASET:
         check(
             "data_dir",
@@ -302,6 +307,8 @@ def load_source(config):
     if config.dataset == BUILTIN_DATASET:
         root = shapes_dataset.ensure_shapes_dataset(config.data_dir or shapes_dataset.DEFAULT_ROOT)
         return sources.folder_source(root, on_bad_image=config.on_bad_image)
+    if config.dataset.startswith(PREPARED):
+        return prepared.prepared_source(config.dataset)
     if config.dataset == "folder":
         return sources.folder_source(
             config.data_dir,
@@ -321,11 +328,21 @@ def _flag_help(field):
     return help
 
 
-def define_flags(flag_values=flags.FLAGS):
-    """Defines a flag for every `TrainConfig` field that has one; for entry points only."""
+# The fields that say which images to read, for the tools that read data without training.
+DATA_FIELDS = ("dataset", "data_dir", "manual_dir", "validation_split", "on_bad_image", "seed")
+
+
+def define_data_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `DATA_FIELDS` only, as training has them; for entry points only."""
+    define_flags(flag_values, names=DATA_FIELDS)
+
+
+def define_flags(flag_values=flags.FLAGS, names=None):
+    """Defines a flag for every `TrainConfig` field that has one (or for those of `names`);
+    for entry points only."""
     for field in dataclasses.fields(TrainConfig):
         kind = field.metadata["flag"]
-        if kind is None:
+        if kind is None or (names is not None and field.name not in names):
             continue
         extra = {
             k: v() if callable(v) else v

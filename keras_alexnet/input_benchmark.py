@@ -21,6 +21,8 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import input_pipeline
+from keras_alexnet import prepare
+from keras_alexnet import prepared
 from keras_alexnet import preprocessing
 from keras_alexnet import shapes_dataset
 from keras_alexnet import sources
@@ -96,8 +98,10 @@ def plain_decode_dataset(source, batch_size, epochs, ragged):
     return ds.prefetch(tf.data.AUTOTUNE).with_options(input_pipeline.dataset_options())
 
 
-def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, repeats=3):
-    """Measures both pipelines over the same files.
+def run_benchmark(
+    data_dir=None, *, num_images=500, batch_size=128, epochs=3, repeats=3, with_prepared=True
+):
+    """Measures both pipelines over the same files, as they are and prepared.
 
     Args:
       data_dir: image folder, or None to generate `num_images` 500x375 JPEGs.
@@ -105,13 +109,18 @@ def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, re
       batch_size: batch size of both pipelines.
       epochs: passes over the files in one timed run.
       repeats: timed runs of each pipeline (alternated); the best counts.
+      with_prepared: also prepare the files (`prepare`) and measure both pipelines on the
+        prepared shards.
 
     Returns:
       dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms" (least
       CPU time per image, which other processes disturb less), "ratio" (full/plain images/s),
-      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images" and "num_files".
+      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images" and "num_files"; with
+      with_prepared the same keys prefixed "prepared_", and "prepared_speedup" (the training
+      pipeline's images/s on the prepared shards / on the files), "prepare_images_per_s" and
+      "prepared_bytes_per_image".
     """
-    tmp = None
+    tmp = prepared_dir = None
     if data_dir is None:
         tmp = tempfile.mkdtemp(prefix="input_benchmark-")
         data_dir = write_benchmark_images(tmp, num_images)
@@ -124,33 +133,55 @@ def run_benchmark(data_dir=None, *, num_images=500, batch_size=128, epochs=3, re
             stats_lib.IMAGENET_PCA.eigvec,
         )
         result = {"num_files": source.num_train}
-        runs = {"plain": [], "full": []}
-        for _ in range(repeats):
-            runs["plain"].append(
-                _measure(plain_decode_dataset(source, batch_size, epochs, ragged=tmp is None))
+        pipelines = {"": source}
+        if with_prepared:
+            prepared_dir = tempfile.mkdtemp(prefix="input_benchmark-prepared-")
+            start = time.perf_counter()
+            prepare.prepare(source, prepared_dir, images_per_shard=256)
+            result["prepare_images_per_s"] = source.num_train / (time.perf_counter() - start)
+            pipelines["prepared_"] = prepared.prepared_source(prepared_dir)
+            result["prepared_bytes_per_image"] = (
+                sum(
+                    os.path.getsize(os.path.join(prepared_dir, f)) for f in os.listdir(prepared_dir)
+                )
+                / source.num_train
             )
-            runs["full"].append(
-                _measure(
-                    input_pipeline.train_dataset(
-                        source,
-                        global_batch_size=batch_size,
-                        stats=stats,
-                        seed=0,
-                        epoch=0,
-                        num_epochs=epochs,
+        runs = {f"{prefix}{kind}": [] for prefix in pipelines for kind in ("plain", "full")}
+        for _ in range(repeats):
+            for prefix, data in pipelines.items():
+                ragged = tmp is None and not prefix
+                runs[f"{prefix}plain"].append(
+                    _measure(plain_decode_dataset(data, batch_size, epochs, ragged=ragged))
+                )
+                runs[f"{prefix}full"].append(
+                    _measure(
+                        input_pipeline.train_dataset(
+                            data,
+                            global_batch_size=batch_size,
+                            stats=stats,
+                            seed=0,
+                            epoch=0,
+                            num_epochs=epochs,
+                        )
                     )
                 )
-            )
         for name, measured in runs.items():
             result[name] = max(m[0] for m in measured)
             result[f"{name}_cpu_ms"] = min(m[1] for m in measured)
             result[f"{name}_images"] = measured[0][2]
-        result["ratio"] = result["full"] / result["plain"]
-        result["cpu_ratio"] = result["plain_cpu_ms"] / result["full_cpu_ms"]
+        for prefix in pipelines:
+            result[f"{prefix}ratio"] = result[f"{prefix}full"] / result[f"{prefix}plain"]
+            result[f"{prefix}cpu_ratio"] = (
+                result[f"{prefix}plain_cpu_ms"] / result[f"{prefix}full_cpu_ms"]
+            )
+        if with_prepared:
+            result["prepared_speedup"] = result["prepared_full"] / result["full"]
         return result
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if prepared_dir is not None:
+            shutil.rmtree(prepared_dir, ignore_errors=True)
 
 
 FLAGS = flags.FLAGS
@@ -194,6 +225,24 @@ def main(argv):
     print(
         f"ratio full/plain: {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time "
         f"per image (target >= 0.85)"
+    )
+    if "prepared_full" not in r:
+        return
+    print(
+        f"prepare (256x256 JPEG q95 shards): {r['prepare_images_per_s']:.1f} images/s, "
+        f"{r['prepared_bytes_per_image'] / 1024:.1f} KB per image"
+    )
+    print(
+        f"prepared, plain decode: {r['prepared_plain']:.1f} images/s, "
+        f"{r['prepared_plain_cpu_ms']:.2f} CPU ms/image"
+    )
+    print(
+        f"prepared, full training pipeline: {r['prepared_full']:.1f} images/s, "
+        f"{r['prepared_full_cpu_ms']:.2f} CPU ms/image"
+    )
+    print(
+        f"prepared full / original full: {r['prepared_speedup']:.2f}x (target >= 2.5); "
+        f"prepared full / prepared plain: {r['prepared_ratio']:.2f} (target >= 0.90)"
     )
 
 

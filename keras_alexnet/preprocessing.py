@@ -124,10 +124,17 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     image = tf.cast(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), tf.float32)
     # Bilinear interpolation reads 2x2 source pixels, which covers a shrink of up to 2x (most
     # ImageNet photos); a larger shrink needs the antialiasing filter, three times slower.
-    image = tf.cond(
-        tf.shape(image)[0] > 2 * size,
-        lambda: tf.image.resize(image, [size, size], method="bilinear", antialias=True),
-        lambda: tf.image.resize(image, [size, size], method="bilinear"),
+    # A prepared image (`prepared`) is already size x size: resizing it would return it.
+    image = tf.case(
+        [
+            (tf.shape(image)[0] == size, lambda: image),
+            (
+                tf.shape(image)[0] > 2 * size,
+                lambda: tf.image.resize(image, [size, size], method="bilinear", antialias=True),
+            ),
+        ],
+        default=lambda: tf.image.resize(image, [size, size], method="bilinear"),
+        exclusive=True,
     )
     return tf.ensure_shape(image, [size, size, 3])
 

@@ -465,11 +465,11 @@ class _TfdsReader:
         image_key, label_key = self._image_key, self._label_key
         ds = ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)))
         if order is not None:
-            ds = _window_shuffle(ds, self.WINDOW, order)
+            ds = window_shuffle(ds, self.WINDOW, order)
         return ds
 
 
-def _window_shuffle(ds, window, order):
+def window_shuffle(ds, window, order):
     """Shuffles within consecutive windows with stateless permutations of (seed, epoch, window).
 
     Unlike `Dataset.shuffle`, the result does not depend on TensorFlow's global seed.
@@ -637,4 +637,5 @@ __all__ = [
     "folder_source",
     "is_imagenet2012",
     "tfds_source",
+    "window_shuffle",
 ]
