@@ -6,8 +6,10 @@ prints, from one run, images/s of (1) reading and `tf.io.decode_jpeg` of every f
 map, batch) and (2) the full training pipeline (`input_pipeline.train_dataset`: decode of the
 central square, resize to 256, mean subtraction, random 227 crop and flip, PCA noise, batch),
 and their ratio. The target is a ratio of at least 0.85: augmentation should cost little next
-to decoding. Without --data_dir it writes --num_images JPEGs of 500x375 (about ImageNet's
-average size) into a temporary folder. Compare ratios, not absolute numbers from other runs.
+to decoding. Then it prepares the same files (`prepare`: 256x256 JPEG shards) and measures
+both again on the shards, with the speed-up of the training pipeline. Without --data_dir it
+writes --num_images JPEGs of 500x375 (about ImageNet's average size) into a temporary
+folder. Compare ratios, not absolute numbers from other runs.
 """
 
 import os
