@@ -1,10 +1,12 @@
 """Training and inference speed of AlexNet: `python -m keras_alexnet.benchmark`.
 
 Measures this package's model and, in the same run, the same network built with
-`keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), and prints the ratio.
-Compare ratios measured in one run, not absolute figures from different runs.
+`keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), and prints the ratio; then
+the GEMM peak of the environment (a large `tf.linalg.matmul`) and each measurement as a
+fraction of it; with --per_layer, the forward and backward time of each layer. Compare
+ratios measured in one run, not absolute figures from different runs.
 
-    python -m keras_alexnet.benchmark --batch_size=32 --steps=5
+    python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --per_layer
 """
 
 import json
@@ -42,6 +44,9 @@ def define_flags():
     )
     flags.DEFINE_integer("num_classes", 1000, "Classes of fc8.", lower_bound=1)
     flags.DEFINE_boolean("json", False, "Print one JSON line per implementation instead of text.")
+    flags.DEFINE_boolean(
+        "per_layer", False, "Also time each layer's forward and backward pass (float32)."
+    )
 
 
 def _images_per_second(fn, batch_size, steps, warmup):
@@ -111,6 +116,76 @@ def measure(
     )
 
 
+def gemm_peak(size=4096, steps=5):
+    """GFLOP/s of a float32 `tf.linalg.matmul` of two size x size matrices: the machine's
+    matrix-multiply peak as TensorFlow reaches it, the yardstick of the model's speed."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    per_second = _images_per_second(lambda: matmul().numpy(), 1, steps, warmup=1)
+    return 2 * size**3 * per_second / 1e9
+
+
+def _fetch(tensors):
+    """Waits for the tensors' values (a call is timed to its results)."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda t: t.numpy(), tensors)
+
+
+def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, implementation="towers"):
+    """Forward and backward time of each layer, on the activations of a real forward pass.
+
+    Args:
+        batch_size: images per step.
+        steps: timed calls of each (after one untimed).
+        variant, num_classes, implementation: as for `measure`.
+
+    Returns:
+        A list of dicts, one per layer in order: name, forward_ms, backward_ms (the
+        gradients with respect to the layer's input, but for the first layer's, and its
+        weights), gflop (forward, the whole batch).
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = model_lib.AlexNet(num_classes, variant=variant, implementation=implementation)
+    counts = model_lib.multiply_adds(model)
+    x = tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)
+    rows = []
+    for layer in model.layers[1:]:
+        forward = tf.function(lambda v, layer=layer: layer(v, training=True))
+        y = forward(x)
+        upstream = tf.random.normal(y.shape)
+
+        # Training needs no gradient with respect to the images: not for the first layer.
+        @tf.function
+        def backward(v, layer=layer, upstream=upstream, wrt_input=layer is not model.layers[1]):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                out = layer(v, training=True)
+            sources = ([v] if wrt_input else []) + layer.trainable_weights
+            return tape.gradient(out, sources, output_gradients=upstream)
+
+        seconds = [
+            1.0 / _images_per_second(lambda fn=fn, v=x: _fetch(fn(v)), 1, steps, warmup=1)
+            for fn in (forward, backward)
+        ]
+        rows.append(
+            dict(
+                name=layer.name,
+                forward_ms=round(1000 * seconds[0], 2),
+                backward_ms=round(1000 * seconds[1], 2),
+                gflop=round(2 * counts.get(layer.name, 0) * batch_size / 1e9, 2),
+            )
+        )
+        x = y
+    return rows
+
+
 def main(argv):
     del argv
     import keras
@@ -153,6 +228,30 @@ def main(argv):
                     f"({result['infer_gflop_per_s']:6.1f} GFLOP/s)",
                     flush=True,
                 )
+    peak = gemm_peak()
+    print(f"GEMM peak (tf.linalg.matmul 4096x4096, float32): {peak:.1f} GFLOP/s", flush=True)
+    for result in results:
+        result["gemm_peak_gflop_per_s"] = round(peak, 1)
+        result["train_fraction_of_peak"] = round(result["train_gflop_per_s"] / peak, 3)
+        result["infer_fraction_of_peak"] = round(result["infer_gflop_per_s"] / peak, 3)
+        line = (
+            json.dumps(result)
+            if FLAGS.json
+            else f"{result['implementation']:>13} {result['dtype_policy']:>14}: train at "
+            f"{result['train_fraction_of_peak']:.0%} of the GEMM peak, inference at "
+            f"{result['infer_fraction_of_peak']:.0%}"
+        )
+        print(line, flush=True)
+    if FLAGS.per_layer:
+        _print_per_layer(
+            per_layer(
+                batch_size=FLAGS.batch_size,
+                variant=FLAGS.variant,
+                num_classes=FLAGS.num_classes,
+                implementation=FLAGS.implementation[0],
+            ),
+            FLAGS.json,
+        )
     reference = results[0]
     for other in results[1:]:
         print(
@@ -161,6 +260,25 @@ def main(argv):
             f"train x{reference['train_img_per_s'] / other['train_img_per_s']:.2f}, "
             f"inference x{reference['infer_img_per_s'] / other['infer_img_per_s']:.2f}"
         )
+
+
+def _print_per_layer(rows, as_json):
+    total = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
+    if not as_json:
+        print(f"{'layer':>9} {'forward ms':>11} {'backward ms':>12} {'share':>6} {'GFLOP/s':>8}")
+    for r in rows:
+        ms = r["forward_ms"] + r["backward_ms"]
+        r["share"] = round(ms / total, 3)
+        r["train_gflop_per_s"] = round(3 * r["gflop"] / (ms / 1000), 1) if r["gflop"] else None
+        if as_json:
+            print(json.dumps(dict(per_layer=r)), flush=True)
+        else:
+            speed = f"{r['train_gflop_per_s']:8.1f}" if r["gflop"] else f"{'':>8}"
+            print(
+                f"{r['name']:>9} {r['forward_ms']:11.2f} {r['backward_ms']:12.2f} "
+                f"{r['share']:6.1%} {speed}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
