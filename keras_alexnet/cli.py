@@ -1,4 +1,10 @@
-"""What every `python -m keras_alexnet.<tool>` entry point shares."""
+"""What every `python -m keras_alexnet.<tool>` entry point shares, and the console scripts.
+
+`pip install` puts a `keras-alexnet-<tool>` command beside `python -m keras_alexnet.<tool>`
+for each of `TOOLS` (setup.cfg's console_scripts); both run the same thing.
+"""
+
+import importlib
 
 from absl import app
 from absl import flags
@@ -24,6 +30,40 @@ def run(main, define_flags=None):
         return main(argv)
 
     app.run(quiet_main)
+
+
+TOOLS = ("train", "evaluate", "export", "predict", "convert", "verify")
+
+
+def run_tool(name):
+    """Runs `python -m keras_alexnet.<name>`: the tool's `main` with its flags."""
+    tool = importlib.import_module(f"keras_alexnet.{name}")
+    run(tool.main, getattr(tool, "define_flags", None))
+
+
+# The console scripts' entry points (setup.cfg), one per tool of TOOLS.
+def train():
+    run_tool("train")
+
+
+def evaluate():
+    run_tool("evaluate")
+
+
+def export():
+    run_tool("export")
+
+
+def predict():
+    run_tool("predict")
+
+
+def convert():
+    run_tool("convert")
+
+
+def verify():
+    run_tool("verify")
 
 
 def define_model_flags(model_dir_help, precisions):
