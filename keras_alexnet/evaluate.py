@@ -90,19 +90,23 @@ def evaluate(
     crops = CROPS[str(crops)]
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
-    if model is None and model_dir is not None:
-        run_dir.read_run(model_dir)  # no run: refused before any other work
-    if model is not None and source is None and dataset is None:
+    # The run (when there is one) and the data are checked before the model is loaded.
+    run = run_dir.read_run(model_dir) if model is None and model_dir is not None else None
+    if run is not None:
+        checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
+        if not checkpoint:
+            raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    if run is None and source is None and dataset is None:
         raise ValueError(
             "A model file has no training run whose data it would default to: name the "
             f"dataset (--dataset, --data_dir). Received: model={model!r}, dataset=None"
         )
+    source, skipped = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image)
+    if source.num_examples(split) == 0:
+        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
     strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
         loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
-    source, skipped = _open_source(loaded, source, dataset, data_dir, manual_dir, on_bad_image)
-    if source.num_examples(split) == 0:
-        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
     label_map = _label_map(source.class_names, loaded.class_names)
     result = _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy)
     report = dict(
@@ -154,21 +158,21 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
         ) from error
 
 
-def _open_source(loaded, source, dataset, data_dir, manual_dir, on_bad_image):
-    """The source to evaluate on (by default the run's own) and its count of bad files.
+def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
+    """The source to evaluate on (by default the run's, when there is one) and its count of
+    bad files.
 
     Raises:
         ValueError: bad data.
     """
-    run = loaded.run or {}
+    run = run or {}
     if source is None:
         if dataset is None:
             dataset = run.get("dataset_flag", config_lib.BUILTIN_DATASET)
             data_dir = data_dir or run.get("data_dir")
             manual_dir = manual_dir or run.get("manual_dir")
         config = config_lib.TrainConfig(
-            # Only the data fields matter here; a model file has no model_dir of its own.
-            model_dir=loaded.model_dir or os.path.dirname(os.path.abspath(loaded.origin)),
+            model_dir="unused",  # only the data fields matter here
             dataset=dataset,
             data_dir=data_dir,
             manual_dir=manual_dir,
