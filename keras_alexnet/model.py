@@ -9,6 +9,7 @@ import numpy as np
 from keras_alexnet import labels
 from keras_alexnet import layers
 from keras_alexnet import paper
+from keras_alexnet import pretrained
 from keras_alexnet import variants
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
@@ -150,13 +151,17 @@ def AlexNet(
 
     Returns:
         A `keras.Model` from images (float32, mean subtracted) to class probabilities,
-        or to the pool5 maps when include_top is False.
+        or to the pool5 maps when include_top is False (one value per channel with
+        pooling).
 
     Raises:
         ValueError: for an unknown variant or implementation, num_classes < 1, a dropout
             rate outside [0, 1), an input shape that is not (H, W, C), or an input too small
-            to leave a 6x6 pool5 map when include_top is True.
+            to leave a 6x6 pool5 map when include_top is True; pooling with
+            include_top=True, or class_names with include_top=False; an input_tensor that
+            is not a Keras tensor; a weights file that is missing or does not fit.
     """
+    _check_top(pooling, class_names, include_top)
     source = None
     if weights is not None:
         source = _load_weights_file(weights, allow_pickle, variant)
@@ -167,7 +172,6 @@ def AlexNet(
     variant = variant or "paper"
     spec = variants.get(variant)
     _check_options(num_classes, include_top, dropout, weight_decay, implementation, init)
-    _check_pooling(pooling, include_top)
     if input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
     input_shape = _check_input_shape(input_shape)
@@ -203,16 +207,16 @@ def AlexNet(
     if source is not None:
         copy_weights(source, model)
     if class_names is not None:
-        if not include_top:
-            raise ValueError(
-                "class_names name fc8's classes: they need include_top=True. "
-                f"Received: include_top={include_top!r}"
-            )
         model = labels.with_class_names(model, class_names)
     return model
 
 
-def _check_pooling(pooling, include_top):
+def _check_top(pooling, class_names, include_top):
+    if class_names is not None and not include_top:
+        raise ValueError(
+            "class_names name fc8's classes: they need include_top=True. "
+            f"Received: include_top={include_top!r}"
+        )
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     if pooling is not None and include_top:
@@ -384,9 +388,6 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
 
 def _load_weights_file(path, allow_pickle, variant):
     """The model a weights file holds: a .keras file, or a public weight file converted."""
-    # pretrained.py converts with convert.py, which imports this module: imported here.
-    from keras_alexnet import pretrained
-
     if pretrained.is_weight_file(path):
         return pretrained.converted_model(path, allow_pickle=allow_pickle, variant=variant)
     if not str(path).endswith(".keras"):

@@ -219,6 +219,7 @@ def test_weight_decay_is_an_l2_penalty_of_half(paper_model):
         (dict(include_top=False, input_shape=(40, 40, 3)), "too small"),
         (dict(include_top=False, pooling="mean"), "pooling must be one of"),
         (dict(pooling="avg"), "pooling applies to the pool5 maps of include_top=False"),
+        (dict(include_top=False, class_names=["a"]), "class_names name fc8's classes"),
         (dict(input_tensor=np.zeros((1, 227, 227, 3))), "input_tensor must be a Keras tensor"),
     ],
 )
