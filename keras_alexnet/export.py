@@ -1,5 +1,8 @@
 """Export for serving and reuse: `python -m keras_alexnet.export`.
 
+    python -m keras_alexnet.export --model_dir=runs/alexnet             # a training run
+    python -m keras_alexnet.export --model=pretrained/bvlc_alexnet.keras  # a model file
+
 Writes `OUTPUT_DIR/<name>/<version>/`, the layout TensorFlow Serving watches, with a new
 numeric version each time (an existing version is never touched):
 
