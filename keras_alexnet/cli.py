@@ -1,10 +1,16 @@
-"""What every `python -m keras_alexnet.<tool>` entry point shares."""
+"""What every `python -m keras_alexnet.<tool>` entry point shares, and the console scripts.
+
+`pip install` puts a `keras-alexnet-<tool>` command beside `python -m keras_alexnet.<tool>`
+for each of `TOOLS` (setup.cfg's console_scripts); both run the same thing.
+"""
+
+import importlib
 
 from absl import app
 from absl import flags
 from absl import logging
 
-# The flags that `define_run_flags` defines are the calling tool's: its --help lists them.
+# The flags that `define_model_flags` defines are the calling tool's: its --help lists them.
 flags.disclaim_key_flags()
 
 
@@ -26,17 +32,58 @@ def run(main, define_flags=None):
     app.run(quiet_main)
 
 
-def define_run_flags(model_dir_help, precisions):
-    """Defines the flags of every tool that reads a training run's checkpoint.
+TOOLS = ("train", "evaluate", "export", "predict", "convert", "verify")
 
-    --model_dir (required), --checkpoint (default: the latest) and --mixed_precision.
+
+def run_tool(name):
+    """Runs `python -m keras_alexnet.<name>`: the tool's `main` with its flags."""
+    tool = importlib.import_module(f"keras_alexnet.{name}")
+    run(tool.main, getattr(tool, "define_flags", None))
+
+
+# The console scripts' entry points (setup.cfg), one per tool of TOOLS.
+def train():
+    run_tool("train")
+
+
+def evaluate():
+    run_tool("evaluate")
+
+
+def export():
+    run_tool("export")
+
+
+def predict():
+    run_tool("predict")
+
+
+def convert():
+    run_tool("convert")
+
+
+def verify():
+    run_tool("verify")
+
+
+def define_model_flags(model_dir_help, precisions):
+    """Defines the flags of every tool that works on a model: --model or --model_dir.
+
+    --model (a .keras file, or an exported model's folder), --model_dir (a training run),
+    exactly one of them; --checkpoint (default: the run's latest) and --mixed_precision.
 
     Args:
         model_dir_help: --model_dir's help, saying what the tool does with the run.
         precisions: --mixed_precision's choices, `model.PRECISIONS` (passed in: this module
             is imported by tools that never load Keras, such as the launcher).
     """
-    flags.DEFINE_string("model_dir", None, model_dir_help)
-    flags.DEFINE_string("checkpoint", None, "A checkpoint path (default: the latest).")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "A .keras model file (from convert, export or model.save), or an exported model's "
+        "folder; its preprocessing and class names come with it. Or --model_dir.",
+    )
+    flags.DEFINE_string("model_dir", None, model_dir_help + " Or --model.")
+    flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")
     flags.DEFINE_enum("mixed_precision", "none", list(precisions), "Compute dtype.")
-    flags.mark_flag_as_required("model_dir")
+    flags.mark_flags_as_mutual_exclusive(["model", "model_dir"], required=True)

@@ -18,6 +18,7 @@ caller): the normalisation the weights expect is put in the model's "input_resca
 (`AlexNet(input_scale=..., input_offset=...)`), from the constants of `weight_files`.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -27,6 +28,8 @@ from absl import flags
 from absl import logging
 
 from keras_alexnet import cli
+from keras_alexnet import imagenet_classes
+from keras_alexnet import labels
 from keras_alexnet import model as model_lib
 from keras_alexnet import weight_files
 
@@ -119,17 +122,20 @@ def load_pretrained(model, pretrained):
     return model
 
 
-def build_model(pretrained, num_classes=None, classifier_activation="softmax"):
+def build_model(pretrained, num_classes=None, classifier_activation="softmax", variant=None):
     """Builds the AlexNet that the pretrained weights belong to, and sets them.
 
     Args:
         pretrained: a `weight_files.PretrainedWeights`.
         num_classes: the number of classes fc8 must have, or None to take fc8's.
         classifier_activation: fc8's activation, "softmax" or None for logits.
+        variant: the variant the weights belong to (any of `variants.VARIANTS`); default:
+            the format's ("caffe" for Caffe's files, "one_weird_trick" for torchvision's).
 
     Returns:
         A `keras.Model` from raw RGB pixels in 0-255 (227x227) to class probabilities (or
-        logits), carrying the weights' normalisation in its "input_rescaling" layer.
+        logits), carrying the weights' normalisation in its "input_rescaling" layer and,
+        for 1000 classes, the ILSVRC-2012 class names (`labels.ClassNames`).
 
     Raises:
         ValueError: if num_classes does not match fc8, or from `load_pretrained`.
@@ -142,6 +148,8 @@ def build_model(pretrained, num_classes=None, classifier_activation="softmax"):
         )
     for note in pretrained.notes:
         logging.warning("%s", note)
+    if variant is not None:
+        pretrained = dataclasses.replace(pretrained, variant=variant)
     model = model_lib.AlexNet(
         pretrained.num_classes,
         variant=pretrained.variant,
@@ -150,7 +158,11 @@ def build_model(pretrained, num_classes=None, classifier_activation="softmax"):
         input_offset=pretrained.input_offset,
         name=f"alexnet_{pretrained.format}",
     )
-    return load_pretrained(model, pretrained)
+    load_pretrained(model, pretrained)
+    class_names = imagenet_classes.class_names()
+    if pretrained.num_classes == len(class_names):
+        model = labels.with_class_names(model, class_names)
+    return model
 
 
 def _check_output(output):
@@ -163,7 +175,13 @@ def _check_output(output):
 
 
 def convert(
-    src, output, fmt=None, allow_pickle=False, num_classes=None, classifier_activation="softmax"
+    src,
+    output,
+    fmt=None,
+    allow_pickle=False,
+    num_classes=None,
+    classifier_activation="softmax",
+    variant=None,
 ):
     """Converts a pretrained AlexNet into this package's model and saves it.
 
@@ -175,10 +193,12 @@ def convert(
         allow_pickle: allow reading a pickled .npy (see `weight_files.read_npy_dict`).
         num_classes: the number of classes fc8 must have, or None to take fc8's.
         classifier_activation: fc8's activation, "softmax" or None for logits.
+        variant: the variant the weights belong to; default: the format's.
 
     Returns:
         The converted `keras.Model`, also saved to output: variant "caffe" for .caffemodel
-        and .npy, "one_weird_trick" for torchvision. It takes raw RGB pixels in 0-255.
+        and .npy, "one_weird_trick" for torchvision. It takes raw RGB pixels in 0-255 and,
+        with 1000 classes, carries the ILSVRC-2012 class names.
 
     Raises:
         ValueError: if output exists or is not a .keras path, and from the readers and
@@ -187,7 +207,7 @@ def convert(
     """
     output = _check_output(output)
     pretrained = weight_files.read_weights(src, fmt, allow_pickle=allow_pickle)
-    model = build_model(pretrained, num_classes, classifier_activation)
+    model = build_model(pretrained, num_classes, classifier_activation, variant)
     _check_output(output)  # Reading and building took a while: check again.
     parent = os.path.dirname(output)
     if parent:
@@ -217,6 +237,12 @@ def define_flags():
     flags.DEFINE_integer(
         "num_classes", None, "The number of classes fc8 must have (default: fc8's).", lower_bound=1
     )
+    flags.DEFINE_string(
+        "variant",
+        None,
+        "The variant the weights belong to (default: the format's: caffe for .caffemodel "
+        "and .npy, one_weird_trick for torchvision's .pth).",
+    )
     flags.mark_flag_as_required("output")
 
 
@@ -226,15 +252,22 @@ def main(argv):
     src = argv[1]
     try:
         model = convert(
-            src, FLAGS.output, FLAGS.format, FLAGS.allow_pickle, num_classes=FLAGS.num_classes
+            src,
+            FLAGS.output,
+            FLAGS.format,
+            FLAGS.allow_pickle,
+            num_classes=FLAGS.num_classes,
+            variant=FLAGS.variant,
         )
     except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     fc8 = model.get_layer("fc8")
+    names = labels.class_names_of(model)
     print(
-        f"Wrote {FLAGS.output}: {model.name}, {fc8.units} classes, "
-        f"{model.count_params():,} parameters. It takes raw RGB pixels in 0-255, "
+        f"Wrote {FLAGS.output}: {model.name}, {fc8.units} classes"
+        + (" (ILSVRC-2012, named inside)" if names else "")
+        + f", {model.count_params():,} parameters. It takes raw RGB pixels in 0-255, "
         f"{model.input_shape[1]}x{model.input_shape[2]}; the normalisation is inside.",
         flush=True,
     )

@@ -1,5 +1,8 @@
 """Export for serving and reuse: `python -m keras_alexnet.export`.
 
+    python -m keras_alexnet.export --model_dir=runs/alexnet             # a training run
+    python -m keras_alexnet.export --model=pretrained/bvlc_alexnet.keras  # a model file
+
 Writes `OUTPUT_DIR/<name>/<version>/`, the layout TensorFlow Serving watches, with a new
 numeric version each time (an existing version is never touched):
 
@@ -10,8 +13,9 @@ numeric version each time (an existing version is never touched):
                          evaluation preprocessing run inside the graph.
         predict_pixels   pixels: float32 [batch, 227, 227, 3], already preprocessed (the
                          training mean subtracted) -> the same outputs.
-    model.keras          the Keras model (preprocessed pixels in, probabilities out), for
-                         `import keras_alexnet; keras.models.load_model(path)`.
+    model.keras          the Keras model (preprocessed pixels in, probabilities out,
+                         its class names inside), for `import keras_alexnet;
+                         keras.models.load_model(path)` and the tools' --model.
     labels.txt           class names in label order.
     dataset_stats.npz    the training set's mean image and colour PCA.
 
@@ -30,11 +34,13 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import labels
 from keras_alexnet import model as model_lib
+from keras_alexnet import model_files
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 
-KERAS_FILE = "model.keras"
+KERAS_FILE = model_files.KERAS_FILE
 TOP_K = 5
 
 
@@ -133,7 +139,7 @@ def export(model, stats, class_names, output_dir, name):
     del serve, pixels
     try:
         archive.write_out(partial, verbose=False)
-        model.save(os.path.join(partial, KERAS_FILE))
+        labels.with_class_names(model, class_names).save(os.path.join(partial, KERAS_FILE))
         with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
             f.write("\n".join(class_names) + "\n")
         run_dir.write_stats(partial, stats)
@@ -147,21 +153,33 @@ def export(model, stats, class_names, output_dir, name):
 
 
 def export_run(
-    model_dir, output_dir="saved_models", name=None, checkpoint=None, mixed_precision="none"
+    model_dir=None,
+    output_dir="saved_models",
+    name=None,
+    checkpoint=None,
+    mixed_precision="none",
+    *,
+    model=None,
 ):
-    """Exports a training run's checkpoint (default: the latest) as a new version.
+    """Exports a training run's checkpoint (default: the latest), or a model file, as a new
+    version.
 
     The signatures take and return float32 whatever `mixed_precision` (the compute dtype
     inside, "none", "float16" or "bfloat16") is.
 
+    Args:
+        model_dir: a training run's model_dir; or
+        model: a .keras file or exported model folder (see `model_files.load`).
+        output_dir, name: as for `export`; name defaults to model_dir's name, or the
+            file's (bvlc_alexnet.keras -> bvlc_alexnet).
+        checkpoint: with model_dir, a checkpoint path.
+        mixed_precision: the compute dtype inside.
+
     Returns:
         The path of the new version folder.
     """
-    policy = model_lib.precision_policy(mixed_precision)
-    model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
-    stats = run_dir.read_stats(model_dir)
-    name = name or os.path.basename(os.path.normpath(model_dir))
-    return export(model, stats, run["class_names"], output_dir, name)
+    loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
+    return export(loaded.model, loaded.stats, loaded.class_names, output_dir, name or loaded.name)
 
 
 FLAGS = flags.FLAGS
@@ -169,9 +187,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
-    cli.define_run_flags("The training run to export.", model_lib.PRECISIONS)
+    cli.define_model_flags("The training run to export.", model_lib.PRECISIONS)
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
-    flags.DEFINE_string("name", None, "The model's folder name (default: model_dir's name).")
+    flags.DEFINE_string(
+        "name", None, "The model's folder name (default: model_dir's name, or the file's)."
+    )
 
 
 def main(argv):
@@ -179,7 +199,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         path = export_run(
-            FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint, FLAGS.mixed_precision
+            FLAGS.model_dir,
+            FLAGS.output_dir,
+            FLAGS.name,
+            FLAGS.checkpoint,
+            FLAGS.mixed_precision,
+            model=FLAGS.model,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)

@@ -6,8 +6,10 @@ import os
 import keras
 import numpy as np
 
+from keras_alexnet import labels
 from keras_alexnet import layers
 from keras_alexnet import paper
+from keras_alexnet import pretrained
 from keras_alexnet import variants
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
@@ -53,20 +55,27 @@ def _initializers(variant, stddev, bias_init, fan_in, init):
     )
 
 
+POOLINGS = (None, "avg", "max")
+
+
 def AlexNet(
     num_classes=1000,
     *,
-    variant="paper",
+    variant=None,
     input_shape=(227, 227, 3),
+    input_tensor=None,
     dropout=paper.DROPOUT_RATE,
     weight_decay=paper.WEIGHT_DECAY,
     include_top=True,
+    pooling=None,
     classifier_activation="softmax",
     implementation="towers",
     init="paper",
     input_scale=1.0,
     input_offset=0.0,
     weights=None,
+    allow_pickle=False,
+    class_names=None,
     dtype_policy=None,
     name="alexnet",
 ):
@@ -93,12 +102,20 @@ def AlexNet(
         num_classes: the number of classes of fc8.
         variant: "paper", "caffe" (Caffe's bvlc_alexnet) or "one_weird_trick"
             (torchvision's), described in variants.py, or the name of any other
-            `variants.Variant` put in `variants.VARIANTS`.
+            `variants.Variant` put in `variants.VARIANTS`. Default: the weights' variant,
+            or "paper" without weights.
         input_shape: (height, width, channels). The paper's 224x224 does not fit its own
-            conv1 arithmetic; 227x227 does (see `paper.DISCREPANCIES`).
+            conv1 arithmetic; 227x227 does (see `paper.DISCREPANCIES`). Ignored when
+            input_tensor is given.
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of a layer) to use
+            as the image input instead of a new `keras.Input`, as keras.applications has
+            it; the model's inputs are then the sources of that tensor.
         dropout: the dropout rate after fc6 and fc7.
         weight_decay: the paper's coupled weight decay; 0 or None for none.
         include_top: whether to include fc6-fc8; without them the output is pool5.
+        pooling: with include_top=False: None for the pool5 maps, "avg" or "max" for one
+            feature per pool5 channel, pooled over rows and columns (a layer "avg_pool"
+            or "max_pool").
         classifier_activation: the activation of fc8, "softmax" or None for logits.
         implementation: how grouped convolutions run: "towers" (one convolution per
             tower; trains on CPU and exports standard ops), "native" (one grouped
@@ -115,10 +132,17 @@ def AlexNet(
             variance, so the demo recipe passes 1 / (the training set's pixel std); converted
             pretrained weights carry their own normalisation here.
         weights: None, or the path of a .keras file saved from an AlexNet (a converted
-            pretrained model from `python -m keras_alexnet.convert`, or an exported one):
-            its weights are loaded layer by layer, by name; with include_top=False only
-            up to pool5. The file's input normalisation (input_scale, input_offset) is kept
-            unless other values are passed.
+            pretrained model from `python -m keras_alexnet.convert`, or an exported one),
+            or a public weight file that `convert` reads (.caffemodel, caffe-tensorflow
+            .npy, torchvision .pth), converted on the fly: its weights are loaded layer by
+            layer, by name; with include_top=False only up to pool5. The file's input
+            normalisation (input_scale, input_offset) is kept unless other values are
+            passed, and so are its class names.
+        allow_pickle: allow unpickling a .npy weights file; a pickle can run code: only
+            for files from sources you trust (as `convert --allow_pickle`).
+        class_names: the names of the num_classes classes, carried inside the model (a
+            `labels.ClassNames` layer after fc8) for `decode_predictions`, export and
+            predict; default: the weights file's (ILSVRC-2012's for converted weights).
         dtype_policy: a Keras dtype policy for the layers, e.g. "mixed_float16" or
             "mixed_bfloat16"; default: Keras' global policy. Under a mixed policy the
             variables stay float32, LRN computes in float32, and fc8 (logits and softmax)
@@ -127,19 +151,29 @@ def AlexNet(
 
     Returns:
         A `keras.Model` from images (float32, mean subtracted) to class probabilities,
-        or to the pool5 maps when include_top is False.
+        or to the pool5 maps when include_top is False (one value per channel with
+        pooling).
 
     Raises:
         ValueError: for an unknown variant or implementation, num_classes < 1, a dropout
             rate outside [0, 1), an input shape that is not (H, W, C), or an input too small
-            to leave a 6x6 pool5 map when include_top is True.
+            to leave a 6x6 pool5 map when include_top is True; pooling with
+            include_top=True, or class_names with include_top=False; an input_tensor that
+            is not a Keras tensor; a weights file that is missing or does not fit.
     """
-    spec = variants.get(variant)
+    _check_top(pooling, class_names, include_top)
     source = None
     if weights is not None:
-        source = _load_weights_file(weights)
+        source = _load_weights_file(weights, allow_pickle, variant)
         input_scale, input_offset = _file_normalization(source, input_scale, input_offset)
+        variant = variant or variant_of(source)
+        if class_names is None and include_top:
+            class_names = _file_class_names(source, num_classes)
+    variant = variant or "paper"
+    spec = variants.get(variant)
     _check_options(num_classes, include_top, dropout, weight_decay, implementation, init)
+    if input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
     input_shape = _check_input_shape(input_shape)
     input_scale, input_offset = _check_normalization(input_scale, input_offset, input_shape[-1])
     _check_pool5_size(input_shape, variant, include_top)
@@ -147,8 +181,17 @@ def AlexNet(
     policy = keras.dtype_policies.get(dtype_policy or keras.config.dtype_policy())
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     shared = dict(init=init, regularizer=regularizer, policy=policy)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = _input_rescaling(inputs, input_scale, input_offset, policy)
+    if input_tensor is None:
+        inputs = x = keras.Input(shape=input_shape, name="image")
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+    else:
+        raise ValueError(
+            "input_tensor must be a Keras tensor (from keras.Input or a layer). "
+            f"Received: input_tensor={input_tensor!r}"
+        )
+    x = _input_rescaling(x, input_scale, input_offset, policy)
     in_channels = input_shape[-1]
     for conv in spec.convs:
         x = _conv_block(x, spec, conv, in_channels, implementation=implementation, **shared)
@@ -156,10 +199,37 @@ def AlexNet(
     if include_top:
         x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
         x = _dense_head(x, spec, num_classes, dropout, classifier_activation, **shared)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(dtype=policy, name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(dtype=policy, name="max_pool")(x)
     model = keras.Model(inputs, x, name=name)
     if source is not None:
         copy_weights(source, model)
+    if class_names is not None:
+        model = labels.with_class_names(model, class_names)
     return model
+
+
+def _check_top(pooling, class_names, include_top):
+    if class_names is not None and not include_top:
+        raise ValueError(
+            "class_names name fc8's classes: they need include_top=True. "
+            f"Received: include_top={include_top!r}"
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    if pooling is not None and include_top:
+        raise ValueError(
+            "pooling applies to the pool5 maps of include_top=False; fc6 takes them whole. "
+            f"Received: pooling={pooling!r} with include_top=True"
+        )
+
+
+def _file_class_names(source, num_classes):
+    """The weights file's class names, when the model keeps its number of classes."""
+    names = labels.class_names_of(source)
+    return names if names is not None and len(names) == num_classes else None
 
 
 def _file_normalization(source, input_scale, input_offset):
@@ -316,9 +386,15 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
     return x
 
 
-def _load_weights_file(path):
+def _load_weights_file(path, allow_pickle, variant):
+    """The model a weights file holds: a .keras file, or a public weight file converted."""
+    if pretrained.is_weight_file(path):
+        return pretrained.converted_model(path, allow_pickle=allow_pickle, variant=variant)
     if not str(path).endswith(".keras"):
-        raise ValueError(f"weights must be the path of a .keras file. Received: weights={path!r}")
+        raise ValueError(
+            "weights must be the path of a .keras file or of a weight file convert reads "
+            f"(.caffemodel, .npy, .pth). Received: weights={path!r}"
+        )
     if not os.path.exists(path):
         raise ValueError(f"weights file does not exist. Received: weights={path!r}")
     return keras.models.load_model(path, compile=False)

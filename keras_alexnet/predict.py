@@ -1,10 +1,15 @@
-"""A quick look at an exported model's predictions: `python -m keras_alexnet.predict`.
+"""A quick look at a model's predictions: `python -m keras_alexnet.predict`.
 
     python -m keras_alexnet.predict --model saved_models/alexnet image.jpg other.png
+    python -m keras_alexnet.predict --model bvlc_alexnet.keras image.jpg
+    python -m keras_alexnet.predict --model_dir runs/alexnet image.jpg
 
-prints the five most probable labels of each image. `--model` is a model's folder (its
-highest version is used) or one version folder. An image that does not decode is reported
-by name; the others are still predicted, and the exit status is 1.
+prints the five most probable labels of each image. `--model` is an exported model's folder
+(its highest version is used), one version folder, or a .keras file (converted, exported or
+`model.save`d, with its preprocessing and class names: `model_files`); `--model_dir` a
+training run. Either way the images go through the serving signature's function (the
+SavedModel's own, or `export.serving_functions` of the Keras model). An image that does not
+decode is reported by name; the others are still predicted, and the exit status is 1.
 """
 
 import os
@@ -17,6 +22,7 @@ from absl import flags
 from keras_alexnet import cli
 from keras_alexnet import export as export_lib
 from keras_alexnet import input_pipeline
+from keras_alexnet import model_files
 
 
 def load(path):
@@ -24,6 +30,28 @@ def load(path):
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         path = export_lib.latest_version(path)
     return tf.saved_model.load(path), path
+
+
+def serving_function(model=None, model_dir=None, checkpoint=None):
+    """The function predict runs on image bytes, and what it came from.
+
+    Args:
+        model: an exported SavedModel (a version or model folder), or a .keras file.
+        model_dir: a training run (instead of model).
+        checkpoint: with model_dir, a checkpoint path.
+
+    Returns:
+        (fn, origin): fn(images=<tf.string batch>) returns the serving signature's dict
+        (probabilities, top5_indices, top5_labels); origin is the version folder, file or
+        checkpoint.
+    """
+    if model is not None and not str(model).endswith(".keras"):
+        saved_model, version = load(model)
+        return saved_model.signatures["serving_default"], version
+    loaded = model_files.load(model, model_dir, checkpoint)
+    from_bytes, _ = export_lib.serving_functions(loaded.model, loaded.stats, loaded.class_names)
+    fn = tf.function(from_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
+    return fn, loaded.origin
 
 
 def predict_files(serving_fn, paths):
@@ -55,8 +83,15 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("model", None, "An exported model folder or one of its versions.")
-    flags.mark_flag_as_required("model")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "An exported model folder or one of its versions, or a .keras file (from convert, "
+        "export or model.save). Or --model_dir.",
+    )
+    flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint). Or --model.")
+    flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")
+    flags.mark_flags_as_mutual_exclusive(["model", "model_dir"], required=True)
 
 
 def main(argv):
@@ -64,13 +99,14 @@ def main(argv):
     if not paths:
         raise app.UsageError("Name one or more image files after the flags.")
     try:
-        model, version = load(FLAGS.model)
+        serving_fn, version = serving_function(FLAGS.model, FLAGS.model_dir, FLAGS.checkpoint)
     except (ValueError, OSError) as error:
-        print(f"error: cannot load --model={FLAGS.model}: {error}", file=sys.stderr)
+        given = f"--model={FLAGS.model}" if FLAGS.model else f"--model_dir={FLAGS.model_dir}"
+        print(f"error: cannot load {given}: {error}", file=sys.stderr)
         return 1
     print(f"Model {version}", flush=True)
     failed = 0
-    for path, result, error in predict_files(model.signatures["serving_default"], paths):
+    for path, result, error in predict_files(serving_fn, paths):
         if error:
             failed += 1
             print(

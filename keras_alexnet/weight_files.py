@@ -131,6 +131,16 @@ _CONVENTIONS = {
 }
 
 
+def input_normalization(fmt):
+    """(input_scale, input_offset), per RGB channel, that a format's weights expect.
+
+    The model computes pixel * input_scale + input_offset from 0-255 RGB pixels.
+    """
+    if fmt not in _CONVENTIONS:
+        raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
+    return _CONVENTIONS[fmt]["preprocessing"]()
+
+
 def _pretrained(fmt, layers, notes=()):
     """The layers read from a file of format fmt, with that format's conventions."""
     conventions = dict(_CONVENTIONS[fmt])

@@ -1,10 +1,14 @@
 """The entry points' shared runner: TensorFlow's INFO lines stay off the console."""
 
+import configparser
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from keras_alexnet import cli
 
 SCRIPT = textwrap.dedent(
     """
@@ -40,3 +44,40 @@ def test_info_logs_only_on_request(tmp_path, verbosity, info_shown):
     assert result.returncode == 3  # main's return value is the exit status
     assert "warning hello" in result.stderr
     assert ("info hello" in result.stderr) == info_shown, result.stderr
+
+
+def test_console_scripts_run_each_tool():
+    """setup.cfg's console scripts, as pip installed them beside this Python, print each
+    tool's flags (absl exits with status 1 after --helpfull, as `python -m` does)."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(os.path.dirname(__file__), "..", "setup.cfg"))
+    scripts = dict(
+        line.replace(" ", "").split("=")
+        for line in config["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    assert scripts == {f"keras-alexnet-{tool}": f"keras_alexnet.cli:{tool}" for tool in cli.TOOLS}
+    bin_dir = os.path.dirname(sys.executable)
+    missing = [s for s in scripts if not os.path.exists(os.path.join(bin_dir, s))]
+    assert not missing, f"not installed in {bin_dir} (pip install -e . again): {missing}"
+    running = {
+        tool: subprocess.Popen(
+            [os.path.join(bin_dir, f"keras-alexnet-{tool}"), "--helpfull"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tool in cli.TOOLS
+    }
+    # A flag each tool defines, listed under the module that defines it.
+    own_flag = dict(
+        train=("config", "--epochs"), evaluate=("evaluate", "--crops"),
+        export=("export", "--output_dir"), predict=("predict", "--model_dir"),
+        convert=("convert", "--output:"), verify=("verify", "--format"),
+    )  # fmt: skip
+    for tool, process in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 1 and "Traceback" not in stderr, (tool, stderr[-2000:])
+        module, flag = own_flag[tool]
+        assert f"\nkeras_alexnet.{module}:\n" in stdout, (tool, stdout[:1000])
+        section = stdout.split(f"\nkeras_alexnet.{module}:\n", 1)[1]
+        assert flag in section.split("\n\n")[0], (tool, section[:500])

@@ -125,3 +125,17 @@ def test_the_test_split_of_a_folder(trained, tmp_path):
         assert test[key] == pytest.approx(validation[key]), key
     with pytest.raises(ValueError, match="has no test images"):
         evaluate.evaluate(model_dir, split="test")
+
+
+def test_dataset_classes_map_to_the_models_by_id():
+    imagenet = ["n01440764 tench, Tinca tinca", "n01443537 goldfish", "n02123045 tabby"]
+    assert evaluate._label_map(["a", "b"], ["a", "b"]) is None
+    assert evaluate._label_map(["n02123045", "n01440764"], imagenet) == [2, 0]
+    assert evaluate._label_map(["b"], ["a", "b"]) == [1]
+    with pytest.raises(ValueError, match=r"the model has no class \['n09999999'\]"):
+        evaluate._label_map(["n01440764", "n09999999"], imagenet)
+
+
+def test_a_model_file_needs_a_dataset(tmp_path):
+    with pytest.raises(ValueError, match="name the dataset.*dataset=None"):
+        evaluate.evaluate(model=str(tmp_path / "alexnet.keras"))

@@ -174,6 +174,24 @@ def test_include_top_false_gives_pool5():
     assert small.output.shape[1:] == (5, 5, 256)
 
 
+def test_pooling_reduces_the_pool5_maps_and_input_tensor_is_the_input():
+    tiny.register()
+    images = keras.Input((None, None, 3), name="photo")
+    scaled = keras.layers.Rescaling(2.0)(images)
+    maps = keras_alexnet.AlexNet(variant="tiny", include_top=False, input_tensor=scaled)
+    assert maps.input is images  # the source of input_tensor, as keras.applications has it
+    x = np.random.default_rng(0).uniform(0, 255, (2, 259, 227, 3)).astype(np.float32)
+    pool5 = np.asarray(maps(x))
+    assert pool5.shape == (2, 7, 6, 32)
+    for pooling, reduce in (("avg", np.mean), ("max", np.max)):
+        pooled = keras_alexnet.AlexNet(
+            variant="tiny", include_top=False, pooling=pooling, input_tensor=scaled
+        )
+        pooled.set_weights(maps.get_weights())
+        assert pooled.output.shape[1:] == (32,)
+        np.testing.assert_allclose(pooled(x), reduce(pool5, axis=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
 def test_weight_decay_is_an_l2_penalty_of_half(paper_model):
     layer = paper_model.get_layer("fc8")
     assert layer.kernel_regularizer.l2 == pytest.approx(paper.WEIGHT_DECAY / 2)
@@ -199,6 +217,10 @@ def test_weight_decay_is_an_l2_penalty_of_half(paper_model):
         (dict(weight_decay=-1.0), "weight_decay"),
         (dict(implementation="cudnn"), "implementation must be one of"),
         (dict(include_top=False, input_shape=(40, 40, 3)), "too small"),
+        (dict(include_top=False, pooling="mean"), "pooling must be one of"),
+        (dict(pooling="avg"), "pooling applies to the pool5 maps of include_top=False"),
+        (dict(include_top=False, class_names=["a"]), "class_names name fc8's classes"),
+        (dict(input_tensor=np.zeros((1, 227, 227, 3))), "input_tensor must be a Keras tensor"),
     ],
 )
 def test_bad_arguments(kwargs, message):

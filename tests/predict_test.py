@@ -1,10 +1,14 @@
-"""predict: the CLI on an exported model (`exported`, a session fixture in conftest.py)."""
+"""predict: the CLI on an exported model, and a run, a .keras file and a SavedModel alike
+(`trained` and `exported` are session fixtures in conftest.py)."""
 
 import glob
 import os
 
+import numpy as np
 import wild_images
 from fresh_process import run_module
+
+from keras_alexnet import predict
 
 
 def test_predict_reports_bad_images_and_goes_on(exported, trained, tmp_path):
@@ -31,3 +35,22 @@ def test_predict_refuses_a_misread_format_and_reads_alpha(exported, tmp_path):
     line = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert line.startswith(f"error: {palette}: ") and "8-bit BMP with a colour palette" in line
     assert alpha in result.stdout and "%" in result.stdout
+
+
+def test_a_run_a_keras_file_and_a_saved_model_predict_alike(exported, trained):
+    """--model_dir, --model=<model.keras> and --model=<SavedModel> give the same top 5."""
+    out, _, second = exported
+    model_dir, root = trained
+    images = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))[:2]
+    results = []
+    for kwargs in (
+        dict(model_dir=model_dir),
+        dict(model=os.path.join(second, "model.keras")),
+        dict(model=str(out / "tiny")),
+    ):
+        serving_fn, _ = predict.serving_function(**kwargs)
+        results.append(predict.predict_files(serving_fn, images))
+    for other in results[1:]:
+        for (_, want, _), (_, got, _) in zip(results[0], other):
+            assert [label for label, _ in got] == [label for label, _ in want]
+            np.testing.assert_allclose([p for _, p in got], [p for _, p in want], rtol=1e-4)
