@@ -14,6 +14,8 @@ numeric version each time (an existing version is never touched):
                          `import keras_alexnet; keras.models.load_model(path)`.
     labels.txt           class names in label order.
     dataset_stats.npz    the training set's mean image and colour PCA.
+    model*.tflite, model.onnx   with --format=litert (--quantize=...) and --format=onnx:
+                         the same network for LiteRT and ONNX runtimes (see formats.py).
 
 The graph holds standard TensorFlow ops only: no XLA compilation, which TensorFlow
 Serving on GPU cannot load.
@@ -30,6 +32,8 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import config as config_lib
+from keras_alexnet import formats as formats_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
@@ -91,7 +95,16 @@ def serving_functions(model, stats, class_names):
     return from_bytes, from_pixels
 
 
-def export(model, stats, class_names, output_dir, name):
+def export(
+    model,
+    stats,
+    class_names,
+    output_dir,
+    name,
+    formats=("saved_model",),
+    quantize=("none",),
+    calibration=None,
+):
     """Writes a new version of an exported model; never overwrites an existing one.
 
     Args:
@@ -100,10 +113,15 @@ def export(model, stats, class_names, output_dir, name):
         class_names: label names in label order.
         output_dir: the base folder, e.g. "saved_models".
         name: the model's name: its folder under output_dir.
+        formats: from `formats.FORMATS`. The SavedModel (and model.keras) is written
+            whatever they are: the version folder is one TensorFlow Serving loads.
+        quantize: the LiteRT files' quantizations, from `formats.QUANTIZATIONS`.
+        calibration: float32 preprocessed pixels [n, 227, 227, 3] for int8 quantization.
 
     Returns:
         The path of the new version folder.
     """
+    formats, quantize = formats_lib.check_formats(formats, quantize)
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
         raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
     if model.output_shape[-1] != len(class_names):
@@ -137,6 +155,7 @@ def export(model, stats, class_names, output_dir, name):
         with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
             f.write("\n".join(class_names) + "\n")
         run_dir.write_stats(partial, stats)
+        formats_lib.write(model, partial, formats, quantize, calibration)
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
@@ -147,21 +166,72 @@ def export(model, stats, class_names, output_dir, name):
 
 
 def export_run(
-    model_dir, output_dir="saved_models", name=None, checkpoint=None, mixed_precision="none"
+    model_dir,
+    output_dir="saved_models",
+    name=None,
+    checkpoint=None,
+    mixed_precision="none",
+    formats=("saved_model",),
+    quantize=("none",),
+    calibration_images=200,
+    data_dir=None,
 ):
     """Exports a training run's checkpoint (default: the latest) as a new version.
 
     The signatures take and return float32 whatever `mixed_precision` (the compute dtype
     inside, "none", "float16" or "bfloat16") is.
 
+    Args:
+        model_dir, output_dir, name, checkpoint, mixed_precision: as the flags.
+        formats, quantize: as `export`.
+        calibration_images: for int8, how many of the run's training images calibrate it.
+        data_dir: where the run's images are, if not where the run found them.
+
     Returns:
         The path of the new version folder.
     """
+    formats, quantize = formats_lib.check_formats(formats, quantize)
     policy = model_lib.precision_policy(mixed_precision)
     model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
     stats = run_dir.read_stats(model_dir)
     name = name or os.path.basename(os.path.normpath(model_dir))
-    return export(model, stats, run["class_names"], output_dir, name)
+    calibration = None
+    if "int8" in quantize and "litert" in formats:
+        source = calibration_source(run, model_dir, data_dir)
+        calibration = formats_lib.calibration_pixels(
+            source, stats, calibration_images, crop=model.input_shape[1]
+        )
+    return export(
+        model, stats, run["class_names"], output_dir, name, formats, quantize, calibration
+    )
+
+
+def calibration_source(run, model_dir, data_dir=None):
+    """The training images of a run, for int8 calibration: its dataset, where it was
+    found or in `data_dir`.
+
+    Raises:
+        ValueError: the images are not there, or their classes are not the run's.
+    """
+    config = config_lib.TrainConfig(
+        model_dir=model_dir,
+        dataset=run.get("dataset_flag", config_lib.BUILTIN_DATASET),
+        data_dir=data_dir or run.get("data_dir"),
+        manual_dir=run.get("manual_dir"),
+    )
+    try:
+        source = config_lib.load_source(config_lib.resolve(config))
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        raise ValueError(
+            f"int8 quantization calibrates on the run's training images, which cannot be "
+            f"read ({error}). Point --data_dir at them. Received: data_dir={config.data_dir}"
+        ) from error
+    if list(source.class_names) != list(run["class_names"]):
+        raise ValueError(
+            f"The calibration images' classes differ from the run's. Received: data_dir="
+            f"{config.data_dir} with classes {list(source.class_names)[:3]}..."
+        )
+    return source
 
 
 FLAGS = flags.FLAGS
@@ -172,6 +242,21 @@ def define_flags():
     cli.define_run_flags("The training run to export.", model_lib.PRECISIONS)
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
     flags.DEFINE_string("name", None, "The model's folder name (default: model_dir's name).")
+    flags.DEFINE_list(
+        "format",
+        ["saved_model"],
+        "Formats to write, comma-separated: saved_model (always written), litert, onnx "
+        f"(needs {formats_lib.ONNX_EXTRA}).",
+    )
+    flags.DEFINE_list(
+        "quantize",
+        ["none"],
+        "LiteRT files to write, comma-separated: none (float32), float16, dynamic, int8.",
+    )
+    flags.DEFINE_integer(
+        "calibration_images", 200, "For int8: training images of the run to calibrate on."
+    )
+    flags.DEFINE_string("data_dir", None, "For int8: the run's images, if moved since.")
 
 
 def main(argv):
@@ -179,9 +264,17 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         path = export_run(
-            FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint, FLAGS.mixed_precision
+            FLAGS.model_dir,
+            FLAGS.output_dir,
+            FLAGS.name,
+            FLAGS.checkpoint,
+            FLAGS.mixed_precision,
+            formats=FLAGS.format,
+            quantize=FLAGS.quantize,
+            calibration_images=FLAGS.calibration_images,
+            data_dir=FLAGS.data_dir,
         )
-    except ValueError as error:
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     base = os.path.abspath(os.path.dirname(path))
@@ -191,6 +284,9 @@ def main(argv):
         f"--model_name={os.path.basename(base)} --rest_api_port=8501"
     )
     print(f"  predict: python -m keras_alexnet.predict --model {os.path.dirname(path)} IMAGE...")
+    for file in sorted(os.listdir(path)):
+        if file != KERAS_FILE and formats_lib.is_model_file(file):
+            print(f"           python -m keras_alexnet.predict --model {path}/{file} IMAGE...")
     return 0
 
 

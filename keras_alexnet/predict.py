@@ -3,8 +3,9 @@
     python -m keras_alexnet.predict --model saved_models/alexnet image.jpg other.png
 
 prints the five most probable labels of each image. `--model` is a model's folder (its
-highest version is used) or one version folder. An image that does not decode is reported
-by name; the others are still predicted, and the exit status is 1.
+highest version is used), one version folder, or a model file of a version folder:
+model.keras, a LiteRT .tflite or an ONNX .onnx (see formats.py). An image that does not
+decode is reported by name; the others are still predicted, and the exit status is 1.
 """
 
 import os
@@ -16,6 +17,7 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import export as export_lib
+from keras_alexnet import formats
 from keras_alexnet import input_pipeline
 
 
@@ -55,7 +57,12 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("model", None, "An exported model folder or one of its versions.")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "An exported model folder, one of its versions, or a model file of a version: "
+        ".keras, .tflite (LiteRT) or .onnx.",
+    )
     flags.mark_flag_as_required("model")
 
 
@@ -64,13 +71,17 @@ def main(argv):
     if not paths:
         raise app.UsageError("Name one or more image files after the flags.")
     try:
-        model, version = load(FLAGS.model)
-    except (ValueError, OSError) as error:
+        if formats.is_model_file(FLAGS.model):
+            serving_fn, version = formats.serving_function(FLAGS.model), FLAGS.model
+        else:
+            model, version = load(FLAGS.model)
+            serving_fn = model.signatures["serving_default"]
+    except (ValueError, OSError, ImportError) as error:
         print(f"error: cannot load --model={FLAGS.model}: {error}", file=sys.stderr)
         return 1
     print(f"Model {version}", flush=True)
     failed = 0
-    for path, result, error in predict_files(model.signatures["serving_default"], paths):
+    for path, result, error in predict_files(serving_fn, paths):
         if error:
             failed += 1
             print(
