@@ -197,7 +197,7 @@ def export_run(
     name = name or os.path.basename(os.path.normpath(model_dir))
     calibration = None
     if "int8" in quantize and "litert" in formats:
-        source = calibration_source(run, model_dir, data_dir)
+        source = run_source(run, model_dir, data_dir, "int8 quantization calibrates on")
         calibration = formats_lib.calibration_pixels(
             source, stats, calibration_images, crop=model.input_shape[1]
         )
@@ -206,9 +206,14 @@ def export_run(
     )
 
 
-def calibration_source(run, model_dir, data_dir=None):
-    """The training images of a run, for int8 calibration: its dataset, where it was
-    found or in `data_dir`.
+def run_source(run, model_dir, data_dir=None, purpose="this needs"):
+    """The images of a training run: its dataset, where it was found or in `data_dir`.
+
+    Args:
+        run: the run's settings (`run_dir.read_run`).
+        model_dir: the run's model_dir.
+        data_dir: where the images are now, if not where the run found them.
+        purpose: what needs them, for the error ("int8 quantization calibrates on").
 
     Raises:
         ValueError: the images are not there, or their classes are not the run's.
@@ -223,12 +228,12 @@ def calibration_source(run, model_dir, data_dir=None):
         source = config_lib.load_source(config_lib.resolve(config))
     except (ValueError, OSError, tf.errors.OpError) as error:
         raise ValueError(
-            f"int8 quantization calibrates on the run's training images, which cannot be "
-            f"read ({error}). Point --data_dir at them. Received: data_dir={config.data_dir}"
+            f"{purpose} the run's images, which cannot be read ({error}). Point "
+            f"--data_dir at them. Received: data_dir={config.data_dir}"
         ) from error
     if list(source.class_names) != list(run["class_names"]):
         raise ValueError(
-            f"The calibration images' classes differ from the run's. Received: data_dir="
+            f"The images' classes differ from the run's. Received: data_dir="
             f"{config.data_dir} with classes {list(source.class_names)[:3]}..."
         )
     return source

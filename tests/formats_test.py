@@ -32,18 +32,8 @@ FILES = [formats.litert_file(q) for q in formats.QUANTIZATIONS] + [formats.ONNX_
 
 
 @pytest.fixture(scope="module")
-def version(trained, tmp_path_factory):
-    """The tiny run exported in every format and quantization (int8 on 24 training images)."""
-    model_dir, _ = trained
-    out = tmp_path_factory.mktemp("formats")
-    return export.export_run(
-        model_dir,
-        str(out),
-        name="tiny",
-        formats="saved_model,litert,onnx",
-        quantize=",".join(formats.QUANTIZATIONS),
-        calibration_images=24,
-    )
+def version(exported_formats):
+    return exported_formats
 
 
 @pytest.fixture(scope="module")
