@@ -191,6 +191,12 @@ def export_run(
         The path of the new version folder.
     """
     formats, quantize = formats_lib.check_formats(formats, quantize)
+    if mixed_precision != "none" and {"litert", "onnx"} & set(formats):
+        raise ValueError(
+            "LiteRT and ONNX files are converted from the float32 network (--quantize "
+            "makes smaller ones): export them without --mixed_precision. Received: "
+            f"mixed_precision={mixed_precision!r}"
+        )
     policy = model_lib.precision_policy(mixed_precision)
     model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
     stats = run_dir.read_stats(model_dir)

@@ -34,31 +34,55 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_keras_file_predicts_the_same_under_another_backend(backend, exported, trained, tmp_path):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (pip install -e '.[test]' installs it)")
-    model_dir, _ = trained
-    _, first, _ = exported
-    model, _ = run_dir.restore_model(model_dir)
+BACKENDS = ("jax", "torch")
+
+
+@pytest.fixture(scope="module")
+def pixels(tmp_path_factory):
     x = np.random.default_rng(0).normal(0, 40, (3, 227, 227, 3)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCRIPT,
-            os.path.join(first, export.KERAS_FILE),
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "got.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND=backend),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    info = json.loads(result.stdout.strip().splitlines()[-1])
+    path = tmp_path_factory.mktemp("backends") / "x.npy"
+    np.save(path, x)
+    return x, path
+
+
+@pytest.fixture(scope="module")
+def loaded_elsewhere(exported, pixels):
+    """The exported model.keras run under every installed backend, the processes started
+    at once (most of their time is imports): {backend: (process, probabilities path)}."""
+    _, first, _ = exported
+    _, x_path = pixels
+    started = {}
+    for backend in BACKENDS:
+        if importlib.util.find_spec(backend) is None:
+            continue
+        out = x_path.parent / f"{backend}.npy"
+        keras_file = os.path.join(first, export.KERAS_FILE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, keras_file, str(x_path), str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, KERAS_BACKEND=backend),
+        )
+        started[backend] = (process, out)
+    yield started
+    for process, _ in started.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_file_predicts_the_same_under_another_backend(
+    backend, loaded_elsewhere, trained, pixels
+):
+    if backend not in loaded_elsewhere:
+        pytest.skip(f"{backend} is not installed (pip install -e '.[test]' installs it)")
+    process, out = loaded_elsewhere[backend]
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    info = json.loads(stdout.strip().splitlines()[-1])
     assert info == {"backend": backend, "tensorflow_imported": False}
-    want = model(x, training=False).numpy()
-    np.testing.assert_allclose(np.load(tmp_path / "got.npy"), want, rtol=1e-5)
+    x, _ = pixels
+    model, _ = run_dir.restore_model(trained[0])
+    np.testing.assert_allclose(np.load(out), model(x, training=False).numpy(), rtol=1e-5)

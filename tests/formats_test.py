@@ -203,6 +203,8 @@ def test_bad_formats_and_missing_calibration_images_fail_before_writing(trained,
             quantize="int8",
             data_dir=str(tmp_path / "nowhere"),
         )
+    with pytest.raises(ValueError, match="without --mixed_precision"):
+        export.export_run(model_dir, str(tmp_path), formats="onnx", mixed_precision="bfloat16")
     assert not os.listdir(tmp_path)
 
 
@@ -219,3 +221,14 @@ def test_model_files_need_their_labels_and_mean_image(version, tmp_path):
         formats.serving_function(str(lone))
     with pytest.raises(ValueError, match="must end in"):
         formats.load(str(tmp_path / "model.pt"))
+
+
+def test_without_ai_edge_litert_tensorflows_interpreter_runs_the_file(
+    version, validation, monkeypatch
+):
+    _, pixels, want = validation
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    model = formats.load(os.path.join(version, "model.tflite"))
+    assert isinstance(model.interpreter, tf.lite.Interpreter)
+    np.testing.assert_allclose(model(pixels[:2]), want[:2], rtol=1e-4, atol=1e-6)
