@@ -18,6 +18,8 @@ numeric version each time (an existing version is never touched):
                          keras.models.load_model(path)` and the tools' --model.
     labels.txt           class names in label order.
     dataset_stats.npz    the training set's mean image and colour PCA.
+    model*.tflite, model.onnx   with --format=litert (--quantize=...) and --format=onnx:
+                         the same network for LiteRT and ONNX runtimes (see formats.py).
 
 The graph holds standard TensorFlow ops only: no XLA compilation, which TensorFlow
 Serving on GPU cannot load.
@@ -34,11 +36,14 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import config as config_lib
+from keras_alexnet import formats as formats_lib
 from keras_alexnet import labels
 from keras_alexnet import model as model_lib
 from keras_alexnet import model_files
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
+from keras_alexnet import sources
 
 KERAS_FILE = model_files.KERAS_FILE
 TOP_K = 5
@@ -97,7 +102,16 @@ def serving_functions(model, stats, class_names):
     return from_bytes, from_pixels
 
 
-def export(model, stats, class_names, output_dir, name):
+def export(
+    model,
+    stats,
+    class_names,
+    output_dir,
+    name,
+    formats=("saved_model",),
+    quantize=("none",),
+    calibration=None,
+):
     """Writes a new version of an exported model; never overwrites an existing one.
 
     Args:
@@ -106,10 +120,15 @@ def export(model, stats, class_names, output_dir, name):
         class_names: label names in label order.
         output_dir: the base folder, e.g. "saved_models".
         name: the model's name: its folder under output_dir.
+        formats: from `formats.FORMATS`. The SavedModel (and model.keras) is written
+            whatever they are: the version folder is one TensorFlow Serving loads.
+        quantize: the LiteRT files' quantizations, from `formats.QUANTIZATIONS`.
+        calibration: float32 preprocessed pixels [n, 227, 227, 3] for int8 quantization.
 
     Returns:
         The path of the new version folder.
     """
+    formats, quantize = formats_lib.check_formats(formats, quantize)
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
         raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
     if model.output_shape[-1] != len(class_names):
@@ -143,6 +162,7 @@ def export(model, stats, class_names, output_dir, name):
         with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
             f.write("\n".join(class_names) + "\n")
         run_dir.write_stats(partial, stats)
+        formats_lib.write(model, partial, formats, quantize, calibration)
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
@@ -158,6 +178,10 @@ def export_run(
     name=None,
     checkpoint=None,
     mixed_precision="none",
+    formats=("saved_model",),
+    quantize=("none",),
+    calibration_images=200,
+    data_dir=None,
     *,
     model=None,
 ):
@@ -174,12 +198,80 @@ def export_run(
             file's (bvlc_alexnet.keras -> bvlc_alexnet).
         checkpoint: with model_dir, a checkpoint path.
         mixed_precision: the compute dtype inside.
+        formats, quantize: as `export`.
+        calibration_images: for int8, how many training images calibrate it.
+        data_dir: for int8, where the run's images are, if not where the run found them
+            (with a model file: an image folder to calibrate on).
 
     Returns:
         The path of the new version folder.
     """
+    formats, quantize = formats_lib.check_formats(formats, quantize)
+    if mixed_precision != "none" and {"litert", "onnx"} & set(formats):
+        raise ValueError(
+            "LiteRT and ONNX files are converted from the float32 network (--quantize "
+            "makes smaller ones): export them without --mixed_precision. Received: "
+            f"mixed_precision={mixed_precision!r}"
+        )
     loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
-    return export(loaded.model, loaded.stats, loaded.class_names, output_dir, name or loaded.name)
+    calibration = None
+    if "int8" in quantize and "litert" in formats:
+        purpose = "int8 quantization calibrates on"
+        if model is None:
+            source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
+        elif data_dir:
+            source = sources.folder_source(data_dir)
+        else:
+            raise ValueError(
+                f"{purpose} training images: with --model, name an image folder with "
+                f"--data_dir. Received: model={model!r}, data_dir=None"
+            )
+        calibration = formats_lib.calibration_pixels(
+            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1]
+        )
+    return export(
+        loaded.model,
+        loaded.stats,
+        loaded.class_names,
+        output_dir,
+        name or loaded.name,
+        formats,
+        quantize,
+        calibration,
+    )
+
+
+def run_source(run, model_dir, data_dir=None, purpose="this needs"):
+    """The images of a training run: its dataset, where it was found or in `data_dir`.
+
+    Args:
+        run: the run's settings (`run_dir.read_run`).
+        model_dir: the run's model_dir.
+        data_dir: where the images are now, if not where the run found them.
+        purpose: what needs them, for the error ("int8 quantization calibrates on").
+
+    Raises:
+        ValueError: the images are not there, or their classes are not the run's.
+    """
+    config = config_lib.TrainConfig(
+        model_dir=model_dir,
+        dataset=run.get("dataset_flag", config_lib.BUILTIN_DATASET),
+        data_dir=data_dir or run.get("data_dir"),
+        manual_dir=run.get("manual_dir"),
+    )
+    try:
+        source = config_lib.load_source(config_lib.resolve(config))
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        raise ValueError(
+            f"{purpose} the run's images, which cannot be read ({error}). Point "
+            f"--data_dir at them. Received: data_dir={config.data_dir}"
+        ) from error
+    if list(source.class_names) != list(run["class_names"]):
+        raise ValueError(
+            f"The images' classes differ from the run's. Received: data_dir="
+            f"{config.data_dir} with classes {list(source.class_names)[:3]}..."
+        )
+    return source
 
 
 FLAGS = flags.FLAGS
@@ -191,6 +283,21 @@ def define_flags():
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
     flags.DEFINE_string(
         "name", None, "The model's folder name (default: model_dir's name, or the file's)."
+    )
+    flags.DEFINE_list(
+        "format",
+        ["saved_model"],
+        "Formats to write, comma-separated: saved_model (always written), litert, onnx "
+        f"(needs {formats_lib.ONNX_EXTRA}).",
+    )
+    flags.DEFINE_list(
+        "quantize",
+        ["none"],
+        "LiteRT files to write, comma-separated: none (float32), float16, dynamic, int8.",
+    )
+    flags.DEFINE_integer("calibration_images", 200, "For int8: training images to calibrate on.")
+    flags.DEFINE_string(
+        "data_dir", None, "For int8: the run's images, if moved since (with --model: a folder)."
     )
 
 
@@ -204,9 +311,13 @@ def main(argv):
             FLAGS.name,
             FLAGS.checkpoint,
             FLAGS.mixed_precision,
+            formats=FLAGS.format,
+            quantize=FLAGS.quantize,
+            calibration_images=FLAGS.calibration_images,
+            data_dir=FLAGS.data_dir,
             model=FLAGS.model,
         )
-    except ValueError as error:
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     base = os.path.abspath(os.path.dirname(path))
@@ -216,6 +327,9 @@ def main(argv):
         f"--model_name={os.path.basename(base)} --rest_api_port=8501"
     )
     print(f"  predict: python -m keras_alexnet.predict --model {os.path.dirname(path)} IMAGE...")
+    for file in sorted(os.listdir(path)):
+        if file != KERAS_FILE and formats_lib.is_model_file(file):
+            print(f"           python -m keras_alexnet.predict --model {path}/{file} IMAGE...")
     return 0
 
 

@@ -1,7 +1,47 @@
-"""The two layers AlexNet needs beyond stock Keras: LRN and grouped convolution."""
+"""The two layers AlexNet needs beyond stock Keras: LRN and grouped convolution.
+
+They compute with TensorFlow's ops under the TensorFlow backend (its fused LRN kernel, and
+convolutions that export as standard SavedModel ops) and with `keras.ops` under any other
+backend, so a saved model loads and predicts under JAX and PyTorch too. TensorFlow is
+imported only where the TensorFlow backend runs: this module imports under any backend.
+"""
+
+import contextlib
 
 import keras
-import tensorflow as tf
+
+
+def _tensorflow():
+    """TensorFlow, imported only by the TensorFlow backend's code paths."""
+    import tensorflow as tf
+
+    return tf
+
+
+def _on_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+# Whether GroupedConv2D guards TensorFlow's convolution against an empty batch (see its
+# `call`); only `graph_for_conversion` turns it off.
+_empty_batch_guard = True
+
+
+@contextlib.contextmanager
+def graph_for_conversion():
+    """Traces GroupedConv2D without its empty-batch guard, for the LiteRT and ONNX converters.
+
+    The guard is a `tf.cond` that only TensorFlow's own oneDNN kernels need. In a converted
+    graph it would put each convolution, and its weights, inside an If subgraph, where the
+    LiteRT converter keeps the weights as variables that no quantization reaches. Trace
+    the functions to convert inside this context; the layers' outputs are the same.
+    """
+    global _empty_batch_guard
+    previous, _empty_batch_guard = _empty_batch_guard, False
+    try:
+        yield
+    finally:
+        _empty_batch_guard = previous
 
 
 def _positive_int(name, value):
@@ -38,6 +78,10 @@ class LocalResponseNormalization(keras.layers.Layer):
     window sum overflows above 65504 and the result collapses to zero. The output is in
     the layer's compute dtype.
 
+    Under the TensorFlow backend it runs `tf.nn.local_response_normalization` (one fused
+    kernel, and the LRN op of exported SavedModels and LiteRT files); under any other
+    backend (JAX, PyTorch) the same formula in `keras.ops`.
+
     Args:
         depth_radius: r, half the window width; the window holds 2r+1 channels.
         bias: k, the additive constant; must be positive.
@@ -65,14 +109,29 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.beta = float(beta)
 
     def call(self, inputs):
-        outputs = tf.nn.local_response_normalization(
-            tf.cast(inputs, tf.float32),
-            depth_radius=self.depth_radius,
-            bias=self.bias,
-            alpha=self.alpha,
-            beta=self.beta,
-        )
-        return tf.cast(outputs, self.compute_dtype)
+        if _on_tensorflow():
+            tf = _tensorflow()
+            outputs = tf.nn.local_response_normalization(
+                tf.cast(inputs, tf.float32),
+                depth_radius=self.depth_radius,
+                bias=self.bias,
+                alpha=self.alpha,
+                beta=self.beta,
+            )
+            return tf.cast(outputs, self.compute_dtype)
+        ops = keras.ops
+        x = ops.cast(inputs, "float32")
+        squares = ops.square(x)
+        channels = squares.shape[-1]
+        r = self.depth_radius
+        # The window sum over channels i-r ... i+r, zeros beyond the edges: 2r+1 shifted
+        # slices of the zero-padded squares.
+        padded = ops.pad(squares, [[0, 0]] * (len(squares.shape) - 1) + [[r, r]])
+        window = padded[..., 0:channels]
+        for d in range(1, 2 * r + 1):
+            window = window + padded[..., d : d + channels]
+        outputs = x / ops.power(self.bias + self.alpha * window, self.beta)
+        return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -108,9 +167,11 @@ class GroupedConv2D(keras.layers.Layer):
       which cuDNN runs as a grouped convolution on GPUs. TensorFlow's CPU kernels compute
       its forward pass but not its gradient: use it on GPUs only.
 
-    Both give the same outputs (tested). `keras.layers.Conv2D(groups=...)` is avoided
-    because Keras compiles every grouped call with XLA, which is slower here and puts
-    XLA-only ops into exported SavedModels.
+    Both give the same outputs (tested). Under backends other than TensorFlow (JAX,
+    PyTorch) the same two ways run in `keras.ops.conv`, and a saved model predicts the same
+    probabilities there. `keras.layers.Conv2D(groups=...)` is avoided because Keras
+    compiles every grouped call with XLA, which is slower here and puts XLA-only ops into
+    exported SavedModels.
 
     Args:
         filters: the total number of filters over all groups; divisible by `groups`.
@@ -192,6 +253,11 @@ class GroupedConv2D(keras.layers.Layer):
             self.bias = None
 
     def call(self, inputs):
+        if not _on_tensorflow():
+            return self._convolve_keras_ops(inputs)
+        if not _empty_batch_guard:
+            return self._convolve(inputs)
+        tf = _tensorflow()
         # TensorFlow's oneDNN CPU kernels return an empty batch unchanged, with the input's
         # height, width and channels, and a replica's share of a last, partial batch can be
         # empty: an empty batch skips the convolution for an empty output of the right shape.
@@ -202,6 +268,7 @@ class GroupedConv2D(keras.layers.Layer):
         )
 
     def _convolve(self, inputs):
+        tf = _tensorflow()
         kernel = tf.convert_to_tensor(self.kernel)
         strides = (1, *self.strides, 1)
         padding = self.padding.upper()
@@ -217,13 +284,31 @@ class GroupedConv2D(keras.layers.Layer):
         return self.activation(outputs)
 
     def _output_shape(self, inputs):
-        shape = tf.shape(inputs)
+        shape = _tensorflow().shape(inputs)
         return [
             shape[0],
             _conv_output_length(shape[1], self.kernel_size[0], self.strides[0], self.padding),
             _conv_output_length(shape[2], self.kernel_size[1], self.strides[1], self.padding),
             self.filters,
         ]
+
+    def _convolve_keras_ops(self, inputs):
+        ops = keras.ops
+        kernel = ops.convert_to_tensor(self.kernel)
+        if self.implementation == "native" or self.groups == 1:
+            # keras.ops.conv runs a grouped convolution when the kernel has
+            # in_channels // groups input channels.
+            outputs = ops.conv(inputs, kernel, self.strides, self.padding)
+        else:
+            towers = zip(
+                ops.split(inputs, self.groups, axis=-1), ops.split(kernel, self.groups, axis=-1)
+            )
+            outputs = ops.concatenate(
+                [ops.conv(x, k, self.strides, self.padding) for x, k in towers], axis=-1
+            )
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
@@ -277,6 +362,9 @@ class Dropout(keras.layers.Dropout):
     """
 
     def call(self, inputs, training=False):
+        if not _on_tensorflow():
+            return super().call(inputs, training=training)
+        tf = _tensorflow()
         context = tf.distribute.get_replica_context()
         if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:
             return super().call(inputs, training=training)

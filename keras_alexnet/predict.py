@@ -5,10 +5,12 @@
     python -m keras_alexnet.predict --model_dir runs/alexnet image.jpg
 
 prints the five most probable labels of each image. `--model` is an exported model's folder
-(its highest version is used), one version folder, or a .keras file (converted, exported or
-`model.save`d, with its preprocessing and class names: `model_files`); `--model_dir` a
-training run. Either way the images go through the serving signature's function (the
-SavedModel's own, or `export.serving_functions` of the Keras model). An image that does not
+(its highest version is used), one version folder, a .keras file (converted, exported or
+`model.save`d, with its preprocessing and class names: `model_files`), or a LiteRT .tflite
+or ONNX .onnx file of a version folder (`formats`); `--model_dir` a training run. The images
+go through the serving signature's function (the SavedModel's own,
+`export.serving_functions` of a Keras model, or the same preprocessing before a LiteRT or
+ONNX runtime). An image that does not
 decode is reported by name; the others are still predicted, and the exit status is 1.
 """
 
@@ -21,6 +23,7 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import export as export_lib
+from keras_alexnet import formats
 from keras_alexnet import input_pipeline
 from keras_alexnet import model_files
 
@@ -36,7 +39,8 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
     """The function predict runs on image bytes, and what it came from.
 
     Args:
-        model: an exported SavedModel (a version or model folder), or a .keras file.
+        model: an exported SavedModel (a version or model folder), a .keras file, or a
+            .tflite or .onnx file of a version folder.
         model_dir: a training run (instead of model).
         checkpoint: with model_dir, a checkpoint path.
 
@@ -45,6 +49,8 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
         (probabilities, top5_indices, top5_labels); origin is the version folder, file or
         checkpoint.
     """
+    if model is not None and formats.is_model_file(model) and not str(model).endswith(".keras"):
+        return formats.serving_function(model), model
     if model is not None and not str(model).endswith(".keras"):
         saved_model, version = load(model)
         return saved_model.signatures["serving_default"], version
@@ -86,8 +92,8 @@ def define_flags():
     flags.DEFINE_string(
         "model",
         None,
-        "An exported model folder or one of its versions, or a .keras file (from convert, "
-        "export or model.save). Or --model_dir.",
+        "An exported model folder or one of its versions, a .keras file (from convert, "
+        "export or model.save), or a .tflite or .onnx file of a version folder. Or --model_dir.",
     )
     flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint). Or --model.")
     flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")
@@ -100,7 +106,7 @@ def main(argv):
         raise app.UsageError("Name one or more image files after the flags.")
     try:
         serving_fn, version = serving_function(FLAGS.model, FLAGS.model_dir, FLAGS.checkpoint)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:
         given = f"--model={FLAGS.model}" if FLAGS.model else f"--model_dir={FLAGS.model_dir}"
         print(f"error: cannot load {given}: {error}", file=sys.stderr)
         return 1

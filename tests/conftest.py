@@ -65,6 +65,24 @@ def exported(trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def exported_formats(trained, tmp_path_factory):
+    """The trained run exported in every format and quantization: the version folder.
+
+    int8 calibrates on 24 of the run's training images.
+    """
+    model_dir, _ = trained
+    out = tmp_path_factory.mktemp("formats")
+    return export.export_run(
+        model_dir,
+        str(out),
+        name="tiny",
+        formats="saved_model,litert,onnx",
+        quantize="none,float16,dynamic,int8",
+        calibration_images=24,
+    )
+
+
+@pytest.fixture(scope="session")
 def folder(tmp_path_factory):
     """A small image folder of every format (see image_data.make_folder)."""
     return image_data.make_folder(tmp_path_factory.mktemp("images"))

@@ -230,3 +230,39 @@ def test_grouped_conv_bad_arguments():
         layers.GroupedConv2D(4, (3, 3, 3))
     with pytest.raises(ValueError, match="filters"):
         layers.GroupedConv2D(0, 3)
+
+
+@pytest.fixture
+def keras_ops_path(monkeypatch):
+    """The layers take their `keras.ops` path, the one JAX and PyTorch run, under TensorFlow."""
+    monkeypatch.setattr(layers, "_on_tensorflow", lambda: False)
+
+
+@pytest.mark.parametrize(
+    "depth_radius, bias, alpha, beta", [(2, 2.0, 1e-4, 0.75), (1, 0.5, 1e-2, 0.5)]
+)
+def test_lrn_keras_ops_path_matches_numpy(keras_ops_path, depth_radius, bias, alpha, beta):
+    x = np.maximum(np.random.default_rng(6).normal(0, 60, (2, 5, 4, 11)), 0).astype(np.float32)
+    layer = layers.LocalResponseNormalization(depth_radius, bias, alpha, beta)
+    got = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(got, lrn_reference(x, depth_radius, bias, alpha, beta), rtol=2e-5)
+
+
+def test_lrn_keras_ops_path_in_float16_does_not_overflow(keras_ops_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    x = np.random.default_rng(1).uniform(200, 300, (2, 3, 3, 8)).astype(np.float32)
+    got = keras.ops.convert_to_numpy(layers.LocalResponseNormalization()(x)).astype(np.float32)
+    np.testing.assert_allclose(got, lrn_reference(x, 2, 2.0, 1e-4, 0.75), rtol=1e-2)
+
+
+@pytest.mark.parametrize("implementation", ["towers", "native"])
+@pytest.mark.parametrize("shape, filters, k, groups, strides, padding", CASES)
+def test_grouped_conv_keras_ops_path_matches_block_diagonal_conv(
+    keras_ops_path, implementation, shape, filters, k, groups, strides, padding
+):
+    layer = _grouped(shape, filters, k, groups, strides, padding, implementation)
+    x = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    dense = block_diagonal(layer.kernel.numpy(), groups)
+    want = tf.nn.conv2d(x, dense, strides, padding.upper()).numpy() + layer.bias.numpy()
+    got = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
