@@ -33,6 +33,7 @@ from keras_alexnet import cli
 from keras_alexnet import model as model_lib
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
+from keras_alexnet import write_errors
 
 KERAS_FILE = "model.keras"
 TOP_K = 5
@@ -103,6 +104,10 @@ def export(model, stats, class_names, output_dir, name):
 
     Returns:
         The path of the new version folder.
+
+    Raises:
+        write_errors.WriteFailed: the version could not be written (a full disk, a
+            read-only folder); nothing of it is left.
     """
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
         raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
@@ -112,7 +117,10 @@ def export(model, stats, class_names, output_dir, name):
             f"were given. Received: {len(class_names)} class_names"
         )
     base = os.path.join(output_dir, name)
-    tf.io.gfile.makedirs(base)
+    try:
+        tf.io.gfile.makedirs(base)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the export folder", base, error) from error
     version = (_versions(base) or [0])[-1] + 1
     final = os.path.join(base, str(version))
     # Written aside and renamed into place, so that a server watching `base` never sees a
@@ -140,6 +148,18 @@ def export(model, stats, class_names, output_dir, name):
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed(
+            f"export version {version}",
+            partial,
+            error,
+            "What it wrote is removed; the existing versions are untouched.",
+        ) from error
+    except write_errors.WriteFailed as error:  # the statistics, named by run_dir
+        raise write_errors.WriteFailed(
+            f"{error} What export version {version} wrote is removed; the existing versions "
+            "are untouched."
+        ) from error
     finally:
         if tf.io.gfile.exists(partial):
             shutil.rmtree(partial, ignore_errors=True)
@@ -181,7 +201,7 @@ def main(argv):
         path = export_run(
             FLAGS.model_dir, FLAGS.output_dir, FLAGS.name, FLAGS.checkpoint, FLAGS.mixed_precision
         )
-    except ValueError as error:
+    except (ValueError, write_errors.WriteFailed) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     base = os.path.abspath(os.path.dirname(path))

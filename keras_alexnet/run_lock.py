@@ -22,6 +22,8 @@ import socket
 import threading
 import time
 
+from keras_alexnet import write_errors
+
 LOCK_FILE = "train.lock"
 DEFAULT_LEASE = 120.0  # seconds without a heartbeat before another host's lock is stale
 
@@ -110,13 +112,12 @@ class RunLock:
         Raises:
             RunLocked: another live run holds it; the message names that run.
         """
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         started = _now()
         self.holder = dict(
             host=socket.gethostname(), pid=os.getpid(), started=started, heartbeat=started
         )
         for _ in range(3):  # a lock released or taken over while we looked: look again
-            if self._create():
+            if self._try_create():
                 break
             other = self._read()
             if other is None:
@@ -147,12 +148,12 @@ class RunLock:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        current = self._read()
-        if current is not None and self._ours(current):
-            try:
+        try:
+            current = self._read()
+            if current is not None and self._ours(current):
                 os.remove(self.path)
-            except FileNotFoundError:
-                pass
+        except OSError:
+            pass  # gone, or a read-only or vanished folder: the next run takes it over
 
     def __enter__(self):
         return self.acquire()
@@ -162,6 +163,15 @@ class RunLock:
 
     def _ours(self, holder):
         return all(holder.get(k) == self.holder[k] for k in ("host", "pid", "started"))
+
+    def _try_create(self):
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            return self._create()
+        except FileExistsError:
+            return False
+        except OSError as error:
+            raise write_errors.failed("the run's lock", self.path, error) from error
 
     def _create(self):
         try:

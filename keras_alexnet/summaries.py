@@ -80,8 +80,13 @@ class Writer:
         self.enabled = enabled
         self.model_dir = model_dir
         if enabled:
-            self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-            self.validation = tf.summary.create_file_writer(os.path.join(model_dir, "validation"))
+            try:
+                self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+                self.validation = tf.summary.create_file_writer(
+                    os.path.join(model_dir, "validation")
+                )
+            except write_errors.WRITE_ERRORS as error:
+                raise write_errors.failed("TensorBoard summaries to", model_dir, error) from error
 
     def scalars(self, which, step, values):
         """Writes a dict of scalars to "train" or "validation" at `step`."""
