@@ -406,7 +406,7 @@ def main(argv):
         strategy = distribute.from_flags(FLAGS)
         result = train(config_lib.from_flags(FLAGS), strategy=strategy)
     except preemption.Preempted as stopped:
-        print(stopped, flush=True)
+        print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
         return preemption.EXIT_PREEMPTED
     except (
         ValueError,

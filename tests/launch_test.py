@@ -309,13 +309,13 @@ def train_args(model_dir, root, *extra):
     ]
 
 
-def start_launcher(args, workers=2, timeout=420):
+def start_launcher(args, workers=2, timeout=420, grace_period=5):
     process = subprocess.Popen(
         fresh_process.command(
             "launch",
             f"--workers={workers}",
             f"--timeout={timeout}",
-            "--grace_period=5",
+            f"--grace_period={grace_period}",
             "--",
             *args,
         ),
@@ -345,20 +345,34 @@ def weights_digests(text):
     }
 
 
-def test_two_workers_train_like_one_device(tmp_path, tiny_root):
-    extra = ("--max_steps=3", "--deterministic", "--dropout=0")
-    two_dir, one_dir = tmp_path / "two", tmp_path / "one"
-    status, text = run_launcher(train_args(two_dir, tiny_root, *extra))
+# The uninterrupted two-worker run: compared with one device, and with a run stopped by
+# SIGTERM and resumed. 9 steps: a whole epoch of 6 and 3 more.
+TWO_WORKER_EXTRA = ("--epochs=2", "--max_steps=9", "--deterministic", "--dropout=0")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, tiny_root):
+    """(model_dir, output) of the uninterrupted two-worker run of TWO_WORKER_EXTRA."""
+    two_dir = tmp_path_factory.mktemp("two") / "two"
+    status, text = run_launcher(train_args(two_dir, tiny_root, *TWO_WORKER_EXTRA))
     assert status == 0, text[-6000:]
+    return two_dir, text
+
+
+def test_two_workers_train_like_one_device(tmp_path, tiny_root, two_workers):
+    extra = TWO_WORKER_EXTRA
+    (two_dir, text), one_dir = two_workers, tmp_path / "one"
     assert re.search(
-        r"^\[worker 0\] .*Done: step 3; checkpoint \S+/two/checkpoints/ckpt-3", text, re.M
+        r"^\[worker 0\] .*Done: step 9, .*; checkpoint \S+/two/checkpoints/ckpt-9", text, re.M
     )
-    assert re.search(r"^\[worker 1\] .*Done: step 3; checkpoint \S+/workers/worker_1/", text, re.M)
+    assert re.search(
+        r"^\[worker 1\] .*Done: step 9, .*; checkpoint \S+/workers/worker_1/", text, re.M
+    )
     digests = weights_digests(text)
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
     # Only the chief's files stay in model_dir; worker 1 removed its own checkpoints.
     assert not (two_dir / "workers" / "worker_1").exists()
-    assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-3")
+    assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-9")
 
     one = fresh_process.run_module(
         "train", "--strategy=one_device", *train_args(one_dir, tiny_root, *extra), timeout=420
@@ -419,3 +433,59 @@ def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root
     assert re.search(r"^\[worker 0\] .*Done: step 12", text, re.M), text[-6000:]
     digests = weights_digests(text)
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
+
+
+def test_sigterm_to_the_launcher_saves_on_every_worker_and_the_rerun_resumes_exactly(
+    tmp_path, tiny_root, two_workers
+):
+    model_dir = tmp_path / "run"
+    args = train_args(model_dir, tiny_root, *TWO_WORKER_EXTRA)
+    log = start_launcher(args, grace_period=60)  # time to finish a step and save
+    try:
+        # The chief holds the job's lock; the other worker holds none.
+        deadline = time.monotonic() + 400
+        while tf.train.latest_checkpoint(str(model_dir / "checkpoints")) is None:
+            assert log.process.poll() is None, log.tail()
+            assert time.monotonic() < deadline, f"no checkpoint within 400 s:\n{log.tail()}"
+            time.sleep(0.02)
+        lock = json.loads((model_dir / "train.lock").read_text())
+        log.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = log.process.wait(timeout=120)
+        seconds = time.monotonic() - signalled
+        log.join()
+        text = log.text()
+    finally:
+        log.end()
+    assert lock["pid"] == started_pids(text)[0], lock
+    assert status == launch.EXIT_PREEMPTED, text[-6000:]
+    stopped = dict(
+        (int(i), int(step))
+        for i, step in re.findall(
+            r"^\[worker (\d)\] .*Stopped by SIGTERM at step (\d+)", text, re.M
+        )
+    )
+    # Both workers saved the same step, the chief into model_dir.
+    assert set(stopped) == {0, 1} and stopped[0] == stopped[1], text[-6000:]
+    step = stopped[0]
+    assert 2 <= step < 9, text[-6000:]
+    assert run_dir.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
+    assert "[launch] every worker saved a checkpoint" in text
+    assert not any(alive(p) for p in started_pids(text).values())
+    assert not (model_dir / "train.lock").exists()
+    print(f"2 workers: SIGTERM to the launcher's exit {seconds:.2f} s, saved step {step}")
+    assert seconds < 90
+
+    status, text = run_launcher(args)
+    assert status == 0, text[-6000:]
+    for worker in (0, 1):
+        assert re.search(
+            rf"^\[worker {worker}\] Resuming from \S+/run/checkpoints/ckpt-{step}: .*, "
+            rf"step {step} in all",
+            text,
+            re.M,
+        ), text[-6000:]
+    digests = weights_digests(text)
+    assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
+    # Stopped and resumed, or not: the same weights to the bit.
+    assert digests == weights_digests(two_workers[1]), text[-6000:]
