@@ -16,6 +16,7 @@ directly before each step: the handler would add nothing but a one-step delay, i
 watches SIGTERM only, and it turns itself off on Google Cloud CPU machines.
 """
 
+import logging
 import shutil
 import signal
 import tempfile
@@ -32,7 +33,8 @@ class Preempted(Exception):
     """The run stopped on a signal after saving a checkpoint at its current step.
 
     Attributes:
-        signal_name: "SIGTERM" or "SIGINT".
+        signal_name: "SIGTERM", "SIGINT" or, on a worker that learnt of another's signal,
+            "another worker's signal".
         step: the steps completed and saved.
         checkpoint: the checkpoint a rerun resumes from.
         seconds: from the signal to the checkpoint saved.
@@ -86,6 +88,14 @@ class SignalWatch:
             raise KeyboardInterrupt
 
 
+class _HideOwnDeprecation(logging.Filter):
+    """Drops the warning the handler's own save raises by calling its deprecated
+    `total_run_calls`: it is about TensorFlow's code, and says nothing a user can act on."""
+
+    def filter(self, record):
+        return "total_run_calls" not in record.getMessage()
+
+
 class Preemption:
     """While active (a context manager), saves a checkpoint and raises `Preempted` before
     the first step after SIGTERM or SIGINT.
@@ -101,6 +111,7 @@ class Preemption:
         self._strategy = strategy
         self._handler = None
         self._scratch = None
+        self._filter = _HideOwnDeprecation()
 
     def __enter__(self):
         self.watch.__enter__()
@@ -112,6 +123,7 @@ class Preemption:
             # on every worker, which keeps the workers' counts equal. It saves through the
             # run's own `save` (`save_fn`) and stops by raising `Preempted` (`exit_fn`).
             watch = self.watch
+            tf.get_logger().addFilter(self._filter)
             self._scratch = tempfile.mkdtemp(prefix="keras_alexnet_preemption_")
             self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
                 resolver,
@@ -126,6 +138,7 @@ class Preemption:
 
     def __exit__(self, *exc_info):
         self.watch.__exit__(*exc_info)
+        tf.get_logger().removeFilter(self._filter)
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -150,7 +163,7 @@ class Preemption:
 
     def _stop(self):
         raise Preempted(
-            self.watch.signal_name or "a preemption notice",
+            self.watch.signal_name or "another worker's signal",
             self.state.step,
             self.state.latest_checkpoint,
             time.monotonic() - self.watch.received if self.watch.received else 0.0,

@@ -105,6 +105,7 @@ class RunLock:
         self.holder = None
         self._stop = threading.Event()
         self._thread = None
+        self._made_folder = False
 
     def acquire(self):
         """Takes the lock, taking over a stale one with a warning.
@@ -152,6 +153,8 @@ class RunLock:
             current = self._read()
             if current is not None and self._ours(current):
                 os.remove(self.path)
+            if self._made_folder and not os.listdir(os.path.dirname(self.path)):
+                os.rmdir(os.path.dirname(self.path))  # a run refused before its first file
         except OSError:
             pass  # gone, or a read-only or vanished folder: the next run takes it over
 
@@ -165,8 +168,11 @@ class RunLock:
         return all(holder.get(k) == self.holder[k] for k in ("host", "pid", "started"))
 
     def _try_create(self):
+        folder = os.path.dirname(self.path) or "."
         try:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+                self._made_folder = True
             return self._create()
         except FileExistsError:
             return False

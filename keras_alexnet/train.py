@@ -10,6 +10,10 @@ epoch, the step within it and the learning-rate schedule's state (see `train_sta
 input order is a pure function of (seed, epoch), so a resumed run skips the batches it
 already consumed (file names, before decoding) and goes on with exactly the batches it
 would have seen.
+
+Faults stop a run with a message and a checkpoint to resume from (README, "Reliability"):
+SIGTERM and SIGINT (`preemption`), a second run on the model_dir (`run_lock`), a write
+that fails (`write_errors`), an input that stalls (`input_timeout`).
 """
 
 import math
@@ -369,9 +373,9 @@ def end_epoch(run, state, validation, writer):
             flush=True,
         )
     writer.epoch_pictures(state.model, state.step)
-    writer.check()
     state.end_epoch()
     result["checkpoint"] = state.save("epoch end")
+    writer.check()  # after the checkpoint: a rerun resumes from it
     return result
 
 

@@ -32,7 +32,12 @@ FAKE_WORKER = textwrap.dedent("""
     config = json.loads(os.environ["TF_CONFIG"])
     index = config["task"]["index"]
     mode = sys.argv[1 + index]
+    if mode == "saves":  # as a training worker: SIGTERM saves a checkpoint, then exit 75
+        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.2), sys.exit(75)))
     print(f"ready {index} {config['cluster']['worker'][index]}", flush=True)
+    if mode.startswith("preempted"):  # its own machine's signal, or a peer's: saved, exit 75
+        time.sleep(0.3 if mode == "preempted" else 1.5)
+        sys.exit(75)
     if mode == "ok":
         sys.exit(0)
     if mode == "exit3":
@@ -263,6 +268,42 @@ def test_timeout_stops_the_job_and_sigkill_follows_an_ignored_sigterm(fake_worke
     assert not any(alive(pid) for pid in pids.values())
 
 
+def test_a_signal_to_the_launcher_reaches_every_worker_and_their_saved_stop_is_75(fake_worker):
+    out, err = io.StringIO(), io.StringIO()
+
+    def signal_when_ready():  # the launcher's handlers are set before it starts workers
+        deadline = time.monotonic() + 60
+        while out.getvalue().count("ready") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=signal_when_ready, daemon=True).start()
+    status = launch.launch(
+        2, [], command=[sys.executable, fake_worker, "saves", "saves"], output=out, errors=err
+    )
+    err = err.getvalue()
+    assert status == launch.EXIT_PREEMPTED, err
+    pids = started_pids(err)
+    for i in (0, 1):
+        assert f"stopping worker {i} (pid {pids[i]}) with SIGTERM" in err
+    assert "every worker saved a checkpoint: rerun the same command to resume" in err
+    assert "SIGKILL" not in err
+
+
+def test_a_worker_preempted_alone_is_followed_not_stopped(fake_worker):
+    # Worker 1's machine is preempted; worker 0 learns it from the cluster and saves too.
+    status, _, err, seconds = run_fake(fake_worker, ["preempted_late", "preempted"])
+    assert status == launch.EXIT_PREEMPTED, err
+    pids = started_pids(err)
+    assert f"worker 1 (pid {pids[1]}) stopped on a signal after saving a checkpoint" in err
+    assert "with SIGTERM" not in err  # the launcher waited for worker 0 to save
+    assert "every worker saved a checkpoint" in err
+    # One that does not follow within the grace period: the job failed.
+    status, _, err, _ = run_fake(fake_worker, ["sleep", "preempted"], grace_period=1.0)
+    assert status == launch.EXIT_WORKER_FAILED, err
+    assert f"stopping worker 0 (pid {started_pids(err)[0]}) with SIGTERM" in err
+
+
 def test_sigint_to_the_launcher_stops_every_worker(fake_worker):
     script = (
         "import sys; from keras_alexnet import launch; "
@@ -435,21 +476,25 @@ def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
 
 
-def test_sigterm_to_the_launcher_saves_on_every_worker_and_the_rerun_resumes_exactly(
+def test_sigterm_to_one_worker_saves_every_worker_and_the_rerun_resumes_exactly(
     tmp_path, tiny_root, two_workers
 ):
+    # A preempted machine: SIGTERM reaches worker 1 only; worker 0 learns of it through
+    # the cluster and both save the same step. (SIGTERM to the launcher reaches every
+    # worker: test_a_signal_to_the_launcher_reaches_every_worker_...)
     model_dir = tmp_path / "run"
     args = train_args(model_dir, tiny_root, *TWO_WORKER_EXTRA)
     log = start_launcher(args, grace_period=60)  # time to finish a step and save
     try:
-        # The chief holds the job's lock; the other worker holds none.
         deadline = time.monotonic() + 400
         while tf.train.latest_checkpoint(str(model_dir / "checkpoints")) is None:
             assert log.process.poll() is None, log.tail()
             assert time.monotonic() < deadline, f"no checkpoint within 400 s:\n{log.tail()}"
             time.sleep(0.02)
+        # The chief holds the job's lock; the other worker holds none.
         lock = json.loads((model_dir / "train.lock").read_text())
-        log.process.send_signal(signal.SIGTERM)
+        pids = started_pids(log.text())
+        os.kill(pids[1], signal.SIGTERM)
         signalled = time.monotonic()
         status = log.process.wait(timeout=120)
         seconds = time.monotonic() - signalled
@@ -457,23 +502,24 @@ def test_sigterm_to_the_launcher_saves_on_every_worker_and_the_rerun_resumes_exa
         text = log.text()
     finally:
         log.end()
-    assert lock["pid"] == started_pids(text)[0], lock
+    assert lock["pid"] == pids[0], lock
     assert status == launch.EXIT_PREEMPTED, text[-6000:]
+    assert f"[launch] worker 1 (pid {pids[1]}) stopped on a signal after saving" in text
     stopped = dict(
-        (int(i), int(step))
-        for i, step in re.findall(
-            r"^\[worker (\d)\] .*Stopped by SIGTERM at step (\d+)", text, re.M
+        (int(i), (why, int(step)))
+        for i, why, step in re.findall(
+            r"^\[worker (\d)\] .*Stopped by (.+) at step (\d+), ", text, re.M
         )
     )
     # Both workers saved the same step, the chief into model_dir.
-    assert set(stopped) == {0, 1} and stopped[0] == stopped[1], text[-6000:]
-    step = stopped[0]
-    assert 2 <= step < 9, text[-6000:]
+    assert stopped[1][0] == "SIGTERM" and stopped[0][0] == "another worker's signal", stopped
+    step = stopped[0][1]
+    assert stopped[1][1] == step and 2 <= step < 9, text[-6000:]
     assert run_dir.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
     assert "[launch] every worker saved a checkpoint" in text
-    assert not any(alive(p) for p in started_pids(text).values())
+    assert not any(alive(p) for p in pids.values())
     assert not (model_dir / "train.lock").exists()
-    print(f"2 workers: SIGTERM to the launcher's exit {seconds:.2f} s, saved step {step}")
+    print(f"2 workers: SIGTERM to worker 1 to the launcher's exit {seconds:.2f} s, step {step}")
     assert seconds < 90
 
     status, text = run_launcher(args)

@@ -91,7 +91,10 @@ def test_train_refuses_a_locked_model_dir_and_evaluate_reads_beside_a_live_run(
     with run_lock.RunLock(str(model_dir)):
         with pytest.raises(run_lock.RunLocked, match=f"pid {os.getpid()} on host"):
             train.train(tiny.train_config(model_dir, tiny_root))
-    assert not (model_dir / "run.json").exists()  # refused before writing anything
+    assert not model_dir.exists()  # refused before writing anything
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        train.train(tiny.train_config(model_dir, tiny_root, batch_size=0))
+    assert not model_dir.exists()  # nor does a config refused after the lock leave a folder
     trained_dir, _ = trained
     with run_lock.RunLock(trained_dir):  # a training run goes on there
         report = evaluate.evaluate(trained_dir)

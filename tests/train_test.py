@@ -204,59 +204,34 @@ def start_training(model_dir, args):
     )
 
 
-def wait_for_file(process, path, seconds=300):
+def wait_for_checkpoint(process, model_dir, after=0, seconds=300):
+    """Waits until `process` has written a checkpoint numbered above `after`; its number."""
     deadline = time.time() + seconds
-    while not os.path.exists(path):
+    while True:
+        numbers = [
+            int(re.search(r"ckpt-(\d+)\.index$", path).group(1))
+            for path in glob.glob(str(model_dir / "checkpoints" / "ckpt-*.index"))
+        ]
+        if any(n > after for n in numbers):
+            return max(numbers)
         assert process.poll() is None, process.stdout.read().decode()[-3000:]
-        assert time.time() < deadline, f"no {path} within {seconds} s"
+        assert time.time() < deadline, f"no checkpoint after {after} within {seconds} s"
         time.sleep(0.02)
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root, replicas, uninterrupted):
-    args = signal_args(tiny_root, replicas)
-    killed_dir = tmp_path / "killed"
-    process = start_training(killed_dir, args)
-    try:
-        wait_for_file(process, killed_dir / "checkpoints" / "ckpt-2.index")
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    # The killed run left its lock; its process is gone, so the rerun takes it over.
-    assert (killed_dir / "train.lock").exists()
-    resumed = fresh_process.run_module("train", f"--model_dir={killed_dir}", *args)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert re.search(
-        rf"warning: taking over the lock \S+train.lock of a run that is gone \(pid "
-        rf"{process.pid} on host .*\): its process {process.pid} no longer runs",
-        resumed.stdout,
-    ), resumed.stdout[-3000:]
-    assert not (killed_dir / "train.lock").exists()  # released at the end
-    # TensorFlow's Python code logs a line at INFO for each checkpoint saved; the tool
-    # keeps them off (the C++ lines logged at import are TensorFlow's to control).
-    assert not re.search(r"^I\d{4} .*\.py:\d+\]", resumed.stderr, re.M), resumed.stderr[-3000:]
-    match = re.search(r"Resuming from \S+ckpt-(\d+): epoch 1, step (\d+) of 8", resumed.stdout)
-    assert match, resumed.stdout[-3000:]
-    assert 0 < int(match.group(2)) < 8  # mid-epoch
-    assert match.group(1) == match.group(2)
-    # Interrupted and resumed, or not: the same weights to the bit.
-    for a, b in zip(final_weights(killed_dir), uninterrupted(replicas)):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_sigterm_saves_the_current_step_and_the_rerun_resumes_exactly(
+def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     tmp_path, tiny_root, replicas, uninterrupted
 ):
-    # Periodic checkpoints every 5 steps: the signal comes after ckpt-5, and the run saves
-    # the step it has reached, whichever it is.
-    args = signal_args(tiny_root, replicas, checkpoint_every=5)
+    # Periodic checkpoints every 3 steps, of 16: SIGTERM comes after ckpt-3 and the run
+    # saves the step it has reached, whichever it is (a save of its own unless it is a
+    # periodic or epoch-end step: preemption_test makes sure of one); SIGKILL comes after
+    # the resumed run's next checkpoint and loses the steps since.
+    args = signal_args(tiny_root, replicas, checkpoint_every=3)
     model_dir = tmp_path / "run"
     process = start_training(model_dir, args)
     try:
-        wait_for_file(process, model_dir / "checkpoints" / "ckpt-5.index")
-        time.sleep(0.3)  # usually a step or two on: the signal's own save, not ckpt-5
+        wait_for_checkpoint(process, model_dir)
         if replicas == 1:
             # A second run on the live run's model_dir refuses at once, naming it.
             with pytest.raises(
@@ -279,18 +254,46 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes_exactly(
     )
     assert stopped, output[-3000:]
     step, checkpoint = int(stopped.group(1)), stopped.group(2)
-    assert 5 <= step < 16 and checkpoint.endswith(f"ckpt-{step}")
+    assert 3 <= step < 16 and checkpoint.endswith(f"ckpt-{step}")
     assert run_dir.latest_checkpoint(str(model_dir)) == checkpoint
     assert not (model_dir / "train.lock").exists()
     print(f"{replicas} replica(s): SIGTERM to exit {seconds:.2f} s, saved step {step}")
     assert seconds < 60
-    resumed = fresh_process.run_module("train", f"--model_dir={model_dir}", *args)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    # No step lost: the rerun starts at the very step the signal stopped.
+
+    # The rerun starts at the very step the signal stopped: no step lost. Killed after
+    # its next checkpoint, it leaves its lock behind.
+    process = start_training(model_dir, args)
+    try:
+        killed_at = wait_for_checkpoint(process, model_dir, after=step)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    output = process.stdout.read().decode()
     assert re.search(
         rf"Resuming from {re.escape(checkpoint)}: epoch \d, step \d of 8, step {step} in all",
+        output,
+    ), output[-3000:]
+    assert (model_dir / "train.lock").exists()
+
+    resumed = fresh_process.run_module("train", f"--model_dir={model_dir}", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed run's process is gone, so the rerun takes its lock over.
+    assert re.search(
+        rf"warning: taking over the lock \S+train.lock of a run that is gone \(pid "
+        rf"{process.pid} on host .*\): its process {process.pid} no longer runs",
         resumed.stdout,
     ), resumed.stdout[-3000:]
+    assert not (model_dir / "train.lock").exists()  # released at the end
+    # TensorFlow's Python code logs a line at INFO for each checkpoint saved; the tool
+    # keeps them off (the C++ lines logged at import are TensorFlow's to control).
+    assert not re.search(r"^I\d{4} .*\.py:\d+\]", resumed.stderr, re.M), resumed.stderr[-3000:]
+    resume = re.search(
+        r"Resuming from \S+ckpt-(\d+): epoch \d, step \d of 8, step (\d+) in all", resumed.stdout
+    )
+    assert resume, resumed.stdout[-3000:]
+    assert int(resume.group(1)) == int(resume.group(2)) >= killed_at > step
+    # Stopped twice and resumed, or not: the same weights to the bit.
     for a, b in zip(final_weights(model_dir), uninterrupted(replicas)):
         np.testing.assert_array_equal(a, b)
 
