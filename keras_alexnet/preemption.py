@@ -37,7 +37,8 @@ class Preempted(Exception):
             "another worker's signal".
         step: the steps completed and saved.
         checkpoint: the checkpoint a rerun resumes from.
-        seconds: from the signal to the checkpoint saved.
+        seconds: from the signal to the checkpoint saved; None where another worker had
+            the signal.
     """
 
     def __init__(self, signal_name, step, checkpoint, seconds):
@@ -45,9 +46,10 @@ class Preempted(Exception):
         self.step = step
         self.checkpoint = checkpoint
         self.seconds = seconds
+        after = "" if seconds is None else f", {seconds:.1f} s after the signal"
         super().__init__(
-            f"Stopped by {signal_name} at step {step}, {seconds:.1f} s after the signal; "
-            f"checkpoint {checkpoint}. Rerun the same command to resume from it."
+            f"Stopped by {signal_name} at step {step}{after}; checkpoint {checkpoint}. "
+            "Rerun the same command to resume from it."
         )
 
 
@@ -166,5 +168,5 @@ class Preemption:
             self.watch.signal_name or "another worker's signal",
             self.state.step,
             self.state.latest_checkpoint,
-            time.monotonic() - self.watch.received if self.watch.received else 0.0,
+            None if self.watch.received is None else time.monotonic() - self.watch.received,
         )

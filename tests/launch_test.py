@@ -501,7 +501,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     stopped = dict(
         (int(i), (why, int(step)))
         for i, why, step in re.findall(
-            r"^\[worker (\d)\] .*Stopped by (.+) at step (\d+), ", text, re.M
+            r"^\[worker (\d)\] .*Stopped by (.+) at step (\d+)[,;] ", text, re.M
         )
     )
     # Both workers saved the same step, the chief into model_dir.
