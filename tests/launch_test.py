@@ -505,6 +505,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
         )
     )
     # Both workers saved the same step, the chief into model_dir.
+    assert set(stopped) == {0, 1}, text[-6000:]
     assert stopped[1][0] == "SIGTERM" and stopped[0][0] == "another worker's signal", stopped
     step = stopped[0][1]
     assert stopped[1][1] == step and killed_at < step < 18, text[-6000:]

@@ -15,6 +15,7 @@ import pytest
 import tiny
 
 from keras_alexnet import evaluate
+from keras_alexnet import export
 from keras_alexnet import run_lock
 from keras_alexnet import train
 
@@ -84,7 +85,7 @@ def test_another_hosts_lock_holds_for_its_lease_then_is_taken_over(tmp_path, cap
     assert "its heartbeat is 300 s old, more than the 120 s lease" in capsys.readouterr().out
 
 
-def test_train_refuses_a_locked_model_dir_and_evaluate_reads_beside_a_live_run(
+def test_train_refuses_a_locked_model_dir_and_evaluate_and_export_run_beside_it(
     tmp_path, tiny_root, trained
 ):
     model_dir = tmp_path / "run"
@@ -98,4 +99,6 @@ def test_train_refuses_a_locked_model_dir_and_evaluate_reads_beside_a_live_run(
     trained_dir, _ = trained
     with run_lock.RunLock(trained_dir):  # a training run goes on there
         report = evaluate.evaluate(trained_dir)
+        exported = export.export_run(trained_dir, str(tmp_path / "saved"), name="beside")
     assert report["images"] == 18
+    assert os.path.isdir(exported)
