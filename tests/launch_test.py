@@ -478,7 +478,8 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     log = start_launcher(args, grace_period=60)  # time to finish a step and save
     try:
         resumed = log.wait_for(
-            r"\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch 1, step (\d+) of 6",
+            r"\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch \d, step \d of 6, "
+            r"step (\d+) in all",
             timeout=400,
         )
         killed_at = int(resumed.group(1))
