@@ -136,24 +136,25 @@ class TrainState:
             path = self.manager.save(checkpoint_number=self.step)
         except write_errors.WRITE_ERRORS as error:
             prefix = os.path.join(self.manager.directory, f"ckpt-{self.step}")
-            _remove_partial(prefix)
+            resume_from = prefix if _complete_or_removed(prefix) else self.latest_checkpoint
             raise write_errors.failed(
                 f"the checkpoint of step {self.step} ({reason})",
                 prefix,
                 error,
                 f"The previous checkpoint is intact: {self.latest_checkpoint}; rerun the same "
-                "command to resume from it once the folder can be written.",
+                f"command to resume from {resume_from} once the folder can be written.",
             ) from error
         self.saved_step = self.step
         return path
 
 
-def _remove_partial(prefix):
-    """Removes what a failed save of `prefix` left, unless its index reads back (it
-    is then complete: TensorFlow writes the index last)."""
+def _complete_or_removed(prefix):
+    """Whether the checkpoint a failed save of `prefix` left is complete (its index reads
+    back: TensorFlow writes it last; only the state file naming it failed); if not, what
+    it left is removed."""
     try:
         tf.train.list_variables(prefix)
-        return
+        return True
     except (tf.errors.OpError, ValueError):
         pass
     for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
@@ -164,6 +165,7 @@ def _remove_partial(prefix):
                 tf.io.gfile.remove(path)
         except tf.errors.OpError:
             pass  # a vanished mount: nothing to clean
+    return False
 
 
 def checkpoint_dir(model_dir, chief, task_name=None):

@@ -96,6 +96,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, t
         ), message
         previous = str(model_dir / "checkpoints" / "ckpt-1")
         assert f"The previous checkpoint is intact: {previous};" in message
+        assert f"resume from {previous} once the folder can be written" in message
         assert not list((model_dir / "checkpoints").glob("ckpt-2*"))  # its pieces removed
         assert run_dir.latest_checkpoint(str(model_dir)) == previous
         assert not (model_dir / "train.lock").exists()
