@@ -172,6 +172,13 @@ class TrainConfig:
         100, "Steps between checkpoints (one is also written at each epoch end).", "integer"
     )
     keep_checkpoints: int = _setting(3, "Checkpoints kept in model_dir.", None)
+    input_timeout: float = _setting(
+        600.0,
+        "Seconds to wait for a training batch (a hung network filesystem, a dead input "
+        "worker) before the run writes a checkpoint and stops with a message; 0 waits for "
+        "ever. Generous by default: the first batch of a run fills the shuffle buffer.",
+        "float",
+    )
     log_every: int = _setting(10, "Steps between TensorBoard scalars.", "integer")
     on_bad_image: str = _setting(
         "skip",
@@ -260,6 +267,7 @@ def resolve(config):
     check("seed", is_int(config.seed) and config.seed >= 0, "must be an integer >= 0")
     sources.check_on_bad_image(config.on_bad_image)
     check("stats_images", config.stats_images >= 1, "must be >= 1")
+    check("input_timeout", config.input_timeout >= 0, "must be >= 0 seconds (0: no timeout)")
     check("max_steps", config.max_steps is None or config.max_steps >= 1, "must be >= 1")
     check(
         "init_from",

@@ -44,6 +44,7 @@ from keras_alexnet import model_files
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 from keras_alexnet import sources
+from keras_alexnet import write_errors
 
 KERAS_FILE = model_files.KERAS_FILE
 TOP_K = 5
@@ -127,6 +128,10 @@ def export(
 
     Returns:
         The path of the new version folder.
+
+    Raises:
+        write_errors.WriteFailed: the version could not be written (a full disk, a
+            read-only folder); nothing of it is left.
     """
     formats, quantize = formats_lib.check_formats(formats, quantize)
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
@@ -137,7 +142,10 @@ def export(
             f"were given. Received: {len(class_names)} class_names"
         )
     base = os.path.join(output_dir, name)
-    tf.io.gfile.makedirs(base)
+    try:
+        tf.io.gfile.makedirs(base)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the export folder", base, error) from error
     version = (_versions(base) or [0])[-1] + 1
     final = os.path.join(base, str(version))
     # Written aside and renamed into place, so that a server watching `base` never sees a
@@ -166,6 +174,18 @@ def export(
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed(
+            f"export version {version}",
+            partial,
+            error,
+            "What it wrote is removed; the existing versions are untouched.",
+        ) from error
+    except write_errors.WriteFailed as error:  # the statistics, named by run_dir
+        raise write_errors.WriteFailed(
+            f"{error} What export version {version} wrote is removed; the existing versions "
+            "are untouched."
+        ) from error
     finally:
         if tf.io.gfile.exists(partial):
             shutil.rmtree(partial, ignore_errors=True)
@@ -317,7 +337,7 @@ def main(argv):
             data_dir=FLAGS.data_dir,
             model=FLAGS.model,
         )
-    except (ValueError, ImportError) as error:
+    except (ValueError, ImportError, write_errors.WriteFailed) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     base = os.path.abspath(os.path.dirname(path))

@@ -12,13 +12,17 @@ waiting in a collective operation for --worker_timeout, and fails. Rerunning the
 command resumes from the chief's last checkpoint.
 
 The workers stay in the launcher's process group, so killing that group ends the whole
-job even if the launcher itself is killed first. A MultiWorkerMirroredStrategy worker does
-not end on SIGTERM (TensorFlow's coordination service catches it, to report preemption),
-so it ends with SIGKILL after the grace period; checkpoints are complete or absent, so this
-loses at most the steps since the last one.
+job even if the launcher itself is killed first. SIGTERM or SIGINT to the launcher is
+forwarded to every worker as SIGTERM: the workers agree on a step, all save a checkpoint
+there and exit with `preemption.EXIT_PREEMPTED` (see `keras_alexnet.preemption`); one
+still running --grace_period seconds later is killed. A worker that stops on its own
+signal (a machine preempted) takes the others along the same way; the launcher waits for
+them.
 
-Exit status: 0 when every worker exited 0; 1 when a worker failed; 124 when --timeout
-passed; 128 + N when the launcher received signal N (130 for Ctrl-C).
+Exit status: 0 when every worker exited 0; 75 (`EXIT_PREEMPTED`) when every worker
+stopped on a signal after saving a checkpoint; 1 when a worker failed; 124 when
+--timeout passed; 128 + N when the launcher received signal N and a worker did not save
+(130 for Ctrl-C).
 """
 
 import json
@@ -42,6 +46,9 @@ TRAIN_MODULE = "keras_alexnet.train"
 RESERVED_TRAIN_FLAGS = ("strategy", "cpu_replicas")
 EXIT_WORKER_FAILED = 1
 EXIT_TIMEOUT = 124
+# A worker's status when it stopped on a signal after saving a checkpoint: the value of
+# `keras_alexnet.preemption.EXIT_PREEMPTED`, not imported (it would load TensorFlow).
+EXIT_PREEMPTED = 75
 _ANSI_ESCAPE = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
@@ -296,6 +303,20 @@ class _Interrupt:
         self.event.set()
 
 
+def _wait(workers, seconds):
+    """Waits up to `seconds` for every worker to exit by itself."""
+    deadline = time.monotonic() + seconds
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return
+
+
+def _all_saved(workers):
+    return bool(workers) and all(w.process.returncode == EXIT_PREEMPTED for w in workers)
+
+
 def _stop(workers, grace_period, console):
     """SIGTERM to every running worker, SIGKILL to those still running after the grace."""
     running = [w for w in workers if w.process.poll() is None]
@@ -322,7 +343,7 @@ def launch(
     *,
     port_base=0,
     timeout=None,
-    grace_period=10.0,
+    grace_period=60.0,
     command=None,
     env=None,
     output=None,
@@ -341,7 +362,8 @@ def launch(
         port_base: 0 to choose free ports, else worker i listens on port_base + i.
         timeout: seconds after which the workers are stopped and the job fails; None for
             no limit.
-        grace_period: seconds between SIGTERM and SIGKILL when stopping workers.
+        grace_period: seconds between SIGTERM and SIGKILL when stopping workers: time
+            for a training step and a checkpoint.
         command: each worker's command line; default `train_command(train_args)`.
         env: the workers' environment (default: this process's) without TF_CONFIG, which
             is set per worker.
@@ -353,8 +375,10 @@ def launch(
         poll_interval: seconds between checks of the workers.
 
     Returns:
-        The exit status: 0 when every worker exited 0, `EXIT_WORKER_FAILED` when one did
-        not, `EXIT_TIMEOUT` after `timeout`, 128 + N after signal N.
+        The exit status: 0 when every worker exited 0, `EXIT_PREEMPTED` when every worker
+        stopped on a signal after saving a checkpoint, `EXIT_WORKER_FAILED` when one
+        failed, `EXIT_TIMEOUT` after `timeout`, 128 + N after signal N (when a worker did
+        not save).
     """
     _check_launch_arguments(num_workers, port_base, timeout, grace_period)
     command = list(command) if command is not None else train_command(train_args)
@@ -381,6 +405,8 @@ def launch(
             if interrupt.signum is not None:
                 break
         status = _monitor(workers, num_workers, interrupt, console, start, timeout, poll_interval)
+        if status == EXIT_PREEMPTED:  # a worker's own signal: the others follow it
+            _wait(workers, grace_period)
     finally:
         if status is None:  # An exception in the launcher itself.
             console.say("stopping the workers after an error in the launcher")
@@ -389,6 +415,12 @@ def launch(
             for thread in worker.threads:
                 thread.join(timeout=5)
         interrupt.restore()
+    if status == EXIT_PREEMPTED or (status is not None and status > 128):
+        if _all_saved(workers):
+            console.say("every worker saved a checkpoint: rerun the same command to resume")
+            return EXIT_PREEMPTED
+        if status == EXIT_PREEMPTED:
+            return EXIT_WORKER_FAILED
     return status
 
 
@@ -445,6 +477,11 @@ def _monitor(workers, num_workers, interrupt, console, start, timeout, poll_inte
             [(worker, code) for worker, code in exits if code not in (None, 0)],
             key=lambda exit: exit[1] >= 0,
         )
+        saved = [worker for worker, code in failed if code == EXIT_PREEMPTED]
+        if saved and len(saved) == len(failed):
+            for worker in saved:
+                console.say(f"{worker.name} stopped on a signal after saving a checkpoint")
+            return EXIT_PREEMPTED
         if failed:
             for i, (worker, code) in enumerate(failed):
                 stop = ": stopping the other workers" if i == 0 else ""
@@ -473,7 +510,11 @@ def define_flags():
         "port_base", 0, "0: free 127.0.0.1 ports chosen now; else worker i uses port_base + i."
     )
     flags.DEFINE_float("timeout", None, "Stop the job and fail after this many seconds.")
-    flags.DEFINE_float("grace_period", 10.0, "Seconds between SIGTERM and SIGKILL.")
+    flags.DEFINE_float(
+        "grace_period",
+        60.0,
+        "Seconds between SIGTERM and SIGKILL: time for the workers to finish a step and save.",
+    )
     flags.DEFINE_float(
         "progress_interval", 10.0, "Show a worker's progress bar at most once per this many s."
     )

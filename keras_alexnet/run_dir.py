@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_alexnet import model as model_lib
 from keras_alexnet import stats as stats_lib
+from keras_alexnet import write_errors
 
 STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
 LABELS_FILE = "labels.txt"  # class names, one a line, in label order
@@ -48,14 +49,22 @@ def read_stats(model_dir):
 
 def write_stats(model_dir, stats):
     """Records the training set's `stats.Stats` (written aside, then renamed)."""
-    tf.io.gfile.makedirs(model_dir)
-    stats.save(os.path.join(model_dir, STATS_FILE))
+    path = os.path.join(model_dir, STATS_FILE)
+    try:
+        tf.io.gfile.makedirs(model_dir)
+        stats.save(path)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the training set's statistics", path, error) from error
 
 
 def write_labels(model_dir, class_names):
     """Writes the class names, one a line, in label order."""
-    with tf.io.gfile.GFile(os.path.join(model_dir, LABELS_FILE), "w") as f:
-        f.write("\n".join(class_names) + "\n")
+    path = os.path.join(model_dir, LABELS_FILE)
+    try:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("\n".join(class_names) + "\n")
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the class names", path, error) from error
 
 
 def read_labels(model_dir):
@@ -87,9 +96,12 @@ def write_run(model_dir, run):
     """Records the run's settings, once: a resumed run keeps the first record."""
     path = os.path.join(model_dir, RUN_FILE)
     if not tf.io.gfile.exists(path):
-        tf.io.gfile.makedirs(model_dir)
-        with tf.io.gfile.GFile(path, "w") as f:
-            json.dump(run, f, indent=1)
+        try:
+            tf.io.gfile.makedirs(model_dir)
+            with tf.io.gfile.GFile(path, "w") as f:
+                json.dump(run, f, indent=1)
+        except write_errors.WRITE_ERRORS as error:
+            raise write_errors.failed("the run's settings", path, error) from error
 
 
 def read_run(model_dir):

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import write_errors
+
 
 def conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4):
     """Tiles conv1's kernels into one RGB image, one block per tower (paper, figure 3).
@@ -76,9 +78,15 @@ class Writer:
 
     def __init__(self, model_dir, enabled):
         self.enabled = enabled
+        self.model_dir = model_dir
         if enabled:
-            self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-            self.validation = tf.summary.create_file_writer(os.path.join(model_dir, "validation"))
+            try:
+                self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+                self.validation = tf.summary.create_file_writer(
+                    os.path.join(model_dir, "validation")
+                )
+            except write_errors.WRITE_ERRORS as error:
+                raise write_errors.failed("TensorBoard summaries to", model_dir, error) from error
 
     def scalars(self, which, step, values):
         """Writes a dict of scalars to "train" or "validation" at `step`."""
@@ -87,6 +95,23 @@ class Writer:
         with getattr(self, which).as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
+
+    def check(self):
+        """Flushes the summaries and checks that they could be written.
+
+        TensorFlow's summary writer drops a failed write silently; a probe file written
+        after the flush finds a full or read-only log folder.
+
+        Raises:
+            write_errors.WriteFailed: naming the folder and the cause.
+        """
+        if not self.enabled:
+            return
+        self.train.flush()
+        self.validation.flush()
+        write_errors.check_writable(
+            os.path.join(self.model_dir, "train"), "TensorBoard summaries to"
+        )
 
     def epoch_pictures(self, model, step):
         """The conv1 kernels as the paper's figure 3, and a histogram of every weight."""

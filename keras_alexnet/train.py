@@ -10,6 +10,10 @@ epoch, the step within it and the learning-rate schedule's state (see `train_sta
 input order is a pure function of (seed, epoch), so a resumed run skips the batches it
 already consumed (file names, before decoding) and goes on with exactly the batches it
 would have seen.
+
+Faults stop a run with a message and a checkpoint to resume from (README, "Reliability"):
+SIGTERM and SIGINT (`preemption`), a second run on the model_dir (`run_lock`), a write
+that fails (`write_errors`), an input that stalls (`input_timeout`).
 """
 
 import math
@@ -27,13 +31,17 @@ from keras_alexnet import cli
 from keras_alexnet import config as config_lib
 from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
+from keras_alexnet import input_timeout
 from keras_alexnet import model as model_lib
+from keras_alexnet import preemption
 from keras_alexnet import run_dir
+from keras_alexnet import run_lock
 from keras_alexnet import run_setup
 from keras_alexnet import schedule as schedule_lib
 from keras_alexnet import steps
 from keras_alexnet import summaries
 from keras_alexnet import train_state
+from keras_alexnet import write_errors
 
 
 def train(config, *, strategy=None, source=None):
@@ -49,10 +57,23 @@ def train(config, *, strategy=None, source=None):
         learning rate, the path of the last checkpoint and the weights' SHA-256.
 
     Raises:
-        ValueError: bad configuration or data, before any training work.
+        ValueError: bad configuration or data, before any training work;
+            `run_lock.RunLocked` when another live run trains in config.model_dir.
         FloatingPointError: the loss became NaN or infinite; the last good checkpoint
             is kept.
+        preemption.Preempted: SIGTERM or SIGINT; a checkpoint of every completed step
+            was written.
+        write_errors.WriteFailed: a checkpoint or summary could not be written; the
+            previous checkpoint is intact.
+        input_timeout.InputStalled: no batch came within config.input_timeout seconds;
+            a checkpoint was written (on one process; across workers the last one stays).
     """
+    chief = strategy is None or distribute.is_chief(strategy)
+    with run_lock.held(config.model_dir, chief):
+        return _train(config, strategy, source)
+
+
+def _train(config, strategy, source):
     run = run_setup.prepare_run(config, strategy, source)
     config = run.config
     state = build_state(run)
@@ -71,17 +92,23 @@ def train(config, *, strategy=None, source=None):
         run.strategy,
         steps.make_train_step(state.model, state.optimizer, config.batch_size, config.jit_compile),
     )
-    iterator = iter(training_data(run, state))
+    iterator = input_timeout.TimedIterator(
+        iter(training_data(run, state)),
+        config.input_timeout,
+        on_stall=lambda: _save_on_stall(run, state),
+    )
     validation = validation_data(run)
     profiler = summaries.Profiler(config.profile_steps if run.chief else None, config.model_dir)
-    while state.epoch < config.epochs:
-        result["train"] = train_epoch(run, state, step_fn, iterator, writer, profiler)
-        if state.step_in_epoch < run.steps_per_epoch:  # max_steps stopped the epoch
-            result["checkpoint"] = state.save("max_steps")
-            break
-        result.update(end_epoch(run, state, validation, writer))
-        if config.max_steps and state.step >= config.max_steps:
-            break
+    with preemption.Preemption(run.strategy, state) as preempt:
+        step_fn = preempt.wrap(step_fn)
+        while state.epoch < config.epochs:
+            result["train"] = train_epoch(run, state, step_fn, iterator, writer, profiler)
+            if state.step_in_epoch < run.steps_per_epoch:  # max_steps stopped the epoch
+                result["checkpoint"] = state.save("max_steps")
+                break
+            result.update(end_epoch(run, state, validation, writer))
+            if config.max_steps and state.step >= config.max_steps:
+                break
     profiler.stop()
     if not run.chief:
         run_dir.remove_worker_dir(config.model_dir, distribute.task_name(run.strategy))
@@ -92,6 +119,20 @@ def train(config, *, strategy=None, source=None):
         learning_rate=distribute.scalar(state.optimizer.learning_rate),
         weights_sha256=train_state.weights_digest(state.model),
     )
+
+
+def _save_on_stall(run, state):
+    """The checkpoint a run whose input stalled leaves, in words, for its message."""
+    if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Every worker takes part in a save, and the others wait inside the step for this
+        # one's batch: the checkpoint before is the one a rerun resumes from.
+        return (
+            f"Across workers no checkpoint can be written now; a rerun resumes from "
+            f"{state.latest_checkpoint or 'the start'}"
+        )
+    if state.saved_step != state.step:
+        state.save("input timeout")
+    return f"Checkpoint {state.latest_checkpoint} holds every step done; rerun to resume"
 
 
 def build_state(run):
@@ -240,6 +281,7 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
         unfinished = state.step_in_epoch < run.steps_per_epoch
         if global_step % config.checkpoint_every == 0 and unfinished:
             state.save("periodic")
+            writer.check()
         if config.max_steps and global_step >= config.max_steps:
             if isinstance(progbar, keras.utils.Progbar) and unfinished:
                 print(flush=True)  # end the progress bar's line
@@ -355,6 +397,7 @@ def end_epoch(run, state, validation, writer):
     writer.epoch_pictures(state.model, state.step)
     state.end_epoch()
     result["checkpoint"] = state.save("epoch end")
+    writer.check()  # after the checkpoint: a rerun resumes from it
     return result
 
 
@@ -388,7 +431,15 @@ def main(argv):
         # The strategy comes first: it must exist before any other TensorFlow work.
         strategy = distribute.from_flags(FLAGS)
         result = train(config_lib.from_flags(FLAGS), strategy=strategy)
-    except (ValueError, FloatingPointError) as error:
+    except preemption.Preempted as stopped:
+        print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
+        return preemption.EXIT_PREEMPTED
+    except (
+        ValueError,
+        FloatingPointError,
+        write_errors.WriteFailed,
+        input_timeout.InputStalled,
+    ) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_alexnet import distribute
 from keras_alexnet import run_dir
+from keras_alexnet import write_errors
 
 
 class TrainState:
@@ -93,6 +94,7 @@ class TrainState:
         return self.manager.latest_checkpoint or self._restored
 
     _restored = None
+    saved_step = None  # the step of the checkpoint last written or restored
 
     def restore(self, path):
         """Restores everything from the checkpoint at `path` (the loss scale if it has one)."""
@@ -100,6 +102,7 @@ class TrainState:
         status.assert_existing_objects_matched().expect_partial()  # the loss scale: below
         tf.train.Checkpoint(loss_scale=self._loss_scale).restore(path).expect_partial()
         self._restored = path
+        self.saved_step = self.step
 
     def advance(self):
         """Counts one step taken."""
@@ -117,6 +120,9 @@ class TrainState:
         Raises:
             FloatingPointError: a weight is NaN or infinite; the last good checkpoint is
                 kept and named.
+            write_errors.WriteFailed: the checkpoint could not be written (a full disk, a
+                read-only folder, a vanished mount); what it left is removed, the previous
+                checkpoint is intact and named.
         """
         finite = all(
             bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables
@@ -126,7 +132,40 @@ class TrainState:
                 f"The weights are no longer finite at step {self.step}; not saving them "
                 f"({reason}). The last good checkpoint is {self.latest_checkpoint}."
             )
-        return self.manager.save(checkpoint_number=self.step)
+        try:
+            path = self.manager.save(checkpoint_number=self.step)
+        except write_errors.WRITE_ERRORS as error:
+            prefix = os.path.join(self.manager.directory, f"ckpt-{self.step}")
+            resume_from = prefix if _complete_or_removed(prefix) else self.latest_checkpoint
+            raise write_errors.failed(
+                f"the checkpoint of step {self.step} ({reason})",
+                prefix,
+                error,
+                f"The previous checkpoint is intact: {self.latest_checkpoint}; rerun the same "
+                f"command to resume from {resume_from} once the folder can be written.",
+            ) from error
+        self.saved_step = self.step
+        return path
+
+
+def _complete_or_removed(prefix):
+    """Whether the checkpoint a failed save of `prefix` left is complete (its index reads
+    back: TensorFlow writes it last; only the state file naming it failed); if not, what
+    it left is removed."""
+    try:
+        tf.train.list_variables(prefix)
+        return True
+    except (tf.errors.OpError, ValueError):
+        pass
+    for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
+        try:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        except tf.errors.OpError:
+            pass  # a vanished mount: nothing to clean
+    return False
 
 
 def checkpoint_dir(model_dir, chief, task_name=None):

@@ -1,9 +1,10 @@
 """launch (the local launcher) and MultiWorkerMirroredStrategy: two workers on 127.0.0.1
-train, fail, resume.
+train, fail, are preempted, resume.
 
-The launcher's bookkeeping (prefixes, progress bars, a lost worker, signals, the timeout)
-is tested on a tiny stand-in worker that starts in milliseconds; three tests run the real
-training worker: two workers against one device, and a SIGKILLed worker then a resume.
+The launcher's bookkeeping (prefixes, progress bars, a lost worker, signals, saved stops,
+the timeout) is tested on a tiny stand-in worker that starts in milliseconds; two tests
+run the real training worker: two workers against one device, and a SIGKILLed worker, a
+resume, a SIGTERMed worker, a resume that ends as the uninterrupted run did.
 """
 
 import io
@@ -32,7 +33,12 @@ FAKE_WORKER = textwrap.dedent("""
     config = json.loads(os.environ["TF_CONFIG"])
     index = config["task"]["index"]
     mode = sys.argv[1 + index]
+    if mode == "saves":  # as a training worker: SIGTERM saves a checkpoint, then exit 75
+        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.2), sys.exit(75)))
     print(f"ready {index} {config['cluster']['worker'][index]}", flush=True)
+    if mode.startswith("preempted"):  # its own machine's signal, or a peer's: saved, exit 75
+        time.sleep(0.3 if mode == "preempted" else 1.5)
+        sys.exit(75)
     if mode == "ok":
         sys.exit(0)
     if mode == "exit3":
@@ -263,6 +269,42 @@ def test_timeout_stops_the_job_and_sigkill_follows_an_ignored_sigterm(fake_worke
     assert not any(alive(pid) for pid in pids.values())
 
 
+def test_a_signal_to_the_launcher_reaches_every_worker_and_their_saved_stop_is_75(fake_worker):
+    out, err = io.StringIO(), io.StringIO()
+
+    def signal_when_ready():  # the launcher's handlers are set before it starts workers
+        deadline = time.monotonic() + 60
+        while out.getvalue().count("ready") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=signal_when_ready, daemon=True).start()
+    status = launch.launch(
+        2, [], command=[sys.executable, fake_worker, "saves", "saves"], output=out, errors=err
+    )
+    err = err.getvalue()
+    assert status == launch.EXIT_PREEMPTED, err
+    pids = started_pids(err)
+    for i in (0, 1):
+        assert f"stopping worker {i} (pid {pids[i]}) with SIGTERM" in err
+    assert "every worker saved a checkpoint: rerun the same command to resume" in err
+    assert "SIGKILL" not in err
+
+
+def test_a_worker_preempted_alone_is_followed_not_stopped(fake_worker):
+    # Worker 1's machine is preempted; worker 0 learns it from the cluster and saves too.
+    status, _, err, seconds = run_fake(fake_worker, ["preempted_late", "preempted"])
+    assert status == launch.EXIT_PREEMPTED, err
+    pids = started_pids(err)
+    assert f"worker 1 (pid {pids[1]}) stopped on a signal after saving a checkpoint" in err
+    assert "with SIGTERM" not in err  # the launcher waited for worker 0 to save
+    assert "every worker saved a checkpoint" in err
+    # One that does not follow within the grace period: the job failed.
+    status, _, err, _ = run_fake(fake_worker, ["sleep", "preempted"], grace_period=1.0)
+    assert status == launch.EXIT_WORKER_FAILED, err
+    assert f"stopping worker 0 (pid {started_pids(err)[0]}) with SIGTERM" in err
+
+
 def test_sigint_to_the_launcher_stops_every_worker(fake_worker):
     script = (
         "import sys; from keras_alexnet import launch; "
@@ -309,13 +351,13 @@ def train_args(model_dir, root, *extra):
     ]
 
 
-def start_launcher(args, workers=2, timeout=420):
+def start_launcher(args, workers=2, timeout=420, grace_period=5):
     process = subprocess.Popen(
         fresh_process.command(
             "launch",
             f"--workers={workers}",
             f"--timeout={timeout}",
-            "--grace_period=5",
+            f"--grace_period={grace_period}",
             "--",
             *args,
         ),
@@ -345,20 +387,34 @@ def weights_digests(text):
     }
 
 
-def test_two_workers_train_like_one_device(tmp_path, tiny_root):
-    extra = ("--max_steps=3", "--deterministic", "--dropout=0")
-    two_dir, one_dir = tmp_path / "two", tmp_path / "one"
-    status, text = run_launcher(train_args(two_dir, tiny_root, *extra))
+# The uninterrupted two-worker run: compared with one device, and with a run stopped by
+# SIGKILL and by SIGTERM and resumed. 3 epochs of 6 steps.
+TWO_WORKER_EXTRA = ("--epochs=3", "--deterministic", "--dropout=0")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, tiny_root):
+    """(model_dir, output) of the uninterrupted two-worker run of TWO_WORKER_EXTRA."""
+    two_dir = tmp_path_factory.mktemp("two") / "two"
+    status, text = run_launcher(train_args(two_dir, tiny_root, *TWO_WORKER_EXTRA))
     assert status == 0, text[-6000:]
+    return two_dir, text
+
+
+def test_two_workers_train_like_one_device(tmp_path, tiny_root, two_workers):
+    extra = TWO_WORKER_EXTRA
+    (two_dir, text), one_dir = two_workers, tmp_path / "one"
     assert re.search(
-        r"^\[worker 0\] .*Done: step 3; checkpoint \S+/two/checkpoints/ckpt-3", text, re.M
+        r"^\[worker 0\] .*Done: step 18, .*; checkpoint \S+/two/checkpoints/ckpt-18", text, re.M
     )
-    assert re.search(r"^\[worker 1\] .*Done: step 3; checkpoint \S+/workers/worker_1/", text, re.M)
+    assert re.search(
+        r"^\[worker 1\] .*Done: step 18, .*; checkpoint \S+/workers/worker_1/", text, re.M
+    )
     digests = weights_digests(text)
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
     # Only the chief's files stay in model_dir; worker 1 removed its own checkpoints.
     assert not (two_dir / "workers" / "worker_1").exists()
-    assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-3")
+    assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-18")
 
     one = fresh_process.run_module(
         "train", "--strategy=one_device", *train_args(one_dir, tiny_root, *extra), timeout=420
@@ -379,19 +435,29 @@ def test_two_workers_train_like_one_device(tmp_path, tiny_root):
     del two_model, one_model
 
 
-def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root):
+def wait_for_checkpoint(log, model_dir, after=0, seconds=400):
+    """Waits until the chief's state file names a checkpoint above `after`; its number."""
+    deadline = time.monotonic() + seconds
+    while True:
+        latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+        if latest and int(latest.rsplit("-", 1)[1]) > after:
+            return int(latest.rsplit("-", 1)[1])
+        assert log.process.poll() is None, log.tail()
+        assert time.monotonic() < deadline, f"no checkpoint after {after}:\n{log.tail()}"
+        time.sleep(0.02)
+
+
+def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
+    tmp_path, tiny_root, two_workers
+):
     model_dir = tmp_path / "run"
-    # Steps enough that the job is still running when worker 1 is killed after ckpt-2.
-    args = train_args(model_dir, tiny_root, "--epochs=2")
+    args = train_args(model_dir, tiny_root, *TWO_WORKER_EXTRA)
+
+    # 1. Worker 1 is killed after ckpt-2: the launcher stops the job.
     log = start_launcher(args)
     try:
-        pid = int(log.wait_for(r"started worker 1 \(pid (\d+)\)", timeout=120).group(1))
-        # Wait until the chief has finished writing ckpt-2 (the state file names it).
-        deadline = time.monotonic() + 400
-        while tf.train.latest_checkpoint(str(model_dir / "checkpoints")) is None:
-            assert log.process.poll() is None, log.tail()
-            assert time.monotonic() < deadline, f"no checkpoint within 400 s:\n{log.tail()}"
-            time.sleep(0.1)
+        wait_for_checkpoint(log, model_dir)
+        pid = started_pids(log.text())[1]
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         status = log.process.wait(timeout=120)
@@ -407,15 +473,61 @@ def test_a_killed_worker_stops_the_job_and_the_rerun_resumes(tmp_path, tiny_root
     finally:
         log.end()
 
+    # 2. The rerun resumes; SIGTERM reaches worker 1 only (a preempted machine) after its
+    # next checkpoint. Worker 0 learns of it through the cluster and both save one step.
+    log = start_launcher(args, grace_period=60)  # time to finish a step and save
+    try:
+        resumed = log.wait_for(
+            r"\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch \d, step \d of 6, "
+            r"step (\d+) in all",
+            timeout=400,
+        )
+        killed_at = int(resumed.group(1))
+        assert killed_at == int(resumed.group(2)) >= 2, log.tail()
+        wait_for_checkpoint(log, model_dir, after=killed_at)
+        # The chief holds the job's lock; the other worker holds none.
+        lock = json.loads((model_dir / "train.lock").read_text())
+        pids = started_pids(log.text())
+        os.kill(pids[1], signal.SIGTERM)
+        signalled = time.monotonic()
+        status = log.process.wait(timeout=120)
+        seconds = time.monotonic() - signalled
+        log.join()
+        text = log.text()
+    finally:
+        log.end()
+    assert lock["pid"] == pids[0], lock
+    assert status == launch.EXIT_PREEMPTED, text[-6000:]
+    assert f"[launch] worker 1 (pid {pids[1]}) stopped on a signal after saving" in text
+    stopped = dict(
+        (int(i), (why, int(step)))
+        for i, why, step in re.findall(
+            r"^\[worker (\d)\] .*Stopped by (.+) at step (\d+)[,;] ", text, re.M
+        )
+    )
+    # Both workers saved the same step, the chief into model_dir.
+    assert set(stopped) == {0, 1}, text[-6000:]
+    assert stopped[1][0] == "SIGTERM" and stopped[0][0] == "another worker's signal", stopped
+    step = stopped[0][1]
+    assert stopped[1][1] == step and killed_at < step < 18, text[-6000:]
+    assert run_dir.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
+    assert "[launch] every worker saved a checkpoint" in text
+    assert not any(alive(p) for p in pids.values())
+    assert not (model_dir / "train.lock").exists()
+    print(f"2 workers: SIGTERM to worker 1 to the launcher's exit {seconds:.2f} s, step {step}")
+    assert seconds < 90
+
+    # 3. The rerun starts at the very step saved, and ends as if nothing had happened.
     status, text = run_launcher(args)
     assert status == 0, text[-6000:]
-    match = re.search(
-        r"^\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch 1, step (\d+) of 6",
-        text,
-        re.M,
-    )
-    assert match and int(match.group(1)) == int(match.group(2)) >= 2, text[-6000:]
-    print(match.group(0))
-    assert re.search(r"^\[worker 0\] .*Done: step 12", text, re.M), text[-6000:]
+    for worker in (0, 1):
+        assert re.search(
+            rf"^\[worker {worker}\] Resuming from \S+/run/checkpoints/ckpt-{step}: .*, "
+            rf"step {step} in all",
+            text,
+            re.M,
+        ), text[-6000:]
+    assert re.search(r"^\[worker 0\] .*Done: step 18", text, re.M), text[-6000:]
     digests = weights_digests(text)
     assert set(digests) == {0, 1} and digests[0] == digests[1], text[-6000:]
+    assert digests == weights_digests(two_workers[1]), text[-6000:]

@@ -16,8 +16,10 @@ import tiny
 
 from keras_alexnet import evaluate
 from keras_alexnet import image_files
+from keras_alexnet import preemption
 from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
+from keras_alexnet import run_lock
 from keras_alexnet import shapes_dataset
 from keras_alexnet import train
 
@@ -160,62 +162,152 @@ def final_weights(model_dir):
     return [v.numpy() for v in model.weights]
 
 
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_sigkill_mid_epoch_resumes_exactly(tmp_path, tiny_root, replicas):
-    # Batches of 6: 8 steps an epoch; under 2 replicas the 16 validation images leave the
-    # last validation step uneven (3 steps of 2 x 3 places), at every epoch end.
-    args = [
+def signal_args(root, replicas, checkpoint_every=2):
+    """Flags of the runs that are stopped by a signal and resumed, and of their reference.
+
+    Batches of 6: 8 steps an epoch; under 2 replicas the 16 validation images leave the
+    last validation step uneven (3 steps of 2 x 3 places), at every epoch end.
+    """
+    return [
         "--dataset=folder",
-        f"--data_dir={tiny_root}",
+        f"--data_dir={root}",
         "--variant=tiny",
         f"--cpu_replicas={replicas}",
         "--batch_size=6",
         "--epochs=2",
-        "--checkpoint_every=2",
+        f"--checkpoint_every={checkpoint_every}",
         "--learning_rate=0.001",
         "--init=paper",
         "--stats_images=16",
         "--deterministic",
     ]
-    killed_dir = tmp_path / "killed"
-    process = subprocess.Popen(
-        fresh_process.command("train", f"--model_dir={killed_dir}", *args),
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_root):
+    """fn(replicas) -> the final weights of a run of `signal_args` that nothing stopped."""
+    weights = {}
+
+    def get(replicas):
+        if replicas not in weights:
+            model_dir = tmp_path_factory.mktemp(f"straight{replicas}")
+            straight = fresh_process.run_module(
+                "train", f"--model_dir={model_dir}", *signal_args(tiny_root, replicas)
+            )
+            assert straight.returncode == 0, straight.stderr[-3000:]
+            # Validation at both epoch ends counted every image once, on one replica or two.
+            assert straight.stdout.count("over 16 images") == 2, straight.stdout[-3000:]
+            weights[replicas] = final_weights(model_dir)
+        return weights[replicas]
+
+    return get
+
+
+def start_training(model_dir, args):
+    return subprocess.Popen(
+        fresh_process.command("train", f"--model_dir={model_dir}", *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(os.environ),
     )
+
+
+def wait_for_checkpoint(process, model_dir, after=0, seconds=300):
+    """Waits until `process` has written a checkpoint numbered above `after`; its number."""
+    deadline = time.time() + seconds
+    while True:
+        numbers = [
+            int(re.search(r"ckpt-(\d+)\.index$", path).group(1))
+            for path in glob.glob(str(model_dir / "checkpoints" / "ckpt-*.index"))
+        ]
+        if any(n > after for n in numbers):
+            return max(numbers)
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, f"no checkpoint after {after} within {seconds} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
+    tmp_path, tiny_root, replicas, uninterrupted
+):
+    # Periodic checkpoints every 3 steps, of 16: SIGTERM comes after ckpt-3 and the run
+    # saves the step it has reached, whichever it is (a save of its own unless it is a
+    # periodic or epoch-end step: preemption_test makes sure of one); SIGKILL comes after
+    # the resumed run's next checkpoint and loses the steps since.
+    args = signal_args(tiny_root, replicas, checkpoint_every=3)
+    model_dir = tmp_path / "run"
+    process = start_training(model_dir, args)
     try:
-        deadline = time.time() + 300
-        while not glob.glob(str(killed_dir / "checkpoints" / "ckpt-2.index")):
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            assert time.time() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.05)
+        wait_for_checkpoint(process, model_dir)
+        if replicas == 1:
+            # A second run on the live run's model_dir refuses at once, naming it.
+            with pytest.raises(
+                run_lock.RunLocked, match=rf"pid {process.pid} on host \S+, started"
+            ):
+                train.train(tiny.train_config(model_dir, tiny_root))
+            assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = process.wait(timeout=120)
+        seconds = time.monotonic() - signalled
+        output = process.stdout.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+    assert status == preemption.EXIT_PREEMPTED, output[-3000:]
+    stopped = re.search(
+        r"Stopped by SIGTERM at step (\d+), [\d.]+ s after the signal; checkpoint (\S+)\. ",
+        output,
+    )
+    assert stopped, output[-3000:]
+    step, checkpoint = int(stopped.group(1)), stopped.group(2)
+    assert 3 <= step < 16 and checkpoint.endswith(f"ckpt-{step}")
+    assert run_dir.latest_checkpoint(str(model_dir)) == checkpoint
+    assert not (model_dir / "train.lock").exists()
+    print(f"{replicas} replica(s): SIGTERM to exit {seconds:.2f} s, saved step {step}")
+    assert seconds < 60
+
+    # The rerun starts at the very step the signal stopped: no step lost. Killed after
+    # its next checkpoint, it leaves its lock behind.
+    process = start_training(model_dir, args)
+    try:
+        killed_at = wait_for_checkpoint(process, model_dir, after=step)
         process.send_signal(signal.SIGKILL)
     finally:
         process.kill()
         process.wait()
-    resumed = fresh_process.run_module("train", f"--model_dir={killed_dir}", *args)
+    output = process.stdout.read().decode()
+    assert re.search(
+        rf"Resuming from {re.escape(checkpoint)}: epoch \d, step \d of 8, step {step} in all",
+        output,
+    ), output[-3000:]
+    assert (model_dir / "train.lock").exists()
+
+    resumed = fresh_process.run_module("train", f"--model_dir={model_dir}", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed run's process is gone, so the rerun takes its lock over.
+    assert re.search(
+        rf"warning: taking over the lock \S+train.lock of a run that is gone \(pid "
+        rf"{process.pid} on host .*\): its process {process.pid} no longer runs",
+        resumed.stdout,
+    ), resumed.stdout[-3000:]
+    assert not (model_dir / "train.lock").exists()  # released at the end
     # TensorFlow's Python code logs a line at INFO for each checkpoint saved; the tool
     # keeps them off (the C++ lines logged at import are TensorFlow's to control).
     assert not re.search(r"^I\d{4} .*\.py:\d+\]", resumed.stderr, re.M), resumed.stderr[-3000:]
     # Standard output is a pipe: plain progress lines (every --log_every=10 steps and at
-    # an epoch's end: one in each of the 2 epochs), no terminal escape sequences.
+    # an epoch's end: one for each epoch the resumed run ends), no terminal escapes.
     assert "\x1b" not in resumed.stdout and "\b" not in resumed.stdout
-    assert (
-        re.findall(r"^  step (\d+)/8 +loss \S+ +top1_err \S+%", resumed.stdout, re.M) == ["8"] * 2
+    lines = re.findall(r"^  step (\d+)/8 +loss \S+ +top1_err \S+%", resumed.stdout, re.M)
+    assert lines and set(lines) == {"8"}, resumed.stdout[-3000:]
+    resume = re.search(
+        r"Resuming from \S+ckpt-(\d+): epoch \d, step \d of 8, step (\d+) in all", resumed.stdout
     )
-    match = re.search(r"Resuming from \S+ckpt-(\d+): epoch 1, step (\d+) of 8", resumed.stdout)
-    assert match, resumed.stdout[-3000:]
-    assert 0 < int(match.group(2)) < 8  # mid-epoch
-    assert match.group(1) == match.group(2)
-    straight_dir = tmp_path / "straight"
-    straight = fresh_process.run_module("train", f"--model_dir={straight_dir}", *args)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    # Validation at both epoch ends counted every image once, on one replica or two.
-    assert straight.stdout.count("over 16 images") == 2, straight.stdout[-3000:]
-    # Interrupted and resumed, or not: the same weights to the bit.
-    for a, b in zip(final_weights(killed_dir), final_weights(straight_dir)):
+    assert resume, resumed.stdout[-3000:]
+    assert int(resume.group(1)) == int(resume.group(2)) >= killed_at > step
+    # Stopped twice and resumed, or not: the same weights to the bit.
+    for a, b in zip(final_weights(model_dir), uninterrupted(replicas)):
         np.testing.assert_array_equal(a, b)
 
 
