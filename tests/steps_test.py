@@ -56,6 +56,9 @@ DISTRIBUTED_EVAL = textwrap.dedent("""
     rng = np.random.default_rng(0)
 
     def write_folder(path, num_validation):
+        for split in ("train", "validation"):  # every split has every class folder
+            for label in range(3):
+                os.makedirs(f"{path}/{split}/class{label}", exist_ok=True)
         for split, count in (("train", 3), ("validation", num_validation)):
             for i in range(count):
                 label = i % 3
