@@ -5,6 +5,8 @@ import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlo
 # isort: on
 
 
+import gc
+
 import image_data
 import keras
 import pytest
@@ -21,6 +23,14 @@ def paper_model():
     """The paper's AlexNet, built once: building 61M parameters takes seconds."""
     keras.utils.set_random_seed(0)
     return keras_alexnet.AlexNet()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_memory_after_each_module():
+    """Frees what a test module's models hold, so the suite's memory does not add up."""
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

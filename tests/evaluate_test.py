@@ -62,7 +62,9 @@ def test_evaluate_cli_prints_a_table_and_writes_json(trained, tmp_path):
     assert f"{report['top1_error']:.2%}" in result.stdout  # the table and the JSON agree
 
 
-@pytest.mark.parametrize("crops", ["center", "10"])
+# The ten patches cover the padding of the last step too; the central patch on two
+# replicas is left to `pytest -m slow`.
+@pytest.mark.parametrize("crops", [pytest.param("center", marks=pytest.mark.slow), "10"])
 def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch, crops):
     """18 images in batches of 4: the last step's 2 images are uneven over 2 replicas."""
     model_dir, _ = trained
