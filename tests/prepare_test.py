@@ -110,3 +110,25 @@ def test_training_from_prepared_shards_resumes_exactly(prepared_dir, tmp_path):
     resumed = train.train(cut)
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     assert tf.io.gfile.exists(os.path.join(cut.model_dir, "labels.txt"))
+
+
+def test_two_replicas_train_from_prepared_shards_with_dropout_and_validation(
+    prepared_dir, tmp_path
+):
+    out, _ = prepared_dir
+    args = [
+        f"--dataset=prepared:{out}",
+        f"--model_dir={tmp_path / 'run'}",
+        "--variant=tiny",
+        "--cpu_replicas=2",
+        "--batch_size=8",
+        "--epochs=1",
+        "--stats_images=16",
+        "--learning_rate=0.001",
+    ]
+    result = run_module("train", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "over 2 replica(s)" in result.stdout
+    # Every validation image counted once, the last step's padding none.
+    assert "over 16 images" in result.stdout, result.stdout[-3000:]
+    assert "Done: step 6" in result.stdout
