@@ -66,7 +66,8 @@ def write(model_dir, source, checked, found):
 
     Written aside and renamed, so a reader never sees half a list.
     """
-    scanned = [(p, r) for p, r in source.bad_files if (p, r) not in set(found)]
+    decoded = set(found)
+    scanned = [(p, r) for p, r in source.bad_files if (p, r) not in decoded]
     lines = [
         "# Image files left out of this run (on_bad_image=skip): how each was found "
         "(scan: by its structure, decode: by decoding it), its path and the reason.",
