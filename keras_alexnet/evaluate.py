@@ -159,11 +159,8 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
     try:
         return steps.evaluate_dataset(loaded.model, data, strategy=strategy, crops=crops)
     except tf.errors.InvalidArgumentError as error:
-        bad = input_pipeline.undecodable(source, split)
-        if not bad:
-            raise
-        raise ValueError(
-            input_pipeline.describe_failures(bad, f"{split} image(s)", "evaluating")
+        raise input_pipeline.undecodable_error(
+            error, source, split, f"{split} image(s)", "evaluating"
         ) from error
 
 

@@ -257,6 +257,25 @@ def undecodable(source, split, progress=None):
     return _decode_failures(source, failed, f"the {split} split")
 
 
+def undecodable_error(error, source, split, what, before, hint=""):
+    """After a pass over a split failed: a ValueError naming the files that do not decode.
+
+    Args:
+      error: the `tf.errors.InvalidArgumentError` the pass raised; raised again as it is
+        when every file of the split decodes (the failure was something else).
+      source, split: the data the pass read (see `undecodable`).
+      what, before: as for `describe_failures`.
+      hint: appended to the message, e.g. what to do next.
+
+    Returns:
+      The ValueError, to raise `from error`.
+    """
+    bad = undecodable(source, split)
+    if not bad:
+        raise error
+    return ValueError(describe_failures(bad, what, before) + hint)
+
+
 def describe_failures(bad, what, before, limit=5):
     """The message for images that do not decode: how many, and the first `limit`.
 
@@ -317,5 +336,6 @@ __all__ = [
     "steps_per_epoch",
     "train_dataset",
     "undecodable",
+    "undecodable_error",
     "undecodable_in_step",
 ]

@@ -134,13 +134,14 @@ def _write_split(source, split, output_dir, plan):
                 for encoded, label in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
                     writer.write(prepared.example_bytes(encoded, label))
         except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail
-            bad = input_pipeline.undecodable(source, split)
-            if not bad:
-                raise
-            raise ValueError(
-                input_pipeline.describe_failures(bad, f"{split} image(s)", "preparing")
-                + ". Remove or replace them, or leave them out with --on_bad_image=skip; "
-                f"the {index} shards written are kept."
+            raise input_pipeline.undecodable_error(
+                error,
+                source,
+                split,
+                f"{split} image(s)",
+                "preparing",
+                ". Remove or replace them, or leave them out with --on_bad_image=skip; "
+                f"the {index} shards written are kept.",
             ) from error
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         done += count

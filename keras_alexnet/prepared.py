@@ -16,7 +16,6 @@ Layout of a prepared folder:
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import sources
@@ -94,9 +93,7 @@ class _PreparedReader:
     def examples(self, split, order):
         shards = [os.path.join(self._path, name) for name in self._shards[split]]
         if order is not None:
-            permutation = np.random.default_rng([int(order[0]), int(order[1])]).permutation(
-                len(shards)
-            )
+            permutation = sources.epoch_rng(*order).permutation(len(shards))
             shards = [shards[i] for i in permutation]
         files = tf.data.Dataset.from_tensor_slices(shards)
         ds = files.interleave(

@@ -165,12 +165,13 @@ def _load_or_compute_stats(config, source, chief, start_from):
     try:
         stats = stats_lib.compute_stats(source, max_images=config.stats_images, seed=config.seed)
     except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail: a file did not decode
-        bad = input_pipeline.undecodable(source, "train")
-        if not bad:
-            raise
-        raise ValueError(
-            input_pipeline.describe_failures(bad, "training image(s)", "training")
-            + ". Remove or replace them, or leave them out with --on_bad_image=skip."
+        raise input_pipeline.undecodable_error(
+            error,
+            source,
+            "train",
+            "training image(s)",
+            "training",
+            ". Remove or replace them, or leave them out with --on_bad_image=skip.",
         ) from error
     if start_from is not None and model_lib.normalizes_input(start_from):
         # The starting model subtracts its own mean (converted pretrained weights take raw

@@ -137,7 +137,8 @@ def check_seed_and_epoch(seed, epoch):
         raise ValueError(f"seed and epoch must be >= 0. Received: seed={seed}, epoch={epoch}")
 
 
-def _epoch_rng(seed, epoch):
+def epoch_rng(seed, epoch):
+    """The NumPy generator of an epoch's Python-side order (shards, record files)."""
     check_seed_and_epoch(seed, epoch)
     return np.random.default_rng([int(seed), int(epoch)])
 
@@ -448,11 +449,11 @@ class _TfdsReader:
 
         sort_fn = None
         if order is not None:
-            _epoch_rng(*order)  # Checks the arguments now.
+            epoch_rng(*order)  # Checks the arguments now.
 
             def sort_fn(instructions):
                 # The same permutation of the record files on every worker, on every call.
-                permutation = _epoch_rng(*order).permutation(len(instructions))
+                permutation = epoch_rng(*order).permutation(len(instructions))
                 return [instructions[i] for i in permutation]
 
         read_config = tfds.ReadConfig(try_autocache=False, experimental_interleave_sort_fn=sort_fn)
@@ -634,6 +635,7 @@ __all__ = [
     "check_seed_and_epoch",
     "check_validation_split",
     "epoch_permutation",
+    "epoch_rng",
     "folder_source",
     "is_imagenet2012",
     "tfds_source",

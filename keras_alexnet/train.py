@@ -405,13 +405,13 @@ def _validate(run, state, validation):
     try:
         return steps.evaluate_dataset(state.model, validation, strategy=run.strategy)
     except tf.errors.InvalidArgumentError as error:
-        bad_images = input_pipeline.undecodable(run.source, "validation")
-        if not bad_images:
-            raise
-        raise ValueError(
-            input_pipeline.describe_failures(bad_images, "validation image(s)", "training")
-            + _rerun_hint(state)
-            + "."
+        raise input_pipeline.undecodable_error(
+            error,
+            run.source,
+            "validation",
+            "validation image(s)",
+            "training",
+            _rerun_hint(state) + ".",
         ) from error
 
 
