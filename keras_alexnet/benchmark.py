@@ -1,16 +1,20 @@
 """Training and inference speed of AlexNet: `python -m keras_alexnet.benchmark`.
 
 Measures this package's model and, in the same run, the same network built with
-`keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), and prints the ratio; then
-the GEMM peak of the environment (a large `tf.linalg.matmul`) and each measurement as a
-fraction of it; with --per_layer, the forward and backward time of each layer. Compare
-ratios measured in one run, not absolute figures from different runs.
+`keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), the GEMM peak of the
+environment (a large `tf.linalg.matmul`) and, with --torch, the PyTorch build of the same
+network (--torch_peer). They run in turn, one step of each after the other, so that a
+machine shared with other jobs slows them alike; each figure is the median of its steps.
+Prints each figure as a fraction of the GEMM peak and the ratios to the first
+implementation; with --per_layer, the forward and backward time of each layer.
 
-    python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --per_layer
+    python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --torch --per_layer
 """
 
+import importlib.util
 import json
 import os
+import statistics
 import time
 
 from absl import app
@@ -22,6 +26,15 @@ from keras_alexnet import steps as steps_lib
 from keras_alexnet import variants
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# The PyTorch peer: ../shared/bench/torch_peer.py beside the repository, when it is there.
+DEFAULT_TORCH_PEER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.pardir,
+    "shared",
+    "bench",
+    "torch_peer.py",
+)
+GEMM_SIZE = 4096
 FLAGS = flags.FLAGS
 
 
@@ -43,19 +56,262 @@ def define_flags():
         f"Keras dtype policies to measure, from {POLICIES}, e.g. float32,mixed_float16.",
     )
     flags.DEFINE_integer("num_classes", 1000, "Classes of fc8.", lower_bound=1)
-    flags.DEFINE_boolean("json", False, "Print one JSON line per implementation instead of text.")
+    flags.DEFINE_boolean("json", False, "Print one JSON line per measurement instead of text.")
     flags.DEFINE_boolean(
         "per_layer", False, "Also time each layer's forward and backward pass (float32)."
     )
+    flags.DEFINE_boolean(
+        "torch",
+        False,
+        "Also measure the PyTorch build of the same network (--torch_peer; needs torch), "
+        "in turn with the others, step by step. The paper variant only.",
+    )
+    flags.DEFINE_string(
+        "torch_peer",
+        DEFAULT_TORCH_PEER,
+        "Python file defining paper_alexnet(num_classes), the PyTorch network of --torch.",
+    )
+    flags.DEFINE_integer(
+        "threads",
+        0,
+        "Threads of TensorFlow's (intra-op) and PyTorch's pools; 0 for one per CPU this "
+        "process may use.",
+        lower_bound=0,
+    )
 
 
-def _images_per_second(fn, batch_size, steps, warmup):
+def cpu_count():
+    """The CPUs this process may run on (its affinity), TensorFlow's default thread count."""
+    return len(os.sched_getaffinity(0))
+
+
+def alternate(fns, steps, warmup):
+    """Times functions in turn: one call of each, then the next round.
+
+    A machine shared with other jobs slows them alike, so their ratios hold where the
+    figures of separate runs do not.
+
+    Args:
+        fns: functions of no arguments, each returning when its work is done.
+        steps: timed rounds.
+        warmup: untimed rounds first.
+
+    Returns:
+        One list of `steps` durations in seconds per function, in the order of `fns`.
+    """
     for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
+        for fn in fns:
+            fn()
+    seconds = [[] for _ in fns]
     for _ in range(steps):
-        fn()
-    return batch_size * steps / (time.perf_counter() - start)
+        for fn, durations in zip(fns, seconds):
+            start = time.perf_counter()
+            fn()
+            durations.append(time.perf_counter() - start)
+    return seconds
+
+
+class KerasSubject:
+    """This package's AlexNet, its training step and its inference, on random data."""
+
+    def __init__(self, implementation, *, batch_size, variant, num_classes, dtype_policy):
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(0)
+        self.model = model_lib.AlexNet(
+            num_classes, variant=variant, implementation=implementation, dtype_policy=dtype_policy
+        )
+        # SGD with momentum; the paper's weight decay is the model's L2 regularizer.
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        if dtype_policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self._step = steps_lib.make_train_step(self.model, optimizer, batch_size)
+        self._images = tf.random.normal((batch_size, *self.model.input_shape[1:]), stddev=50.0)
+        self._labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
+        self._predict = tf.function(lambda x: self.model(x, training=False))
+        self.batch_size = batch_size
+        self.info = dict(
+            implementation=implementation,
+            variant=variant,
+            dtype_policy=self.model.get_layer("conv1").dtype_policy.name,
+            batch=batch_size,
+        )
+        self.forward_gflop = 2 * sum(model_lib.multiply_adds(self.model).values()) / 1e9
+
+    def train(self):
+        self._step(self._images, self._labels)[0].numpy()
+
+    def infer(self):
+        self._predict(self._images).numpy()
+
+
+class TorchSubject:
+    """The PyTorch network of a peer file, trained and run as PyTorch users do.
+
+    Training: train() mode, SGD with momentum 0.9 and weight decay 5e-4 (the paper's), a
+    cross-entropy loss, backward and the optimizer's step; inference: eval() mode under
+    no_grad. float32, `threads` threads. PyTorch is imported here only: it is not a
+    dependency of this package.
+    """
+
+    def __init__(self, peer_path, *, batch_size, num_classes, threads, input_size=227):
+        import torch
+
+        spec = importlib.util.spec_from_file_location("torch_peer", peer_path)
+        peer = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(peer)
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self._torch = torch
+        self.model = peer.paper_alexnet(num_classes)
+        self._optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4
+        )
+        self._loss = torch.nn.CrossEntropyLoss()
+        self._images = torch.randn(batch_size, 3, input_size, input_size)
+        self._labels = torch.randint(0, num_classes, (batch_size,))
+        self.batch_size = batch_size
+        self.info = dict(
+            implementation="pytorch",
+            peer=os.path.basename(peer_path),
+            torch=torch.__version__,
+            dtype_policy="float32",
+            batch=batch_size,
+        )
+
+    def train(self):
+        self.model.train()
+        self._optimizer.zero_grad()
+        self._loss(self.model(self._images), self._labels).backward()
+        self._optimizer.step()
+
+    def infer(self):
+        self.model.eval()
+        with self._torch.no_grad():
+            self.model(self._images)
+
+
+def _gemm(size):
+    """A function that multiplies two float32 size x size matrices, and its FLOPs."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    return lambda: matmul().numpy(), 2 * size**3
+
+
+def gemm_peak(size=GEMM_SIZE, steps=5):
+    """GFLOP/s of a float32 `tf.linalg.matmul` of two size x size matrices: the machine's
+    matrix-multiply peak as TensorFlow reaches it, the yardstick of the model's speed."""
+    fn, flop = _gemm(size)
+    (seconds,) = alternate([fn], steps, warmup=1)
+    return flop / statistics.median(seconds) / 1e9
+
+
+def run(
+    implementations=("towers",),
+    *,
+    batch_size,
+    steps,
+    warmup=2,
+    variant="paper",
+    num_classes=1000,
+    dtype_policies=("float32",),
+    torch_peer=None,
+    threads=None,
+    gemm_size=GEMM_SIZE,
+):
+    """Measures each implementation and policy, the GEMM peak and the PyTorch peer, in turn.
+
+    The training steps of every model run one after the other, with one GEMM after each
+    round, then their inference the same way; each figure is the median of its steps.
+
+    Args:
+        implementations: values of `AlexNet(implementation=...)`.
+        batch_size: images per step.
+        steps: timed steps of each.
+        warmup: untimed steps first.
+        variant: the network variant ("paper" with a torch_peer).
+        num_classes: classes of fc8.
+        dtype_policies: Keras dtype policies ("float32", "mixed_float16",
+            "mixed_bfloat16"); float16 trains with loss scaling, as `keras_alexnet.train`.
+        torch_peer: None, or the path of a Python file defining `paper_alexnet(num_classes)`,
+            the same network in PyTorch, measured in float32 with `threads` threads.
+        threads: PyTorch's threads; default: TensorFlow's intra-op threads.
+        gemm_size: the side of the GEMM's square matrices.
+
+    Returns:
+        A list of dicts, one per model (the PyTorch peer last, implementation "pytorch"):
+        train_img_per_s, infer_img_per_s, their GFLOP/s, forward_gflop_per_img,
+        gemm_peak_gflop_per_s, train_fraction_of_peak and infer_fraction_of_peak; with a
+        peer, train_ratio_to_torch and infer_ratio_to_torch for the float32 models.
+
+    Raises:
+        ValueError: a torch_peer with a variant other than "paper".
+    """
+    import tensorflow as tf
+
+    if torch_peer is not None and variant != "paper":
+        raise ValueError(
+            f'The PyTorch peer is the paper\'s network: it needs variant="paper". '
+            f"Received: variant={variant!r}"
+        )
+    threads = threads or tf.config.threading.get_intra_op_parallelism_threads() or cpu_count()
+    subjects = [
+        KerasSubject(
+            impl,
+            batch_size=batch_size,
+            variant=variant,
+            num_classes=num_classes,
+            dtype_policy=policy,
+        )
+        for policy in dtype_policies
+        for impl in implementations
+    ]
+    if torch_peer is not None:
+        subjects.append(
+            TorchSubject(
+                torch_peer, batch_size=batch_size, num_classes=num_classes, threads=threads
+            )
+        )
+    gemm, gemm_flop = _gemm(gemm_size)
+    *train, gemm_train = alternate([s.train for s in subjects] + [gemm], steps, warmup)
+    *infer, gemm_infer = alternate([s.infer for s in subjects] + [gemm], steps, warmup)
+    peak = gemm_flop / statistics.median(gemm_train + gemm_infer) / 1e9
+    gflop = subjects[0].forward_gflop  # the same network: the same arithmetic
+    results = []
+    for subject, train_s, infer_s in zip(subjects, train, infer):
+        train_img = batch_size / statistics.median(train_s)
+        infer_img = batch_size / statistics.median(infer_s)
+        # A training step is about three forward passes (forward, two backward products).
+        train_gflop, infer_gflop = 3 * gflop * train_img, gflop * infer_img
+        results.append(
+            dict(
+                subject.info,
+                threads=threads,
+                train_img_per_s=round(train_img, 2),
+                infer_img_per_s=round(infer_img, 2),
+                forward_gflop_per_img=round(gflop, 3),
+                train_gflop_per_s=round(train_gflop, 1),
+                infer_gflop_per_s=round(infer_gflop, 1),
+                gemm_peak_gflop_per_s=round(peak, 1),
+                train_fraction_of_peak=round(train_gflop / peak, 3),
+                infer_fraction_of_peak=round(infer_gflop / peak, 3),
+            )
+        )
+    if torch_peer is not None:
+        peer = results[-1]
+        for result in results[:-1]:
+            if result["dtype_policy"] == "float32":
+                result["train_ratio_to_torch"] = round(
+                    result["train_img_per_s"] / peer["train_img_per_s"], 3
+                )
+                result["infer_ratio_to_torch"] = round(
+                    result["infer_img_per_s"] / peer["infer_img_per_s"], 3
+                )
+    return results
 
 
 def measure(
@@ -67,65 +323,31 @@ def measure(
     variant="paper",
     num_classes=1000,
     dtype_policy=None,
+    gemm_size=GEMM_SIZE,
 ):
-    """Measures one implementation on random data.
+    """Measures one implementation on random data (`run` with one model and the GEMM).
 
     Args:
         implementation: a value of `AlexNet(implementation=...)`.
-        batch_size: images per step.
-        steps: timed steps for each of training and inference.
-        warmup: untimed steps before timing.
-        variant: the network variant.
-        num_classes: classes of fc8.
-        dtype_policy: a Keras dtype policy ("float32", "mixed_float16", "mixed_bfloat16");
-            float16 trains with loss scaling, as `keras_alexnet.train` does.
+        batch_size, steps, warmup, variant, num_classes, gemm_size: as for `run`.
+        dtype_policy: a Keras dtype policy; default: Keras' global policy.
 
     Returns:
-        A dict with train_img_per_s, infer_img_per_s, their GFLOP/s and the forward
-        GFLOP per image.
+        The dict of `run` for that model.
     """
     import keras
-    import tensorflow as tf
 
-    keras.utils.set_random_seed(0)
-    model = model_lib.AlexNet(
-        num_classes, variant=variant, implementation=implementation, dtype_policy=dtype_policy
-    )
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    if dtype_policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    step = steps_lib.make_train_step(model, optimizer, batch_size)
-    images = tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)
-    labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
-    predict = tf.function(lambda x: model(x, training=False))
-
-    train = _images_per_second(lambda: step(images, labels)[0].numpy(), batch_size, steps, warmup)
-    infer = _images_per_second(lambda: predict(images).numpy(), batch_size, steps, warmup)
-    gflop = 2 * sum(model_lib.multiply_adds(model).values()) / 1e9
-    return dict(
-        implementation=implementation,
+    (result,) = run(
+        (implementation,),
+        batch_size=batch_size,
+        steps=steps,
+        warmup=warmup,
         variant=variant,
-        dtype_policy=model.get_layer("conv1").dtype_policy.name,
-        batch=batch_size,
-        train_img_per_s=round(train, 2),
-        infer_img_per_s=round(infer, 2),
-        forward_gflop_per_img=round(gflop, 3),
-        # A training step is about three forward passes (forward, two backward products).
-        train_gflop_per_s=round(3 * gflop * train, 1),
-        infer_gflop_per_s=round(gflop * infer, 1),
+        num_classes=num_classes,
+        dtype_policies=(dtype_policy or keras.config.dtype_policy().name,),
+        gemm_size=gemm_size,
     )
-
-
-def gemm_peak(size=4096, steps=5):
-    """GFLOP/s of a float32 `tf.linalg.matmul` of two size x size matrices: the machine's
-    matrix-multiply peak as TensorFlow reaches it, the yardstick of the model's speed."""
-    import tensorflow as tf
-
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
-    per_second = _images_per_second(lambda: matmul().numpy(), 1, steps, warmup=1)
-    return 2 * size**3 * per_second / 1e9
+    return result
 
 
 def _fetch(tensors):
@@ -136,17 +358,24 @@ def _fetch(tensors):
 
 
 def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, implementation="towers"):
-    """Forward and backward time of each layer, on the activations of a real forward pass.
+    """Forward and backward time of each layer, on the activations and gradients of a real
+    training step.
+
+    Each layer runs on its input from a forward pass of random images and is given, as its
+    upstream gradient, that of the cross-entropy loss on random labels: mostly zeros below
+    the ReLUs and max-pools, as in training (some kernels, TensorFlow's LRNGrad for one,
+    take longer on dense random gradients).
 
     Args:
         batch_size: images per step.
-        steps: timed calls of each (after one untimed).
-        variant, num_classes, implementation: as for `measure`.
+        steps: timed calls of each (after one untimed), forward and backward in turn.
+        variant, num_classes, implementation: as for `run`.
 
     Returns:
         A list of dicts, one per layer in order: name, forward_ms, backward_ms (the
         gradients with respect to the layer's input, but for the first layer's, and its
-        weights), gflop (forward, the whole batch).
+        weights: the time of forward and backward together less the forward's), gflop
+        (forward, the whole batch).
     """
     import keras
     import tensorflow as tf
@@ -154,12 +383,16 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
     keras.utils.set_random_seed(0)
     model = model_lib.AlexNet(num_classes, variant=variant, implementation=implementation)
     counts = model_lib.multiply_adds(model)
-    x = tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)
+    inputs = [tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)]
+    labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
+    with tf.GradientTape() as tape:
+        for layer in model.layers[1:]:
+            inputs.append(layer(inputs[-1], training=True))
+        loss = keras.losses.sparse_categorical_crossentropy(labels, inputs[-1])
+    upstreams = tape.gradient(loss, inputs[1:])
     rows = []
-    for layer in model.layers[1:]:
+    for layer, x, upstream in zip(model.layers[1:], inputs, upstreams):
         forward = tf.function(lambda v, layer=layer: layer(v, training=True))
-        y = forward(x)
-        upstream = tf.random.normal(y.shape)
 
         # Training needs no gradient with respect to the images: not for the first layer.
         @tf.function
@@ -170,19 +403,18 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
             sources = ([v] if wrt_input else []) + layer.trainable_weights
             return tape.gradient(out, sources, output_gradients=upstream)
 
-        seconds = [
-            1.0 / _images_per_second(lambda fn=fn, v=x: _fetch(fn(v)), 1, steps, warmup=1)
-            for fn in (forward, backward)
-        ]
+        forward_s, both_s = alternate(
+            [lambda fn=fn, v=x: _fetch(fn(v)) for fn in (forward, backward)], steps, warmup=1
+        )
+        forward_s, both_s = statistics.median(forward_s), statistics.median(both_s)
         rows.append(
             dict(
                 name=layer.name,
-                forward_ms=round(1000 * seconds[0], 2),
-                backward_ms=round(1000 * seconds[1], 2),
+                forward_ms=round(1000 * forward_s, 2),
+                backward_ms=round(1000 * max(both_s - forward_s, 0.0), 2),
                 gflop=round(2 * counts.get(layer.name, 0) * batch_size / 1e9, 2),
             )
         )
-        x = y
     return rows
 
 
@@ -199,49 +431,32 @@ def main(argv):
     for policy in FLAGS.dtype_policy:
         if policy not in POLICIES:
             raise app.UsageError(f"--dtype_policy must be from {POLICIES}. Received: {policy!r}")
+    torch_peer = _torch_peer() if FLAGS.torch else None
+    threads = FLAGS.threads or cpu_count()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, "
-        f"batch {FLAGS.batch_size}, {FLAGS.steps} timed steps",
+        f"batch {FLAGS.batch_size}, {threads} threads, median of {FLAGS.steps} steps, "
+        "all measured in turn",
         flush=True,
     )
-    results = []
-    for policy in FLAGS.dtype_policy:
-        for impl in FLAGS.implementation:
-            result = measure(
-                impl,
-                batch_size=FLAGS.batch_size,
-                steps=FLAGS.steps,
-                warmup=FLAGS.warmup,
-                variant=FLAGS.variant,
-                num_classes=FLAGS.num_classes,
-                dtype_policy=policy,
-            )
-            results.append(result)
-            if FLAGS.json:
-                print(json.dumps(result), flush=True)
-            else:
-                print(
-                    f"{impl:>13} {policy:>14}: train {result['train_img_per_s']:7.2f} img/s "
-                    f"({result['train_gflop_per_s']:6.1f} GFLOP/s)   "
-                    f"inference {result['infer_img_per_s']:7.2f} img/s "
-                    f"({result['infer_gflop_per_s']:6.1f} GFLOP/s)",
-                    flush=True,
-                )
-    peak = gemm_peak()
-    print(f"GEMM peak (tf.linalg.matmul 4096x4096, float32): {peak:.1f} GFLOP/s", flush=True)
-    for result in results:
-        result["gemm_peak_gflop_per_s"] = round(peak, 1)
-        result["train_fraction_of_peak"] = round(result["train_gflop_per_s"] / peak, 3)
-        result["infer_fraction_of_peak"] = round(result["infer_gflop_per_s"] / peak, 3)
-        line = (
-            json.dumps(result)
-            if FLAGS.json
-            else f"{result['implementation']:>13} {result['dtype_policy']:>14}: train at "
-            f"{result['train_fraction_of_peak']:.0%} of the GEMM peak, inference at "
-            f"{result['infer_fraction_of_peak']:.0%}"
-        )
-        print(line, flush=True)
+    results = run(
+        FLAGS.implementation,
+        batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps,
+        warmup=FLAGS.warmup,
+        variant=FLAGS.variant,
+        num_classes=FLAGS.num_classes,
+        dtype_policies=FLAGS.dtype_policy,
+        torch_peer=torch_peer,
+        threads=threads,
+    )
+    if FLAGS.json:
+        for result in results:
+            print(json.dumps(result), flush=True)
+    else:
+        _print_results(results)
     if FLAGS.per_layer:
         _print_per_layer(
             per_layer(
@@ -252,13 +467,48 @@ def main(argv):
             ),
             FLAGS.json,
         )
+
+
+def _torch_peer():
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise app.UsageError(f"--torch needs PyTorch installed ({e}).") from e
+    if not os.path.isfile(FLAGS.torch_peer):
+        raise app.UsageError(
+            f"--torch_peer must be a Python file. Received: --torch_peer={FLAGS.torch_peer}"
+        )
+    if FLAGS.variant != "paper":
+        raise app.UsageError(
+            f"--torch compares the paper's network. Received: --variant={FLAGS.variant}"
+        )
+    return FLAGS.torch_peer
+
+
+def _print_results(results):
+    for r in results:
+        name = r["implementation"] + (f" {r['torch']}" if "torch" in r else "")
+        print(
+            f"{name:>18} {r['dtype_policy']:>14}: "
+            f"train {r['train_img_per_s']:7.2f} img/s ({r['train_gflop_per_s']:6.1f} GFLOP/s, "
+            f"{r['train_fraction_of_peak']:4.0%} of peak)   "
+            f"inference {r['infer_img_per_s']:7.2f} img/s ({r['infer_gflop_per_s']:6.1f} "
+            f"GFLOP/s, {r['infer_fraction_of_peak']:4.0%} of peak)",
+            flush=True,
+        )
+    print(
+        f"GEMM peak (tf.linalg.matmul {GEMM_SIZE}x{GEMM_SIZE}, float32): "
+        f"{results[0]['gemm_peak_gflop_per_s']:.1f} GFLOP/s",
+        flush=True,
+    )
     reference = results[0]
     for other in results[1:]:
         print(
             f"{reference['implementation']} {reference['dtype_policy']} / "
             f"{other['implementation']} {other['dtype_policy']}: "
             f"train x{reference['train_img_per_s'] / other['train_img_per_s']:.2f}, "
-            f"inference x{reference['infer_img_per_s'] / other['infer_img_per_s']:.2f}"
+            f"inference x{reference['infer_img_per_s'] / other['infer_img_per_s']:.2f}",
+            flush=True,
         )
 
 

@@ -371,7 +371,7 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
         dropout_layer = layers.Dropout(dropout, dtype=policy, name=f"dropout{dense_name[2:]}")
         if spec.dropout_before_dense and not last:
             x = dropout_layer(x)
-        x = keras.layers.Dense(
+        x = layers.Dense(
             units[i],
             activation=activation if last else "relu",
             kernel_initializer=kernel_init,

@@ -1,5 +1,8 @@
 """The benchmark runs and reports consistent figures (speed itself is not asserted)."""
 
+import importlib.util
+import os
+
 import pytest
 import tiny
 
@@ -8,13 +11,65 @@ from keras_alexnet import model as model_lib
 
 
 def test_measure_reports_consistent_figures():
-    result = benchmark.measure("towers", batch_size=2, steps=1, warmup=1, num_classes=10)
+    result = benchmark.measure(
+        "towers", batch_size=2, steps=1, warmup=1, num_classes=10, gemm_size=256
+    )
     assert result["train_img_per_s"] > 0 and result["infer_img_per_s"] > 0
     # The paper's network: about 724M multiply-adds, 1.45 GFLOP, per 227x227 image.
     assert result["forward_gflop_per_img"] == pytest.approx(1.45, abs=0.01)
     assert result["train_gflop_per_s"] == pytest.approx(
         3 * result["forward_gflop_per_img"] * result["train_img_per_s"], rel=0.01
     )
+    assert result["train_fraction_of_peak"] == pytest.approx(
+        result["train_gflop_per_s"] / result["gemm_peak_gflop_per_s"], rel=0.01
+    )
+    assert "train_ratio_to_torch" not in result  # no peer was measured
+
+
+def test_alternate_runs_the_functions_in_turn():
+    calls = []
+    seconds = benchmark.alternate([lambda: calls.append("a"), lambda: calls.append("b")], 3, 1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
+    assert [len(s) for s in seconds] == [3, 3] and all(t >= 0 for s in seconds for t in s)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None or not os.path.isfile(benchmark.DEFAULT_TORCH_PEER),
+    reason="needs PyTorch and the peer file ../shared/bench/torch_peer.py",
+)
+def test_run_against_the_torch_peer_reports_ratios_and_fractions():
+    ours, peer = benchmark.run(
+        ("towers",),
+        batch_size=2,
+        steps=1,
+        warmup=1,
+        num_classes=10,
+        torch_peer=benchmark.DEFAULT_TORCH_PEER,
+        threads=2,
+        gemm_size=256,
+    )
+    assert ours["implementation"] == "towers" and peer["implementation"] == "pytorch"
+    assert peer["torch"] and peer["dtype_policy"] == "float32" and peer["batch"] == 2
+    assert ours["threads"] == peer["threads"] == 2
+    for key in ("train", "infer"):
+        assert peer[f"{key}_img_per_s"] > 0
+        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
+            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01
+        )
+        for result in (ours, peer):
+            assert result[f"{key}_fraction_of_peak"] == pytest.approx(
+                result[f"{key}_gflop_per_s"] / result["gemm_peak_gflop_per_s"], rel=0.01
+            )
+    # One GEMM peak and the same network's arithmetic for both.
+    assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
+    assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]
+
+
+def test_the_torch_peer_needs_the_paper_variant():
+    with pytest.raises(ValueError, match='variant="paper"'):
+        benchmark.run(
+            batch_size=2, steps=1, variant="caffe", torch_peer=benchmark.DEFAULT_TORCH_PEER
+        )
 
 
 def test_gemm_peak_and_per_layer_times():
@@ -23,7 +78,8 @@ def test_gemm_peak_and_per_layer_times():
     rows = benchmark.per_layer(batch_size=4, steps=1, variant=tiny.VARIANT.name, num_classes=10)
     names = [r["name"] for r in rows]
     assert names[:3] == ["conv1", "lrn1", "pool1"] and names[-1] == "fc8"
-    assert all(r["forward_ms"] > 0 and r["backward_ms"] > 0 for r in rows)
+    assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in rows)
+    assert any(r["backward_ms"] > 0 for r in rows)
     # Each conv and dense layer's forward GFLOP: 2 x its multiply-adds x the batch.
     counts = model_lib.multiply_adds(model_lib.AlexNet(10, variant=tiny.VARIANT.name))
     for row in rows:

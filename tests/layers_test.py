@@ -62,6 +62,114 @@ def test_lrn_reduced_precision_does_not_overflow(policy):
         assert not np.allclose(naive.numpy().astype(np.float32), want, rtol=1e-2)
 
 
+LRN_CASES = [(2, 2.0, 1e-4, 0.75), (2, 1.0, 2e-5, 0.75), (1, 0.5, 1e-2, 0.5), (0, 2.0, 1e-3, 1.0)]
+
+
+def lrn_input_gradient_reference(a, upstream, depth_radius, bias, alpha, beta, h=1e-3):
+    """d(sum(upstream * LRN(a)))/da by central finite differences of `lrn_reference`."""
+    a = np.asarray(a, np.float64)
+    grad = np.empty_like(a)
+    for k in np.ndindex(a.shape):
+        step = np.zeros_like(a)
+        step[k] = h
+        plus = lrn_reference(a + step, depth_radius, bias, alpha, beta)
+        minus = lrn_reference(a - step, depth_radius, bias, alpha, beta)
+        grad[k] = np.sum(upstream * (plus - minus)) / (2 * h)
+    return grad
+
+
+def _lrn_gradient_inputs(seed):
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.normal(0, 60, (2, 2, 3, 11)), 0).astype(np.float32)
+    # Mostly zeros, as the gradients that reach an LRN through a ReLU and a max-pool are.
+    upstream = (rng.normal(size=x.shape) * (rng.uniform(size=x.shape) < 0.3)).astype(np.float32)
+    return x, upstream
+
+
+@pytest.mark.parametrize("depth_radius, bias, alpha, beta", LRN_CASES)
+def test_lrn_in_training_matches_numpy(depth_radius, bias, alpha, beta):
+    # In training the layer computes LRN with XLA instead of TensorFlow's op: the same
+    # numbers to the tolerance of the op itself.
+    x = np.maximum(np.random.default_rng(0).normal(0, 60, (2, 5, 4, 11)), 0).astype(np.float32)
+    layer = layers.LocalResponseNormalization(depth_radius, bias, alpha, beta)
+    want = lrn_reference(x, depth_radius, bias, alpha, beta)
+    for call in (layer, tf.function(layer)):
+        got = keras.ops.convert_to_numpy(call(x, training=True))
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth_radius, bias, alpha, beta", LRN_CASES)
+def test_lrn_gradient_matches_finite_differences_and_tensorflow(depth_radius, bias, alpha, beta):
+    x, upstream = _lrn_gradient_inputs(8)
+    want = lrn_input_gradient_reference(x, upstream, depth_radius, bias, alpha, beta)
+    # TensorFlow's own gradient of its LRN op (LRNGrad), a second, independent reference.
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = tf.nn.local_response_normalization(xt, depth_radius, bias, alpha, beta)
+    tensorflow_grad = tape.gradient(y, xt, output_gradients=upstream).numpy()
+    np.testing.assert_allclose(tensorflow_grad, want, rtol=2e-5, atol=1e-6)
+    layer = layers.LocalResponseNormalization(depth_radius, bias, alpha, beta)
+
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        return tape.gradient(y, x, output_gradients=upstream)
+
+    for call in (gradient, tf.function(gradient)):
+        got = call(xt).numpy()
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(got, tensorflow_grad, rtol=2e-5, atol=1e-6)
+    # The normalisation's own term must count, or the gradient would be upstream / k^beta.
+    assert np.max(np.abs(want - upstream / bias**beta)) > 1e-3
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_lrn_gradient_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    rng = np.random.default_rng(9)
+    # Window sums of squares far above float16's 65504: the layer must compute in float32.
+    x = rng.uniform(200, 300, (1, 2, 2, 7)).astype(np.float32)
+    upstream = rng.normal(size=x.shape).astype(np.float32)
+    want = lrn_input_gradient_reference(x, upstream, 2, 2.0, 1e-4, 0.75)
+    layer = layers.LocalResponseNormalization()
+
+    @tf.function
+    def gradient(x):
+        # In a model the layer's input is the previous layer's output, in the compute dtype.
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        return y, tape.gradient(y, x, output_gradients=tf.cast(upstream, y.dtype))
+
+    y, got = gradient(tf.cast(x, layer.compute_dtype))
+    assert y.dtype == layer.compute_dtype and got.dtype == layer.compute_dtype
+    y, got = tf.cast(y, tf.float32).numpy(), tf.cast(got, tf.float32).numpy()
+    np.testing.assert_allclose(y, lrn_reference(x, 2, 2.0, 1e-4, 0.75), rtol=1e-2)
+    assert np.all(np.isfinite(got))
+    # The input and the upstream gradient are rounded to the compute dtype: the tolerance
+    # of the forward pass, against the largest component.
+    np.testing.assert_allclose(got, want, atol=1e-2 * np.max(np.abs(want)))
+
+
+def test_lrn_training_graph_is_xla_and_inference_graph_is_the_op():
+    layer = layers.LocalResponseNormalization()
+    spec = tf.TensorSpec((None, 5, 5, 8))
+
+    def ops(training):
+        graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        definition = graph.graph.as_graph_def()
+        nodes = list(definition.node) + [n for f in definition.library.function for n in f.node_def]
+        return {node.op for node in nodes}, nodes
+
+    inference, nodes = ops(False)
+    assert "LRN" in inference
+    assert not any("_XlaMustCompile" in node.attr for node in nodes)
+    training, _ = ops(True)
+    assert "LRN" not in training
+
+
 def test_lrn_config_round_trip():
     layer = layers.LocalResponseNormalization(3, 1.5, 2e-4, 0.6, name="lrn9")
     clone = layers.LocalResponseNormalization.from_config(layer.get_config())
@@ -266,3 +374,46 @@ def test_grouped_conv_keras_ops_path_matches_block_diagonal_conv(
     want = tf.nn.conv2d(x, dense, strides, padding.upper()).numpy() + layer.bias.numpy()
     got = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_dense_matches_keras_dense_with_its_gradients(policy):
+    keras.config.set_dtype_policy(policy)
+    rng = np.random.default_rng(10)
+    x = tf.constant(rng.normal(size=(3, 17)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(3, 5)).astype(np.float32))
+    ours = layers.Dense(5, activation="relu", bias_initializer="random_normal")
+    reference = keras.layers.Dense(5, activation="relu")
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+
+    def outputs_and_gradients(layer, training):
+        # The input in the compute dtype, as a previous layer would give it.
+        inputs = tf.cast(x, layer.compute_dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            y = tf.cast(layer(inputs, training=training), tf.float32)
+        grads = tape.gradient(y, [inputs, layer.kernel, layer.bias], output_gradients=upstream)
+        return [y] + grads
+
+    def numbers(tensors):
+        return [tf.cast(t, tf.float32).numpy() for t in tensors]
+
+    tolerance = dict(rtol=1e-5, atol=1e-6) if policy == "float32" else dict(rtol=1e-2, atol=1e-2)
+    want = numbers(outputs_and_gradients(reference, True))
+    assert np.any(want[0] == 0) and np.any(want[0] > 0)  # the ReLU cuts: its gradient counts
+    for training in (True, False):
+        for call in (outputs_and_gradients, tf.function(outputs_and_gradients)):
+            for got, expected in zip(numbers(call(ours, training)), want):
+                np.testing.assert_allclose(got, expected, **tolerance)
+
+
+def test_dense_is_a_keras_dense_and_round_trips():
+    layer = layers.Dense(7, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.1))
+    clone = layers.Dense.from_config(layer.get_config())
+    assert isinstance(clone, keras.layers.Dense)
+    assert clone.get_config() == layer.get_config()
+    # Higher-rank inputs take keras.layers.Dense's own path.
+    clone.build((2, 3, 4))
+    assert tuple(clone(np.ones((2, 3, 4), np.float32), training=True).shape) == (2, 3, 7)
