@@ -4,8 +4,8 @@ Measures this package's model and, in the same run, the same network built with
 `keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), the GEMM peak of the
 environment (a large `tf.linalg.matmul`) and, with --torch, the PyTorch build of the same
 network (--torch_peer). They run in turn, one step of each after the other, so that a
-machine shared with other jobs slows them alike; each figure is the median of its steps.
-Prints each figure as a fraction of the GEMM peak and the ratios to the first
+machine shared with other jobs slows them alike (see `run`). Prints each figure, as
+images/s, GFLOP/s and a fraction of the GEMM peak, and the ratios to the first
 implementation; with --per_layer, the forward and backward time of each layer.
 
     python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --torch --per_layer
@@ -226,7 +226,10 @@ def run(
     """Measures each implementation and policy, the GEMM peak and the PyTorch peer, in turn.
 
     The training steps of every model run one after the other, with one GEMM after each
-    round, then their inference the same way; each figure is the median of its steps.
+    round, then their inference the same way. Each figure is the median of its steps; each
+    fraction of the peak and each ratio to PyTorch is the median over the rounds of one
+    step's figure over the other's in the same round, which ran under the same load (on a
+    machine shared with other jobs the load changes between rounds, not within one).
 
     Args:
         implementations: values of `AlexNet(implementation=...)`.
@@ -245,8 +248,9 @@ def run(
     Returns:
         A list of dicts, one per model (the PyTorch peer last, implementation "pytorch"):
         train_img_per_s, infer_img_per_s, their GFLOP/s, forward_gflop_per_img,
-        gemm_peak_gflop_per_s, train_fraction_of_peak and infer_fraction_of_peak; with a
-        peer, train_ratio_to_torch and infer_ratio_to_torch for the float32 models.
+        gemm_peak_gflop_per_s (the median GEMM), train_fraction_of_peak and
+        infer_fraction_of_peak; with a peer, train_ratio_to_torch and infer_ratio_to_torch
+        (images/s of the model over the peer's) for the float32 models.
 
     Raises:
         ValueError: a torch_peer with a variant other than "paper".
@@ -279,39 +283,48 @@ def run(
     gemm, gemm_flop = _gemm(gemm_size)
     *train, gemm_train = alternate([s.train for s in subjects] + [gemm], steps, warmup)
     *infer, gemm_infer = alternate([s.infer for s in subjects] + [gemm], steps, warmup)
-    peak = gemm_flop / statistics.median(gemm_train + gemm_infer) / 1e9
     gflop = subjects[0].forward_gflop  # the same network: the same arithmetic
-    results = []
-    for subject, train_s, infer_s in zip(subjects, train, infer):
-        train_img = batch_size / statistics.median(train_s)
-        infer_img = batch_size / statistics.median(infer_s)
-        # A training step is about three forward passes (forward, two backward products).
-        train_gflop, infer_gflop = 3 * gflop * train_img, gflop * infer_img
-        results.append(
-            dict(
-                subject.info,
-                threads=threads,
-                train_img_per_s=round(train_img, 2),
-                infer_img_per_s=round(infer_img, 2),
-                forward_gflop_per_img=round(gflop, 3),
-                train_gflop_per_s=round(train_gflop, 1),
-                infer_gflop_per_s=round(infer_gflop, 1),
-                gemm_peak_gflop_per_s=round(peak, 1),
-                train_fraction_of_peak=round(train_gflop / peak, 3),
-                infer_fraction_of_peak=round(infer_gflop / peak, 3),
-            )
+    # GFLOP/s of each step; a training step is about three forward passes (forward, two
+    # backward products).
+    speeds = [
+        dict(
+            train=[3 * gflop * batch_size / t for t in train_s],
+            infer=[gflop * batch_size / t for t in infer_s],
         )
+        for train_s, infer_s in zip(train, infer)
+    ]
+    gemm_speeds = dict(
+        train=[gemm_flop / 1e9 / t for t in gemm_train],
+        infer=[gemm_flop / 1e9 / t for t in gemm_infer],
+    )
+    results = []
+    for subject, speed in zip(subjects, speeds):
+        result = dict(subject.info, threads=threads, forward_gflop_per_img=round(gflop, 3))
+        for key, flop in (("train", 3 * gflop), ("infer", gflop)):
+            median = statistics.median(speed[key])
+            result[f"{key}_img_per_s"] = round(median / flop, 2)
+            result[f"{key}_gflop_per_s"] = round(median, 1)
+            # Each step against the GEMM of its own round, which ran under the same load.
+            result[f"{key}_fraction_of_peak"] = round(
+                _median_ratio(speed[key], gemm_speeds[key]), 3
+            )
+        result["gemm_peak_gflop_per_s"] = round(
+            statistics.median(gemm_speeds["train"] + gemm_speeds["infer"]), 1
+        )
+        results.append(result)
     if torch_peer is not None:
-        peer = results[-1]
-        for result in results[:-1]:
+        for result, speed in zip(results[:-1], speeds[:-1]):
             if result["dtype_policy"] == "float32":
-                result["train_ratio_to_torch"] = round(
-                    result["train_img_per_s"] / peer["train_img_per_s"], 3
-                )
-                result["infer_ratio_to_torch"] = round(
-                    result["infer_img_per_s"] / peer["infer_img_per_s"], 3
-                )
+                for key in ("train", "infer"):
+                    result[f"{key}_ratio_to_torch"] = round(
+                        _median_ratio(speed[key], speeds[-1][key]), 3
+                    )
     return results
+
+
+def _median_ratio(a, b):
+    """The median over rounds of a[i] / b[i]: each pair measured under the same load."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def measure(
@@ -503,11 +516,17 @@ def _print_results(results):
     )
     reference = results[0]
     for other in results[1:]:
+        if other["implementation"] == "pytorch" and "train_ratio_to_torch" in reference:
+            ratios = [reference[f"{key}_ratio_to_torch"] for key in ("train", "infer")]
+        else:
+            ratios = [
+                reference[f"{key}_img_per_s"] / other[f"{key}_img_per_s"]
+                for key in ("train", "infer")
+            ]
         print(
             f"{reference['implementation']} {reference['dtype_policy']} / "
             f"{other['implementation']} {other['dtype_policy']}: "
-            f"train x{reference['train_img_per_s'] / other['train_img_per_s']:.2f}, "
-            f"inference x{reference['infer_img_per_s'] / other['infer_img_per_s']:.2f}",
+            f"train x{ratios[0]:.2f}, inference x{ratios[1]:.2f}",
             flush=True,
         )
 
@@ -519,11 +538,15 @@ def _print_per_layer(rows, as_json):
     for r in rows:
         ms = r["forward_ms"] + r["backward_ms"]
         r["share"] = round(ms / total, 3)
-        r["train_gflop_per_s"] = round(3 * r["gflop"] / (ms / 1000), 1) if r["gflop"] else None
+        # Forward and two backward products; the first layer has no input gradient.
+        products = 2 if r is rows[0] else 3
+        r["train_gflop_per_s"] = (
+            round(products * r["gflop"] / (ms / 1000), 1) if r["gflop"] and ms else None
+        )
         if as_json:
             print(json.dumps(dict(per_layer=r)), flush=True)
         else:
-            speed = f"{r['train_gflop_per_s']:8.1f}" if r["gflop"] else f"{'':>8}"
+            speed = f"{r['train_gflop_per_s']:8.1f}" if r["train_gflop_per_s"] else f"{'':>8}"
             print(
                 f"{r['name']:>9} {r['forward_ms']:11.2f} {r['backward_ms']:12.2f} "
                 f"{r['share']:6.1%} {speed}",

