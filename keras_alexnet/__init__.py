@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_alexnet.labels import ClassNames  # noqa: E402
 from keras_alexnet.labels import decode_predictions  # noqa: E402
+from keras_alexnet.layers import Dense  # noqa: E402
 from keras_alexnet.layers import Dropout  # noqa: E402
 from keras_alexnet.layers import GroupedConv2D  # noqa: E402
 from keras_alexnet.layers import LocalResponseNormalization  # noqa: E402
@@ -19,6 +20,7 @@ from keras_alexnet.variants import VARIANTS  # noqa: E402
 __all__ = [
     "AlexNet",
     "ClassNames",
+    "Dense",
     "Dropout",
     "GroupedConv2D",
     "LocalResponseNormalization",

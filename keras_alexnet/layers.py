@@ -1,8 +1,11 @@
-"""The two layers AlexNet needs beyond stock Keras: LRN and grouped convolution.
+"""The layers AlexNet needs beyond stock Keras: LRN and grouped convolution; and Keras'
+Dropout and Dense with a TensorFlow twist (per-replica masks; a fast input gradient).
 
 They compute with TensorFlow's ops under the TensorFlow backend (its fused LRN kernel, and
 convolutions that export as standard SavedModel ops) and with `keras.ops` under any other
-backend, so a saved model loads and predicts under JAX and PyTorch too. TensorFlow is
+backend, so a saved model loads and predicts under JAX and PyTorch too. In training
+(training=True) LRN and Dense take faster paths on TensorFlow (XLA; a transposed GEMM) that
+give the same numbers; inference and exported graphs keep the standard ops. TensorFlow is
 imported only where the TensorFlow backend runs: this module imports under any backend.
 """
 
