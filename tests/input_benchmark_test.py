@@ -1,5 +1,9 @@
 """input_benchmark: the benchmark runs on a few written images and reports its timings."""
 
+import json
+
+import fresh_process
+
 from keras_alexnet import input_benchmark
 from keras_alexnet import prepare
 from keras_alexnet import sources
@@ -27,3 +31,22 @@ def test_prepared_difference_of_a_lossless_preparation_is_the_rounding(tmp_path)
         mean, worst = input_benchmark.prepared_difference(source, out)
         # Rounding a uniform fraction to the nearest integer: 0.25 on average.
         assert low < mean <= worst < high, (encoding, mean, worst)
+
+
+def test_input_benchmark_json_line_from_the_command_line(tmp_path):
+    input_benchmark.write_benchmark_images(str(tmp_path), 8, image_size=(40, 50))
+    result = fresh_process.run_module(
+        "input_benchmark",
+        f"--data_dir={tmp_path}",
+        "--batch_size=2",
+        "--epochs=1",
+        "--repeats=1",
+        "--encoding=png",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    fields = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fields["num_files"] == 8 and fields["prepared_encoding"] == "png"
+    for stage in ("read", "plain", "full"):
+        assert fields[f"{stage}_cpu_ms"] > 0 and fields[f"prepared_{stage}_cpu_ms"] > 0
+    assert fields["prepared_cpu_speedup"] == fields["full_cpu_ms"] / fields["prepared_full_cpu_ms"]
