@@ -470,17 +470,27 @@ class _TfdsReader:
         return ds
 
 
-def window_shuffle(ds, window, order):
+def window_shuffle(ds, window, order, prepare_window=None):
     """Shuffles within consecutive windows with stateless permutations of (seed, epoch, window).
 
     Unlike `Dataset.shuffle`, the result does not depend on TensorFlow's global seed.
+
+    Args:
+      ds: a dataset of (ref, label), or of anything `prepare_window` makes them from.
+      window: elements per window.
+      order: (seed, epoch).
+      prepare_window: None, or a function from a window (a batch of ds's elements) to its
+        (refs, labels), e.g. a batched parse.
+
+    Returns:
+      The dataset of (ref, label), shuffled.
     """
     seed, epoch = order
     # A negative first word: never the base of an example's seed (seeds are >= 0).
     base = tf.constant([-1 - seed, epoch], tf.int64)
 
     def permute(index, batch):
-        refs, labels = batch
+        refs, labels = prepare_window(batch) if prepare_window else batch
         noise = tf.random.stateless_uniform(
             tf.shape(labels), tf.random.experimental.stateless_fold_in(base, index)
         )
