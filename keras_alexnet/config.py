@@ -184,7 +184,8 @@ class TrainConfig:
         None,
         "grpc://HOST:PORT of a tf.data service dispatcher (python -m keras_alexnet.data_service):"
         " its workers, on other machines, decode and augment the training batches, reading "
-        "the image files at the same paths (image folders only). The batches come in the "
+        "the image or record files at the same paths (split by step for image folders, by "
+        "record file for prepared and TFDS datasets). The batches come in the "
         "order the workers deliver them, so --deterministic is refused; a resumed run "
         "restores the weights, optimizer and step exactly, but not exactly the examples the "
         "uninterrupted run would have seen next.",
@@ -326,13 +327,6 @@ def _check_data_service(config):
             "so the batch order is not a function of the seed, and a resumed run would not "
             "end with the weights of an uninterrupted one. Leave out one of them. Received: "
             f"data_service={config.data_service!r}, deterministic=True"
-        )
-    if config.dataset not in ("folder", BUILTIN_DATASET):
-        raise ValueError(
-            "data_service reads image folders only (dataset=folder or shapes): the service "
-            "hands out single steps, which needs the order of an epoch computed in TensorFlow, "
-            "and prepared and TFDS datasets permute their record files in Python. Received: "
-            f"data_service={config.data_service!r}, dataset={config.dataset!r}"
         )
 
 

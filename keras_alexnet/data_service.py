@@ -8,27 +8,42 @@
 The dispatcher and workers are TensorFlow's own (`tf.data.experimental.service`); each
 process serves until it is killed. The trainer sends the graph of its training dataset to
 the dispatcher, and the workers run it: decoding and augmentation move to their CPUs, and
-the trainer only receives finished batches. The dataset names the image files by path, so
-the workers must read them at the same paths (a shared or copied folder); the training
-set's mean image and colour PCA travel in the graph as constants.
+the trainer only receives finished batches. The dataset names the image or record files
+by path, so the workers must read them at the same paths (a shared or copied folder); the
+training set's mean image and colour PCA travel in the graph as constants.
 
-How the work is shared (`distribute`): dynamic sharding ("distributed_epoch"). The
-dataset's source is the run's step numbers (`input_pipeline.train_dataset_by_step`); the
-dispatcher hands the next step to whichever worker asks, and the worker makes that step's
-batch(es) on its own. Every step is made once, so with W workers each makes about 1/W of
-the batches (the "parallel_epochs" mode would have every worker make every batch: the
-pipeline is a function of the seed, so the trainer would get each batch W times). A worker
-that joins takes steps from then on; a worker that dies takes the steps it was making with
-it, and the others go on. The steps never run out (epochs go on past the run's end), so
-the trainer still gets every batch its loop counts, taking later steps for the lost ones.
+How the work is shared (`distribute`): dynamic sharding ("distributed_epoch"): the
+dispatcher hands the splits of the dataset's source to whichever worker asks, each split
+once, and the worker makes what follows from it on its own. With W workers each makes
+about 1/W of the batches (the "parallel_epochs" mode would have every worker make every
+batch: the pipeline is a function of the seed, so the trainer would get each batch W
+times). The split depends on the source:
 
-Each input pipeline (one per trainer process) builds its own share of every step, as
-without the service, and its iterator makes a job of its own: no job name is shared.
+- Image folders: a step (`input_pipeline.train_dataset_by_step`). The source is the run's
+  step numbers; a worker given a step makes its batch(es) from the epoch's order computed
+  in the graph, the examples and augmentation the local pipeline gives that step.
+- Prepared folders and TFDS datasets: a record file (`input_pipeline.train_dataset_by_file`).
+  Their order cannot be computed per step, so the source is the stream of (epoch, file),
+  each epoch's files permuted by (seed, epoch); a worker reads the files it is handed
+  whole, a few at a time, shuffles their records in a buffer, and augments each record
+  with a seed of (seed, epoch, file, record).
+
+A worker that joins takes splits from then on; a worker that dies takes the splits it was
+making with it (a step's batches; or the unsent records of the files it was reading, up
+to 16 at once and any it had taken ahead, and of its 1024-record shuffle buffer), and the
+others go on. The splits never run out (epochs go on past the run's end), so the trainer
+still gets every batch its loop counts, taking later ones for the lost ones.
+
+Each input pipeline (one per trainer process) makes its own share, as without the service
+(of every step, or the records of every file whose index is its id modulo the number of
+pipelines), and its iterator makes a job of its own: no job name is shared, and no batch
+or record goes to two pipelines.
 
 What does not hold with the service: the batches come in the order the workers deliver
 them, not in step order, so a run is not a function of its seed (`--deterministic` is
 refused), and a resumed run restores the weights, optimizer and step exactly but then sees
-roughly, not exactly, the examples the uninterrupted run would have seen.
+roughly, not exactly, the examples the uninterrupted run would have seen (record files:
+the stream starts again at the file of the epoch the step has reached, in proportion).
 """
 
 import re
@@ -113,7 +128,7 @@ def distribute(dataset, address):
 
     Args:
         dataset: a dataset whose source can be split (see the module docstring), e.g.
-            `input_pipeline.train_dataset_by_step`'s.
+            `input_pipeline.train_dataset_for_service`'s.
         address: the dispatcher, "grpc://HOST:PORT" or "HOST:PORT".
 
     Returns:

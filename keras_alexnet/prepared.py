@@ -92,6 +92,12 @@ class _PreparedReader:
         self._path = path
         self._shards = {s: info["shards"] for s, info in metadata["splits"].items()}
 
+    def record_files(self, split):
+        return [os.path.join(self._path, name) for name in self._shards[split]]
+
+    def parse_record(self, record):
+        return _parse(record)
+
     def examples(self, split, order):
         shards = [os.path.join(self._path, name) for name in self._shards[split]]
         if order is not None:

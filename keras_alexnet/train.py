@@ -205,11 +205,12 @@ def training_data(run, state):
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
     if config.data_service:
-        # Made by the service's workers, step by step; see `data_service`.
+        # Made by the service's workers, by step (folders) or by record file; see
+        # `data_service`.
         first_step = epoch * run.steps_per_epoch + start_step
         return run.strategy.distribute_datasets_from_function(
             lambda input_context: data_service.distribute(
-                input_pipeline.train_dataset_by_step(
+                input_pipeline.train_dataset_for_service(
                     run.source,
                     global_batch_size=config.batch_size,
                     stats=run.stats,

@@ -1,6 +1,7 @@
 """data_service: a dispatcher and two workers on 127.0.0.1 (started as users start them)
-feed training runs to their end, also when one worker is killed mid-run; the settings the
-service cannot honour are refused before any work."""
+feed training runs to their end, from image folders (split by step) and record files
+(split by file), also when one worker is killed mid-run; the settings the service cannot
+honour are refused before any work."""
 
 import dataclasses
 import glob
@@ -17,6 +18,7 @@ import time
 import fresh_process
 import numpy as np
 import pytest
+import sources_test
 import tensorflow as tf
 import tiny
 from absl import flags
@@ -25,6 +27,9 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import data_service
 from keras_alexnet import input_pipeline
 from keras_alexnet import launch
+from keras_alexnet import prepare
+from keras_alexnet import prepared
+from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 from keras_alexnet import run_setup
 from keras_alexnet import sources
@@ -215,12 +220,13 @@ def test_well_formed_addresses_are_accepted(tmp_path, tiny_root, address):
     assert config_lib.resolve(cfg).data_service == address
 
 
-def test_deterministic_and_record_file_datasets_are_refused_with_the_service(tmp_path, tiny_root):
+def test_deterministic_is_refused_with_the_service_and_record_files_are_not(tmp_path, tiny_root):
     cfg = tiny.train_config(tmp_path / "run", tiny_root, data_service="host:5050")
     with pytest.raises(ValueError, match=r"not a function of the seed.*deterministic=True"):
         config_lib.resolve(dataclasses.replace(cfg, deterministic=True))
-    with pytest.raises(ValueError, match=r"image folders only.*dataset='prepared:/data'"):
-        config_lib.resolve(dataclasses.replace(cfg, dataset="prepared:/data", data_dir=None))
+    for dataset, data_dir in [("prepared:/data", None), ("imagenet2012", "/data")]:
+        resolved = config_lib.resolve(dataclasses.replace(cfg, dataset=dataset, data_dir=data_dir))
+        assert resolved.data_service == "host:5050"
 
 
 def test_an_unreachable_dispatcher_stops_the_run_at_once_naming_it(tmp_path, tiny_root):
@@ -267,6 +273,106 @@ def test_a_second_dispatcher_on_a_taken_port_is_refused(cluster):
     port = int(cluster[0].rsplit(":", 1)[1])
     with pytest.raises(ValueError, match=rf"port {port} is taken"):
         data_service.start_dispatcher(port)
+
+
+@pytest.fixture(scope="module")
+def prepared_root(tiny_root, tmp_path_factory):
+    """The tiny set prepared in 5 record files (10, 10, 10, 10 and 8 images)."""
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    prepare.prepare(sources.folder_source(tiny_root), str(out), images_per_shard=10)
+    return str(out)
+
+
+def augmented_records(files, epochs, seed, stats):
+    """{image bytes: (epoch, file, record, label)} of the files' records in those epochs,
+    augmented as the service's workers should: read and parsed here, each seeded by
+    (seed, epoch, file, record)."""
+    keys, records = [], []
+    for epoch in epochs:
+        for f, path in enumerate(files):
+            for r, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                keys.append((epoch, f, r))
+                records.append(record)
+    features = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def augment(record, key):
+        example = tf.io.parse_single_example(record, features)
+        epoch, f, r = tf.unstack(key)
+        example_seed = preprocessing.example_seed(seed, epoch, f * 2**32 + r)
+        image = preprocessing.preprocess_for_train(example["image"], stats, example_seed)
+        return image, example["label"]
+
+    ds = tf.data.Dataset.from_tensor_slices((records, np.array(keys, np.int64))).map(augment)
+    return {x.tobytes(): (*key, int(y)) for key, (x, y) in zip(keys, ds.as_numpy_iterator())}
+
+
+def test_record_files_are_split_by_file_and_each_record_comes_once(cluster, prepared_root, stats):
+    # Two input pipelines read the stream of a resumed run, from step 36 (epoch 1, step 12 of
+    # 24: its files 2, 3 and 4 of 5) for two epochs. Every example that comes is a record of
+    # the pipeline's share (index % 2) of a file of that stream, augmented with the seed of
+    # (seed, epoch, file, record), to the bit; none comes twice, none is missing, and no
+    # record of files 0 and 1 of epoch 1 comes.
+    address, _ = cluster
+    source = prepared.prepared_source(prepared_root)
+    files, seed = source.record_files("train"), 3
+    assert len(files) == 5 and source.num_train == 48
+    expected = augmented_records(files, (1, 2), seed, stats)
+    assert len(expected) == 96  # all different
+    order = sources.epoch_permutation(5, seed, 1).numpy()
+    stream = {(1, f) for f in order[2:]} | {(2, f) for f in range(5)}
+    came = []
+    for pipeline in range(2):
+        served = data_service.distribute(
+            input_pipeline.train_dataset_by_file(
+                source,
+                global_batch_size=2,
+                stats=stats,
+                seed=seed,
+                first_step=36,
+                input_context=tf.distribute.InputContext(2, pipeline, 2),
+                num_epochs=2,
+            ),  # fmt: skip
+            address,
+        )
+        for x, y in served.as_numpy_iterator():
+            epoch, f, r, label = expected[x[0].tobytes()]
+            assert (epoch, f) in stream and r % 2 == pipeline and label == y[0]
+            came.append((epoch, f, r))
+    wanted = [(e, f, r) for _, (e, f, r, _) in expected.items() if (e, f) in stream]
+    assert sorted(came) == sorted(wanted)
+
+
+def test_a_tfds_dataset_is_read_by_file_through_the_service(cluster, tmp_path, stats):
+    address, _ = cluster
+    manual = str(tmp_path / "manual")
+    sources_test.write_ilsvrc_tars(manual)
+    source = sources.tfds_source("imagenet2012", str(tmp_path / "data"), manual_dir=manual)
+    one_pass = input_pipeline.train_dataset_by_file(
+        source, global_batch_size=1, stats=stats, seed=0, num_epochs=1
+    )
+    local = {x.tobytes(): int(y[0]) for x, y in one_pass.as_numpy_iterator()}
+    served = data_service.distribute(one_pass, address).as_numpy_iterator()
+    came = [(x.tobytes(), int(y[0])) for x, y in served]
+    assert len(came) == source.num_train == 6 and set(came) == set(local.items())
+    assert sorted(local.values()) == sorted(
+        y for _, y in source.examples("train").as_numpy_iterator()
+    )
+
+
+def test_a_short_run_from_a_prepared_folder_through_the_service(cluster, tmp_path, prepared_root):
+    address, workers = cluster
+    cfg = tiny.train_config(
+        tmp_path / "run", None, dataset=f"prepared:{prepared_root}", data_service=address
+    )
+    result = train.train(cfg)
+    assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
+    assert np.isfinite(result["train"]["loss"])
+    assert result["validation"]["count"] == 16
+    assert result["checkpoint"].endswith("ckpt-6")
+    assert all(worker.process.poll() is None for worker in workers)
 
 
 def checkpoints(model_dir):
