@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 from absl import flags
 
+from keras_alexnet import data_service
 from keras_alexnet import model as model_lib
 from keras_alexnet import paper
 from keras_alexnet import prepared
@@ -179,6 +180,16 @@ class TrainConfig:
         "ever. Generous by default: the first batch of a run fills the shuffle buffer.",
         "float",
     )
+    data_service: str = _setting(
+        None,
+        "grpc://HOST:PORT of a tf.data service dispatcher (python -m keras_alexnet.data_service):"
+        " its workers, on other machines, decode and augment the training batches, reading "
+        "the image or record files at the same paths (split by step for image folders, by "
+        "record file for prepared and TFDS datasets). The batches come in the "
+        "order the workers deliver them, so --deterministic is refused; a resumed run "
+        "restores the weights, optimizer and step exactly, but not exactly the examples the "
+        "uninterrupted run would have seen next.",
+    )
     log_every: int = _setting(10, "Steps between TensorBoard scalars.", "integer")
     on_bad_image: str = _setting(
         "skip",
@@ -302,7 +313,21 @@ def resolve(config):
         sources.check_validation_split(config.validation_split)
     if config.manual_dir and not sources.is_imagenet2012(config.dataset):
         check("manual_dir", False, "is only read for dataset=imagenet2012")
+    if config.data_service is not None:
+        _check_data_service(config)
     return config
+
+
+def _check_data_service(config):
+    data_service.parse_address(config.data_service)
+    if config.deterministic:
+        raise ValueError(
+            "data_service cannot be used with deterministic: the service's workers make the "
+            "steps' batches in parallel and the trainer takes them in the order they arrive, "
+            "so the batch order is not a function of the seed, and a resumed run would not "
+            "end with the weights of an uninterrupted one. Leave out one of them. Received: "
+            f"data_service={config.data_service!r}, deterministic=True"
+        )
 
 
 def is_int(value):

@@ -1,17 +1,24 @@
-"""How fast is the training input pipeline next to plain JPEG decoding of the same files?
+"""How fast is the training input pipeline, on image files and on prepared shards?
 
     python -m keras_alexnet.input_benchmark [--data_dir DIR] [--num_images N] [--batch_size 128]
 
-prints, from one run, images/s of (1) reading and `tf.io.decode_jpeg` of every file (parallel
-map, batch) and (2) the full training pipeline (`input_pipeline.train_dataset`: decode of the
-central square, resize to 256, mean subtraction, random 227 crop and flip, PCA noise, batch),
-and their ratio. The target is a ratio of at least 0.85: augmentation should cost little next
-to decoding. Then it prepares the same files (`prepare`: 256x256 JPEG shards) and measures
-both again on the shards, with the speed-up of the training pipeline. Without --data_dir it
-writes --num_images JPEGs of 500x375 (about ImageNet's average size) into a temporary
-folder. Compare ratios, not absolute numbers from other runs.
+prints, from one run, for the same images as files and prepared (`prepare`: 256x256 JPEG
+shards), the images/s and CPU ms per image of each stage:
+
+- read: the training order (per-epoch permutation, shuffled windows for shards) and the
+  bytes of every image, nothing decoded;
+- plain decode: reading and `tf.io.decode_jpeg` of every image, in file order, batched (the
+  least any pipeline must do);
+- full: the training pipeline (`input_pipeline.train_dataset`: decode, mean, random 227
+  crop and flip, PCA noise, batch; on files, also the resize to 256).
+
+and the ratios the project aims at: full on shards / full on files >= 2.5, and full on
+shards / plain decode of shards >= 0.90. Without --data_dir it writes --num_images JPEGs of
+500x375 (about ImageNet's average size) into a temporary folder. The pipelines run
+alternately, best of --repeats each; compare ratios, not absolute numbers from other runs.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -80,11 +87,11 @@ def _measure(dataset):
     """(images/s, CPU ms per image, images) of one pass, after its first batch (warm-up)."""
     iterator = iter(dataset)
     next(iterator)
-    start, cpu_start, count = time.perf_counter(), os.times(), 0
+    # process_time: the CPU time of all the process's threads, at clock resolution.
+    start, cpu_start, count = time.perf_counter(), time.process_time(), 0
     for images, _ in iterator:
         count += _count(images)
-    cpu_end = os.times()
-    cpu = (cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system)
+    cpu = time.process_time() - cpu_start
     return count / (time.perf_counter() - start), 1000.0 * cpu / count, count
 
 
@@ -100,8 +107,60 @@ def plain_decode_dataset(source, batch_size, epochs, ragged):
     return ds.prefetch(tf.data.AUTOTUNE).with_options(input_pipeline.dataset_options())
 
 
+def read_dataset(source, batch_size, epochs):
+    """The training order of every epoch and the bytes of each image, nothing decoded."""
+    orders = [source.examples("train", order=(0, epoch)) for epoch in range(epochs)]
+    ds = orders[0]
+    for more in orders[1:]:
+        ds = ds.concatenate(more)
+    ds = ds.map(
+        lambda ref, label: (tf.strings.length(source.load(ref)), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return (
+        ds.batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+        .with_options(input_pipeline.dataset_options())
+    )
+
+
+def prepared_difference(source, prepared_dir, limit=64):
+    """How far prepared images are from decoding on the fly (0-255 scale).
+
+    Args:
+      source: the `sources.Source` that was prepared.
+      prepared_dir: the prepared folder.
+      limit: images compared.
+
+    Returns:
+      (mean, largest) over the first `limit` training images of the mean absolute
+      difference per value of an image.
+    """
+    names = prepared.read_metadata(prepared_dir)["splits"]["train"]["shards"]
+    # The shards, read one after the other, hold the images in `prepare.ORDER`.
+    records = tf.data.TFRecordDataset([os.path.join(prepared_dir, n) for n in names])
+    originals = source.examples("train", order=prepare.ORDER)
+    diffs = []
+    for record, (ref, _) in zip(records.take(limit), originals.take(limit)):
+        encoded = tf.io.parse_single_example(
+            record, {"image": tf.io.FixedLenFeature([], tf.string)}
+        )
+        image = preprocessing.decode_and_center_crop(encoded["image"]).numpy()
+        expected = preprocessing.decode_and_center_crop(source.load(ref)).numpy()
+        diffs.append(np.abs(image - expected).mean())
+    return float(np.mean(diffs)), float(np.max(diffs))
+
+
 def run_benchmark(
-    data_dir=None, *, num_images=500, batch_size=128, epochs=3, repeats=3, with_prepared=True
+    data_dir=None,
+    *,
+    num_images=500,
+    batch_size=128,
+    epochs=3,
+    repeats=3,
+    with_prepared=True,
+    encoding="jpeg",
+    quality=90,
 ):
     """Measures both pipelines over the same files, as they are and prepared.
 
@@ -113,14 +172,17 @@ def run_benchmark(
       repeats: timed runs of each pipeline (alternated); the best counts.
       with_prepared: also prepare the files (`prepare`) and measure both pipelines on the
         prepared shards.
+      encoding, quality: how `prepare` stores them.
 
     Returns:
       dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms" (least
       CPU time per image, which other processes disturb less), "ratio" (full/plain images/s),
-      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images" and "num_files"; with
-      with_prepared the same keys prefixed "prepared_", and "prepared_speedup" (the training
-      pipeline's images/s on the prepared shards / on the files), "prepare_images_per_s" and
-      "prepared_bytes_per_image".
+      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images", "read" and
+      "read_cpu_ms" (the read stage), and "num_files"; with with_prepared the same keys
+      prefixed "prepared_", and "prepared_speedup" (the training pipeline's images/s on the
+      prepared shards / on the files), "prepared_cpu_speedup" (the same in CPU time),
+      "prepare_images_per_s", "prepared_bytes_per_image", "prepared_encoding" and
+      "prepared_difference" / "prepared_max_difference" (`prepared_difference`).
     """
     tmp = prepared_dir = None
     if data_dir is None:
@@ -139,18 +201,28 @@ def run_benchmark(
         if with_prepared:
             prepared_dir = tempfile.mkdtemp(prefix="input_benchmark-prepared-")
             start = time.perf_counter()
-            prepare.prepare(source, prepared_dir, images_per_shard=256)
+            plan = prepare.prepare(
+                source, prepared_dir, encoding=encoding, quality=quality, images_per_shard=256
+            )
             result["prepare_images_per_s"] = source.num_train / (time.perf_counter() - start)
             pipelines["prepared_"] = prepared.prepared_source(prepared_dir)
+            result["prepared_encoding"] = plan["encoding"] + (
+                f" q{plan['quality']}" if plan["quality"] else ""
+            )
+            result["prepared_difference"], result["prepared_max_difference"] = prepared_difference(
+                source, prepared_dir
+            )
             result["prepared_bytes_per_image"] = (
                 sum(
                     os.path.getsize(os.path.join(prepared_dir, f)) for f in os.listdir(prepared_dir)
                 )
                 / source.num_train
             )
-        runs = {f"{prefix}{kind}": [] for prefix in pipelines for kind in ("plain", "full")}
+        kinds = ("read", "plain", "full")
+        runs = {f"{prefix}{kind}": [] for prefix in pipelines for kind in kinds}
         for _ in range(repeats):
             for prefix, data in pipelines.items():
+                runs[f"{prefix}read"].append(_measure(read_dataset(data, batch_size, epochs)))
                 ragged = tmp is None and not prefix
                 runs[f"{prefix}plain"].append(
                     _measure(plain_decode_dataset(data, batch_size, epochs, ragged=ragged))
@@ -178,6 +250,7 @@ def run_benchmark(
             )
         if with_prepared:
             result["prepared_speedup"] = result["prepared_full"] / result["full"]
+            result["prepared_cpu_speedup"] = result["full_cpu_ms"] / result["prepared_full_cpu_ms"]
         return result
     finally:
         if tmp is not None:
@@ -198,6 +271,11 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 128, "Batch size of both pipelines.")
     flags.DEFINE_integer("epochs", 3, "Passes over the files in one timed run.")
     flags.DEFINE_integer("repeats", 3, "Timed runs of each pipeline, alternated; the best counts.")
+    flags.DEFINE_enum(
+        "encoding", "jpeg", list(prepared.ENCODINGS), "How the shards store images (prepare's)."
+    )
+    flags.DEFINE_integer("quality", 90, "JPEG quality of the shards (prepare's).")
+    flags.DEFINE_boolean("json", False, "Print the results as one JSON line instead of text.")
 
 
 def main(argv):
@@ -208,43 +286,48 @@ def main(argv):
         batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs,
         repeats=FLAGS.repeats,
+        encoding=FLAGS.encoding,
+        quality=FLAGS.quality,
     )
+    if FLAGS.json:
+        print(json.dumps(dict(r, cpus=os.cpu_count(), load_average=os.getloadavg()[0])))
+        return
     where = FLAGS.data_dir or f"{r['num_files']} generated 500x375 JPEGs"
     print(
         f"files: {where}; batch {FLAGS.batch_size}; best of {FLAGS.repeats} runs each; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the runs"
     )
-    print(
-        f"plain decode (read_file + tf.io.decode_jpeg, parallel map, batch): "
-        f"{r['plain']:.1f} images/s, {r['plain_cpu_ms']:.2f} CPU ms/image "
-        f"({r['plain_images']} images timed per run)"
+    if "prepared_full" in r:
+        print(
+            f"prepare (256x256, {r['prepared_encoding']}): {r['prepare_images_per_s']:.1f} "
+            f"images/s, {r['prepared_bytes_per_image'] / 1024:.1f} KB per image, differs from "
+            f"decoding on the fly by {r['prepared_difference']:.2f} per value on average "
+            f"(worst image {r['prepared_max_difference']:.2f})"
+        )
+    stages = (
+        ("read", "read (order, bytes; no decode)"),
+        ("plain", "plain decode (decode_jpeg, batch)"),
+        ("full", "full training pipeline"),
     )
+    print(f"{'stage':36s} {'files img/s':>12s} {'CPU ms':>7s} {'shards img/s':>13s} {'CPU ms':>7s}")
+    for key, name in stages:
+        line = f"{name:36s} {r[key]:12.1f} {r[key + '_cpu_ms']:7.2f}"
+        if f"prepared_{key}" in r:
+            line += f" {r['prepared_' + key]:13.1f} {r['prepared_' + key + '_cpu_ms']:7.2f}"
+        print(line)
     print(
-        f"full training pipeline (train_dataset: crop-decode, resize 256, mean, random 227 "
-        f"crop+flip, PCA): {r['full']:.1f} images/s, {r['full_cpu_ms']:.2f} CPU ms/image "
-        f"({r['full_images']} images timed per run)"
-    )
-    print(
-        f"ratio full/plain: {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time "
-        f"per image (target >= 0.85)"
+        f"files: full/plain {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time per "
+        f"image"
     )
     if "prepared_full" not in r:
         return
     print(
-        f"prepare (256x256 JPEG q95 shards): {r['prepare_images_per_s']:.1f} images/s, "
-        f"{r['prepared_bytes_per_image'] / 1024:.1f} KB per image"
+        f"shards full / files full: {r['prepared_speedup']:.2f}x in images/s, "
+        f"{r['prepared_cpu_speedup']:.2f}x in CPU time (target >= 2.5)"
     )
     print(
-        f"prepared, plain decode: {r['prepared_plain']:.1f} images/s, "
-        f"{r['prepared_plain_cpu_ms']:.2f} CPU ms/image"
-    )
-    print(
-        f"prepared, full training pipeline: {r['prepared_full']:.1f} images/s, "
-        f"{r['prepared_full_cpu_ms']:.2f} CPU ms/image"
-    )
-    print(
-        f"prepared full / original full: {r['prepared_speedup']:.2f}x (target >= 2.5); "
-        f"prepared full / prepared plain: {r['prepared_ratio']:.2f} (target >= 0.90)"
+        f"shards full / shards plain: {r['prepared_ratio']:.2f} in images/s, "
+        f"{r['prepared_cpu_ratio']:.2f} in CPU time (target >= 0.90)"
     )
 
 

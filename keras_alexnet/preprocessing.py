@@ -17,6 +17,7 @@ stateless ops seeded by (seed, epoch, index of the example in the epoch), so aug
 not depend on parallelism or on resuming.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import image_files
@@ -162,11 +163,38 @@ def subtract_mean(image, mean_image):
     return image - mean_image
 
 
+def random_window(seed, height, width, crop=CROP_SIZE):
+    """The random crop x crop window of `random_crop_and_flip`: (top, left, flip).
+
+    Every offset 0..height-crop (rows) and 0..width-crop (columns) is equally likely, and
+    flip (mirror the patch left-right) is true with probability 1/2.
+
+    Args:
+      seed: int32/int64 tensor of shape [2], a stateless seed.
+      height, width: int32 scalars, the image's size (>= crop).
+      crop: side of the patch.
+
+    Returns:
+      (top int32, left int32, flip bool) scalar tensors.
+    """
+    row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    top = tf.random.stateless_uniform(
+        [], row_seed, minval=0, maxval=height - crop + 1, dtype=tf.int32
+    )
+    left = tf.random.stateless_uniform(
+        [], col_seed, minval=0, maxval=width - crop + 1, dtype=tf.int32
+    )
+    return top, left, tf.random.stateless_uniform([], flip_seed) < 0.5
+
+
+def _mirror_if(flip, image):
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
 def random_crop_and_flip(image, seed, crop=CROP_SIZE):
     """A random crop x crop patch and, with probability 1/2, its horizontal mirror image.
 
-    Every offset 0..H-crop (rows) and 0..W-crop (columns) is equally likely. The result is a
-    function of (image, seed) only.
+    The window is `random_window`'s. The result is a function of (image, seed) only.
 
     Args:
       image: [H, W, C] tensor with H, W >= crop.
@@ -177,17 +205,10 @@ def random_crop_and_flip(image, seed, crop=CROP_SIZE):
       [crop, crop, C] tensor of the image's dtype.
     """
     image = tf.convert_to_tensor(image)
-    row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     shape = tf.shape(image)
-    top = tf.random.stateless_uniform(
-        [], row_seed, minval=0, maxval=shape[0] - crop + 1, dtype=tf.int32
-    )
-    left = tf.random.stateless_uniform(
-        [], col_seed, minval=0, maxval=shape[1] - crop + 1, dtype=tf.int32
-    )
+    top, left, flip = random_window(seed, shape[0], shape[1], crop)
     patch = tf.slice(image, tf.stack([top, left, 0]), tf.stack([crop, crop, shape[2]]))
-    flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-    return tf.cond(flip, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
+    return _mirror_if(flip, patch)
 
 
 def center_crop(image, crop=CROP_SIZE):
@@ -275,8 +296,30 @@ def example_seed(seed, epoch, index):
     return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
 
 
+def _decode_window(encoded, top, left, crop):
+    """uint8 [crop, crop, 3]: a window of a JPEG, decoded alone; equal to decode-then-slice.
+
+    With 4:2:0 chroma, libjpeg interpolates the colour at a window's edge from the pixels
+    beyond it, which a window decoded alone lacks; decoding one more pixel on each side
+    where the image has it, then slicing, gives exactly the full decode's pixels (tested for
+    every offset).
+    """
+    shape = tf.image.extract_jpeg_shape(encoded)
+    y0, x0 = tf.maximum(top - 1, 0), tf.maximum(left - 1, 0)
+    y1 = tf.minimum(top + crop + 1, shape[0])
+    x1 = tf.minimum(left + crop + 1, shape[1])
+    window = tf.io.decode_and_crop_jpeg(encoded, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
+    window = tf.slice(window, tf.stack([top - y0, left - x0, 0]), [crop, crop, 3])
+    return tf.ensure_shape(window, [crop, crop, 3])
+
+
 def preprocess_for_train(encoded, stats, seed, crop=CROP_SIZE):
     """bytes -> one augmented training patch: decode, mean, random crop and flip, PCA noise.
+
+    The result is that of, in the paper's order, `decode_and_center_crop`, `subtract_mean`,
+    `random_crop_and_flip` and `pca_lighting`. A JPEG that is already the mean image's size
+    (a prepared image, `prepared`) takes a shorter road to the same values: only its random
+    window is decoded, and the mean is subtracted from that window alone.
 
     Args:
       encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
@@ -287,10 +330,34 @@ def preprocess_for_train(encoded, stats, seed, crop=CROP_SIZE):
     Returns:
       float32 [crop, crop, 3].
     """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
     crop_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = decode_and_center_crop(encoded, stats.mean_image.shape[0])
-    image = subtract_mean(image, stats.mean_image)
-    image = random_crop_and_flip(image, crop_seed, crop)
+    size = stats.mean_image.shape[0]
+    top, left, flip = random_window(crop_seed, size, size, crop)
+    is_jpeg = tf.io.is_jpeg(encoded)
+    # extract_jpeg_shape reads only the header; the cond keeps it away from other formats.
+    prepared_size = tf.cond(
+        is_jpeg,
+        lambda: tf.reduce_all(tf.image.extract_jpeg_shape(encoded)[:2] == size),
+        lambda: tf.constant(False),
+    )
+    # Mirrored before the mean is subtracted (uint8 is cheaper to mirror than float32), and
+    # the mean's window taken from the mirrored mean image: the same values as mirroring
+    # after the subtraction.
+    patch = tf.cond(
+        prepared_size,
+        lambda: tf.cast(_mirror_if(flip, _decode_window(encoded, top, left, crop)), tf.float32),
+        lambda: _mirror_if(
+            flip,
+            tf.slice(decode_and_center_crop(encoded, size), [top, left, 0], [crop, crop, 3]),
+        ),
+    )
+    means = tf.constant(np.stack([stats.mean_image, stats.mean_image[:, ::-1]]), tf.float32)
+    mean_left = tf.where(flip, size - crop - left, left)
+    mean = tf.slice(
+        means, tf.stack([tf.cast(flip, tf.int32), top, mean_left, 0]), [1, crop, crop, 3]
+    )
+    image = subtract_mean(patch, mean[0])
     return pca_lighting(image, stats.eigval, stats.eigvec, lighting_seed)
 
 
@@ -327,6 +394,7 @@ __all__ = [
     "preprocess_for_eval",
     "preprocess_for_train",
     "random_crop_and_flip",
+    "random_window",
     "subtract_mean",
     "ten_crop",
 ]

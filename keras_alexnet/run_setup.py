@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_alexnet import bad_images
 from keras_alexnet import config as config_lib
+from keras_alexnet import data_service
 from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
@@ -66,6 +67,8 @@ def prepare_run(config, strategy=None, source=None):
     config = config_lib.resolve(config)
     strategy = strategy or distribute.make_strategy("auto")
     _check_strategy(config, strategy)
+    if config.data_service:
+        data_service.check_reachable(config.data_service)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if source is None:
@@ -243,6 +246,12 @@ def print_run(run):
         + f" ({recipe} defaults where no flag was given)",
         flush=True,
     )
+    if config.data_service:
+        print(
+            f"  training batches from the tf.data service at {config.data_service}, in the "
+            "order its workers deliver them",
+            flush=True,
+        )
     print(
         f"  model_dir {config.model_dir}: checkpoints every {config.checkpoint_every} steps "
         "and at each epoch end; TensorBoard: tensorboard --logdir " + config.model_dir,

@@ -76,6 +76,25 @@ class Source:
             raise ValueError(f"{self.name} is not an image folder. Received: kind={self.kind!r}")
         return self._reader.files[split]
 
+    def record_files(self, split):
+        """The record files of a prepared or TFDS split, in file order (a list of paths).
+
+        With `parse_record`, what a reader of whole files needs (the tf.data service splits
+        the training set by file, `input_pipeline.train_dataset_by_file`).
+        """
+        _check_split(split)
+        if self.kind == "folder":
+            raise ValueError(
+                f"{self.name} is an image folder, not record files. Received: kind={self.kind!r}"
+            )
+        if self.num_examples(split) == 0:
+            raise ValueError(f"{self.name} has no {split} examples. Received: split={split!r}")
+        return self._reader.record_files(split)
+
+    def parse_record(self, record):
+        """(ref, label int32) of one serialised record of `record_files` (a scalar tensor)."""
+        return self._reader.parse_record(record)
+
     def without(self, bad_files):
         """The same folder without some of its files.
 
@@ -444,6 +463,26 @@ class _TfdsReader:
         self._label_key = label_key
         self._splits = splits  # our split name -> TFDS split name
 
+    def record_files(self, split):
+        import tensorflow_datasets as tfds  # Imported here: only this path needs it.
+
+        info = self._builder.info
+        if info.file_format != tfds.core.FileFormat.TFRECORD:
+            raise ValueError(
+                f"{info.name}'s records are read file by file with tf.data's TFRecord reader "
+                f"(the tf.data service); prepare it in the tfrecord format. "
+                f"Received: file_format={info.file_format.value!r}"
+            )
+        return [os.fspath(path) for path in info.splits[self._splits[split]].filepaths]
+
+    def parse_record(self, record):
+        import tensorflow_datasets as tfds  # Imported here: only this path needs it.
+
+        example = self._builder.info.features.deserialize_example(
+            record, decoders={self._image_key: tfds.decode.SkipDecoding()}
+        )
+        return example[self._image_key], tf.cast(example[self._label_key], tf.int32)
+
     def examples(self, split, order):
         import tensorflow_datasets as tfds  # Imported here: only this path needs it.
 
@@ -470,17 +509,27 @@ class _TfdsReader:
         return ds
 
 
-def window_shuffle(ds, window, order):
+def window_shuffle(ds, window, order, prepare_window=None):
     """Shuffles within consecutive windows with stateless permutations of (seed, epoch, window).
 
     Unlike `Dataset.shuffle`, the result does not depend on TensorFlow's global seed.
+
+    Args:
+      ds: a dataset of (ref, label), or of anything `prepare_window` makes them from.
+      window: elements per window.
+      order: (seed, epoch).
+      prepare_window: None, or a function from a window (a batch of ds's elements) to its
+        (refs, labels), e.g. a batched parse.
+
+    Returns:
+      The dataset of (ref, label), shuffled.
     """
     seed, epoch = order
     # A negative first word: never the base of an example's seed (seeds are >= 0).
     base = tf.constant([-1 - seed, epoch], tf.int64)
 
     def permute(index, batch):
-        refs, labels = batch
+        refs, labels = prepare_window(batch) if prepare_window else batch
         noise = tf.random.stateless_uniform(
             tf.shape(labels), tf.random.experimental.stateless_fold_in(base, index)
         )

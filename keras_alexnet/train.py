@@ -9,7 +9,8 @@ Resuming: the checkpoint holds the model, the optimizer (momentum, learning rate
 epoch, the step within it and the learning-rate schedule's state (see `train_state`). The
 input order is a pure function of (seed, epoch), so a resumed run skips the batches it
 already consumed (file names, before decoding) and goes on with exactly the batches it
-would have seen.
+would have seen. With `--data_service` the batches are made on other machines and come in
+the order they arrive (`data_service`): the state still resumes exactly, the input does not.
 
 Faults stop a run with a message and a checkpoint to resume from (README, "Reliability"):
 SIGTERM and SIGINT (`preemption`), a second run on the model_dir (`run_lock`), a write
@@ -29,6 +30,7 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet import config as config_lib
+from keras_alexnet import data_service
 from keras_alexnet import distribute
 from keras_alexnet import input_pipeline
 from keras_alexnet import input_timeout
@@ -198,9 +200,27 @@ def resume(run, state):
 
 
 def training_data(run, state):
-    """The distributed training batches from the state's epoch and step on, to the end."""
+    """The distributed training batches from the state's epoch and step on, to the end (with
+    the data service, without end: the loop takes the steps it counts)."""
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
+    if config.data_service:
+        # Made by the service's workers, by step (folders) or by record file; see
+        # `data_service`.
+        first_step = epoch * run.steps_per_epoch + start_step
+        return run.strategy.distribute_datasets_from_function(
+            lambda input_context: data_service.distribute(
+                input_pipeline.train_dataset_for_service(
+                    run.source,
+                    global_batch_size=config.batch_size,
+                    stats=run.stats,
+                    seed=config.seed,
+                    first_step=first_step,
+                    input_context=input_context,
+                ),
+                config.data_service,
+            )
+        )
 
     def dataset_fn(input_context):
         return input_pipeline.train_dataset(
@@ -339,6 +359,17 @@ def next_batch(run, state, iterator):
     try:
         return next(iterator)
     except tf.errors.InvalidArgumentError as error:
+        if run.config.data_service:
+            # The service's batches come in any order: the failed one's step is not known,
+            # so the whole training split is decoded to name the files.
+            raise input_pipeline.undecodable_error(
+                error,
+                run.source,
+                "train",
+                "training image(s)",
+                "training",
+                _rerun_hint(state) + ".",
+            ) from error
         bad_images = input_pipeline.undecodable_in_step(
             run.source,
             seed=run.config.seed,

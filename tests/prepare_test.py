@@ -56,7 +56,11 @@ def test_the_prepared_folder_has_the_sources_classes_counts_and_bad_files(prepar
     assert len(set(labels[:10])) > 1
 
 
-@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+# The largest mean difference per value the README states for each encoding.
+STATED_DIFFERENCE = {"png": 0.5, "jpeg444": 2.0, "jpeg": 3.0}
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg444", "jpeg"])
 def test_prepared_pixels_against_decoding_on_the_fly(tiny_root, tmp_path, encoding):
     folder = sources.folder_source(tiny_root)
     out = tmp_path / encoding
@@ -75,8 +79,8 @@ def test_prepared_pixels_against_decoding_on_the_fly(tiny_root, tmp_path, encodi
         if encoding == "png":  # lossless: only the rounding to uint8
             assert min(np.abs(image - ref).max() for ref in on_the_fly[int(label)]) <= 0.5
     assert len(diffs) == folder.num_validation
-    if encoding == "jpeg":
-        assert np.mean(diffs) < 2.0, np.mean(diffs)
+    print(encoding, np.mean(diffs))
+    assert np.mean(diffs) < STATED_DIFFERENCE[encoding], np.mean(diffs)
 
 
 def test_an_interrupted_preparation_resumes_and_other_settings_are_refused(tiny_root, tmp_path):
@@ -90,7 +94,7 @@ def test_an_interrupted_preparation_resumes_and_other_settings_are_refused(tiny_
     prepare.prepare(folder, str(out), images_per_shard=16)
     assert (out / shards[0]).read_bytes() == first  # written again, the same
     assert {name: os.stat(out / name).st_mtime_ns for name in shards[1:]} == kept
-    with pytest.raises(ValueError, match="quality=95.*quality=80"):
+    with pytest.raises(ValueError, match="quality=90.*quality=80"):
         prepare.prepare(folder, str(out), quality=80, images_per_shard=16)
     with pytest.raises(ValueError, match="not a prepared folder"):
         prepared.prepared_source(str(tmp_path / "nothing"))

@@ -164,3 +164,69 @@ def test_preprocess_for_eval_in_a_serving_function(stats):
     assert served.shape == (2, CROP, CROP, 3)
     np.testing.assert_array_equal(served[0], eager)
     np.testing.assert_array_equal(eager, expected)
+
+
+def _paper_order(encoded, stats, seed):
+    """The paper's steps one after the other: decode, mean, random crop and flip, PCA."""
+    crop_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = preprocessing.subtract_mean(
+        preprocessing.decode_and_center_crop(encoded), stats.mean_image
+    )
+    image = preprocessing.random_crop_and_flip(image, crop_seed)
+    return preprocessing.pca_lighting(image, stats.eigval, stats.eigvec, lighting_seed)
+
+
+@pytest.mark.parametrize(
+    "jpeg_args",
+    [
+        dict(quality=90),  # 4:2:0, what prepare writes by default
+        dict(quality=95, chroma_downsampling=False),
+        dict(quality=90, progressive=True),
+    ],
+)
+def test_preprocess_for_train_of_a_256_jpeg_equals_the_paper_order(jpeg_args):
+    # A 256x256 JPEG (a prepared image) is decoded only in its random window: libjpeg's
+    # chroma upsampling at a window's edges must not change a value, at any offset.
+    rng = np.random.default_rng(5)
+    stats = stats_lib.Stats(
+        rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32),
+        stats_lib.IMAGENET_PCA.eigval,
+        stats_lib.IMAGENET_PCA.eigvec,
+    )
+    pixels = image_data.smooth_image(11, SIZE, SIZE)
+    pixels = np.clip(pixels + rng.integers(-20, 20, pixels.shape), 0, 255).astype(np.uint8)
+    encoded = tf.io.encode_jpeg(pixels, **jpeg_args)
+    seeds = tf.stack([preprocessing.example_seed(1, 2, i) for i in range(120)])
+    fast = tf.data.Dataset.from_tensor_slices(seeds).map(
+        lambda s: preprocessing.preprocess_for_train(encoded, stats, s)
+    )
+    windows = set()
+    for seed, got in zip(seeds, fast.as_numpy_iterator()):
+        np.testing.assert_array_equal(got, _paper_order(encoded, stats, seed).numpy())
+        crop_seed = tf.random.experimental.stateless_split(seed, 2)[0]
+        top, left, flip = preprocessing.random_window(crop_seed, SIZE, SIZE)
+        windows.add((int(top) % 16, int(left) % 16, bool(flip)))
+    # Offsets at, just after and between the 16-pixel blocks of 4:2:0, mirrored or not.
+    assert {(0, 0), (15, 15), (1, 1)} & {(t, x) for t, x, _ in windows}
+    assert len({(t % 2, x % 2, f) for t, x, f in windows}) == 8
+
+
+def test_preprocess_for_train_eager_equals_dataset_for_other_images(stats):
+    # Not 256x256 or not a JPEG: the whole image is decoded (and resized), as before.
+    images = [
+        tf.io.encode_jpeg(image_data.smooth_image(3, 300, 280)),
+        tf.io.encode_png(image_data.smooth_image(4, SIZE, SIZE)),
+    ]
+    for encoded in images:
+        for i in range(4):
+            seed = preprocessing.example_seed(0, 0, i)
+            expected = _paper_order(encoded, stats, seed).numpy()
+            np.testing.assert_array_equal(
+                preprocessing.preprocess_for_train(encoded, stats, seed), expected
+            )
+            np.testing.assert_array_equal(
+                in_dataset(
+                    lambda e, s: preprocessing.preprocess_for_train(e, stats, s), encoded, seed
+                ),
+                expected,
+            )
