@@ -1,5 +1,6 @@
 """Strategies: MirroredStrategy over logical CPUs trains like one device."""
 
+import json
 import textwrap
 
 import fresh_process
@@ -47,11 +48,10 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_step_equals_one_device_step(tmp_path, tiny_root):
-    result = fresh_process.run_script(MIRRORED_SCRIPT, tiny_root, str(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "SAME_WEIGHTS 16" in result.stdout
-    assert "MIRRORED_TRAINED 3" in result.stdout
+def test_mirrored_step_equals_one_device_step(scripts):
+    stdout = scripts("mirrored")
+    assert "SAME_WEIGHTS 16" in stdout
+    assert "MIRRORED_TRAINED 3" in stdout
 
 
 def test_multi_worker_refuses_cpu_replicas():
@@ -84,12 +84,10 @@ DROPOUT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_each_replica_draws_its_own_dropout_masks():
-    result = fresh_process.run_script(DROPOUT_SCRIPT)
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_each_replica_draws_its_own_dropout_masks(scripts):
     figures = {
         line.split()[0]: [float(x) for x in line.split()[2::2]]
-        for line in result.stdout.splitlines()
+        for line in scripts("dropout").splitlines()
         if " same " in line
     }  # {package: [same, lowest dropped fraction, highest]}
     print(figures)
@@ -135,12 +133,59 @@ OVERFLOW_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_float16_overflow_on_one_replica_skips_the_step_on_all():
-    result = fresh_process.run_script(OVERFLOW_SCRIPT)
-    assert result.returncode == 0, result.stderr[-4000:]
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if " scale " in line}
+def test_a_float16_overflow_on_one_replica_skips_the_step_on_all(scripts):
+    output = scripts("overflow")
+    lines = {line.split()[0]: line for line in output.splitlines() if " scale " in line}
     print(lines)
     for name in ("one", "mirrored"):
         words = lines[name].split()
         assert words[2] == "True" and words[4] == "True", lines[name]
         assert float(words[7]) == float(words[6]) / 2, lines[name]
+
+
+# The scripts above, in two fresh processes that run at the same time: the mirrored step
+# and the dropout masks one after the other in one (each script in its own namespace, its
+# output kept apart), which spares a TensorFlow import. The overflow script has a process
+# of its own: two MirroredStrategy objects that both all-reduce in one process clash on
+# TensorFlow's collective instance keys.
+RUN_SCRIPTS = textwrap.dedent("""
+    import contextlib, io, json, sys, traceback
+    import keras_alexnet  # first: it sets TensorFlow's environment
+
+    scripts, argv = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    results = {}
+    for name, source in scripts.items():
+        sys.argv = [name, *argv.get(name, [])]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(source, name, "exec"), {"__name__": "__main__"})
+            error = None
+        except BaseException:
+            error = traceback.format_exc()
+        results[name] = dict(stdout=out.getvalue(), error=error)
+    print("RESULTS " + json.dumps(results))
+""")
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory, tiny_root):
+    """fn(name) -> the standard output of that script ("mirrored", "dropout", "overflow")."""
+    groups = [
+        dict(mirrored=MIRRORED_SCRIPT, dropout=DROPOUT_SCRIPT),
+        dict(overflow=OVERFLOW_SCRIPT),
+    ]
+    argv = dict(mirrored=[tiny_root, str(tmp_path_factory.mktemp("mirrored") / "run")])
+    results = {}
+    for result in fresh_process.run_scripts(
+        *[(RUN_SCRIPTS, [json.dumps(group), json.dumps(argv)]) for group in groups]
+    ):
+        line = [x for x in result.stdout.splitlines() if x.startswith("RESULTS ")]
+        assert result.returncode == 0 and line, result.stderr[-4000:]
+        results.update(json.loads(line[-1][len("RESULTS ") :]))
+
+    def get(name):
+        assert results[name]["error"] is None, results[name]["error"][-4000:]
+        return results[name]["stdout"]
+
+    return get

@@ -50,6 +50,51 @@ def run_script(script, *args, timeout=600):
     )
 
 
+def run_together(*commands, timeout=600, env=None):
+    """Runs several command lines at the same time, each in a process of its own.
+
+    Args:
+        *commands: command lines, e.g. from `command(...)`.
+        timeout: seconds for them all.
+        env: their environment (default: this process's).
+
+    Returns:
+        A `subprocess.CompletedProcess` for each, in order, stdout and stderr as text.
+    """
+    processes = [
+        subprocess.Popen(
+            list(map(str, args)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ if env is None else env),
+        )
+        for args in commands
+    ]
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=timeout)
+            results.append(
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            )
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    return results
+
+
+def run_scripts(*scripts, timeout=600):
+    """Runs several `run_script` calls at the same time: (script, args) pairs; their
+    `subprocess.CompletedProcess`es, in order."""
+    return run_together(
+        *[[sys.executable, "-c", script, *args] for script, args in scripts],
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+    )
+
+
 def _main():
     import importlib
 

@@ -453,8 +453,10 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     model_dir = tmp_path / "run"
     args = train_args(model_dir, tiny_root, *TWO_WORKER_EXTRA)
 
-    # 1. Worker 1 is killed after ckpt-2: the launcher stops the job.
-    log = start_launcher(args)
+    # 1. Worker 1 is killed after ckpt-2: the launcher stops the job. Worker 0, waiting on
+    # its lost peer, cannot act on the launcher's SIGTERM: the SIGKILL after the grace
+    # period ends it, so a short grace period is all this stop needs.
+    log = start_launcher(args, grace_period=1)
     try:
         wait_for_checkpoint(log, model_dir)
         pid = started_pids(log.text())[1]

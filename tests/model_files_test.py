@@ -5,6 +5,7 @@ import glob
 import json
 import os
 
+import fresh_process
 import image_data
 import keras
 import numpy as np
@@ -49,20 +50,22 @@ def test_convert_evaluate_export_predict_one_file(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1000 classes (ILSVRC-2012, named inside)" in result.stdout
 
+    # evaluate and export read the file side by side, each in its own process.
     report_file = tmp_path / "report.json"
-    result = run_module(
-        "evaluate",
-        f"--model={keras_file}",
-        "--dataset=folder",
-        f"--data_dir={data}",
-        "--batch_size=4",
-        f"--output={report_file}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(report_file.read_text())
-
     out = tmp_path / "saved_models"
-    result = run_module("export", f"--model={keras_file}", f"--output_dir={out}")
+    evaluated, result = fresh_process.run_together(
+        fresh_process.command(
+            "evaluate",
+            f"--model={keras_file}",
+            "--dataset=folder",
+            f"--data_dir={data}",
+            "--batch_size=4",
+            f"--output={report_file}",
+        ),
+        fresh_process.command("export", f"--model={keras_file}", f"--output_dir={out}"),
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(report_file.read_text())
     assert result.returncode == 0, result.stderr[-3000:]
     version = out / "bvlc_alexnet" / "1"
     assert f"Exported {version}" in result.stdout
