@@ -32,18 +32,39 @@ def test_alternate_runs_the_functions_in_turn():
     assert [len(s) for s in seconds] == [3, 3] and all(t >= 0 for s in seconds for t in s)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or not os.path.isfile(benchmark.DEFAULT_TORCH_PEER),
-    reason="needs PyTorch and the peer file ../shared/bench/torch_peer.py",
-)
-def test_run_against_the_torch_peer_reports_ratios_and_fractions():
+# Where the peer file is not beside the repository (it is not part of it), a small PyTorch
+# network stands in for it: the benchmark's handling of a peer is what is tested here.
+STAND_IN_PEER = """
+from torch import nn
+
+
+def paper_alexnet(num_classes):
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 11, 4), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(128, num_classes),
+    )
+"""
+
+
+@pytest.fixture
+def torch_peer(tmp_path):
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs PyTorch (the test extra installs it)")
+    if os.path.isfile(benchmark.DEFAULT_TORCH_PEER):
+        return benchmark.DEFAULT_TORCH_PEER
+    path = tmp_path / "stand_in_peer.py"
+    path.write_text(STAND_IN_PEER)
+    return str(path)
+
+
+def test_run_against_the_torch_peer_reports_ratios_and_fractions(torch_peer):
     ours, peer = benchmark.run(
         ("towers",),
         batch_size=2,
         steps=1,
         warmup=1,
         num_classes=10,
-        torch_peer=benchmark.DEFAULT_TORCH_PEER,
+        torch_peer=torch_peer,
         threads=2,
         gemm_size=256,
     )
@@ -54,11 +75,12 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions():
         assert peer[f"{key}_img_per_s"] > 0
         # One round: the ratio is that of the two steps, and both fractions have the
         # round's GEMM as their denominator.
+        # (The ratios are rounded to three decimals.)
         assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01
+            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01, abs=5e-4
         )
         assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05
+            ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05, abs=5e-4
         )
     # One GEMM peak and the same network's arithmetic for both.
     assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
