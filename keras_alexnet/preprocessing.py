@@ -301,8 +301,8 @@ def _decode_window(encoded, top, left, crop):
 
     With 4:2:0 chroma, libjpeg interpolates the colour at a window's edge from the pixels
     beyond it, which a window decoded alone lacks; decoding one more pixel on each side
-    where the image has it, then slicing, gives exactly the full decode's pixels (tested for
-    every offset).
+    where the image has it, then slicing, gives exactly the full decode's pixels (checked at
+    all 900 offsets of a 227 window in 256x256; tested at offsets of every parity).
     """
     shape = tf.image.extract_jpeg_shape(encoded)
     y0, x0 = tf.maximum(top - 1, 0), tf.maximum(left - 1, 0)
