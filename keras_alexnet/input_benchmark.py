@@ -136,16 +136,14 @@ def prepared_difference(source, prepared_dir, limit=64):
       (mean, largest) over the first `limit` training images of the mean absolute
       difference per value of an image.
     """
-    names = prepared.read_metadata(prepared_dir)["splits"]["train"]["shards"]
+    shards = prepared.prepared_source(prepared_dir)
     # The shards, read one after the other, hold the images in `prepare.ORDER`.
-    records = tf.data.TFRecordDataset([os.path.join(prepared_dir, n) for n in names])
+    records = tf.data.TFRecordDataset(shards.record_files("train"))
     originals = source.examples("train", order=prepare.ORDER)
     diffs = []
     for record, (ref, _) in zip(records.take(limit), originals.take(limit)):
-        encoded = tf.io.parse_single_example(
-            record, {"image": tf.io.FixedLenFeature([], tf.string)}
-        )
-        image = preprocessing.decode_and_center_crop(encoded["image"]).numpy()
+        encoded, _ = shards.parse_record(record)
+        image = preprocessing.decode_and_center_crop(encoded).numpy()
         expected = preprocessing.decode_and_center_crop(source.load(ref)).numpy()
         diffs.append(np.abs(image - expected).mean())
     return float(np.mean(diffs)), float(np.max(diffs))

@@ -99,7 +99,7 @@ class _PreparedReader:
         return _parse(record)
 
     def examples(self, split, order):
-        shards = [os.path.join(self._path, name) for name in self._shards[split]]
+        shards = self.record_files(split)
         if order is not None:
             permutation = sources.epoch_rng(*order).permutation(len(shards))
             shards = [shards[i] for i in permutation]
