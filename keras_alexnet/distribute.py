@@ -113,9 +113,10 @@ def scalar(variable):
 
 
 def first_replica(strategy, value):
-    """The first local replica's part of a per-replica value, as NumPy."""
-    parts = strategy.experimental_local_results(value)
-    return keras.ops.convert_to_numpy(parts[0])
+    """The first local replica's part of a per-replica value (or of a nest of them), as NumPy."""
+    return tf.nest.map_structure(
+        lambda v: keras.ops.convert_to_numpy(strategy.experimental_local_results(v)[0]), value
+    )
 
 
 def define_flags():

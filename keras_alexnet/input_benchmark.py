@@ -9,8 +9,11 @@ shards), the images/s and CPU ms per image of each stage:
   bytes of every image, nothing decoded;
 - plain decode: reading and `tf.io.decode_jpeg` of every image, in file order, batched (the
   least any pipeline must do);
-- full: the training pipeline (`input_pipeline.train_dataset`: decode, mean, random 227
-  crop and flip, PCA noise, batch; on files, also the resize to 256).
+- full: the training pipeline as training runs it (`input_pipeline.train_dataset` with
+  raw=True: decode (on files, also the resize to 256), the random 227 window, batch; uint8
+  patches from prepared shards). The float work (mirroring, the mean, PCA noise:
+  `preprocessing.finish_train_batch`) runs in the training step, where the model runs; its
+  cost per image on this CPU is printed too.
 
 and the ratios the project aims at: full on shards / full on files >= 2.5, and full on
 shards / plain decode of shards >= 0.90. Without --data_dir it writes --num_images JPEGs of
@@ -79,18 +82,14 @@ def write_benchmark_images(root, num_images, image_size=(375, 500), seed=0):
     return root
 
 
-def _count(images):
-    return int(images.nrows() if isinstance(images, tf.RaggedTensor) else images.shape[0])
-
-
 def _measure(dataset):
     """(images/s, CPU ms per image, images) of one pass, after its first batch (warm-up)."""
     iterator = iter(dataset)
     next(iterator)
     # process_time: the CPU time of all the process's threads, at clock resolution.
     start, cpu_start, count = time.perf_counter(), time.process_time(), 0
-    for images, _ in iterator:
-        count += _count(images)
+    for _, labels in iterator:
+        count += int(labels.shape[0])
     cpu = time.process_time() - cpu_start
     return count / (time.perf_counter() - start), 1000.0 * cpu / count, count
 
@@ -122,6 +121,22 @@ def read_dataset(source, batch_size, epochs):
         .prefetch(tf.data.AUTOTUNE)
         .with_options(input_pipeline.dataset_options())
     )
+
+
+def finish_cost(stats, batch_size, repeats=5):
+    """CPU ms per image of the training step's float work (`finish_train_batch`) here."""
+    crop, n = preprocessing.CROP_SIZE, batch_size
+    drawn = preprocessing.train_augmentation(0, 0, tf.range(n, dtype=tf.int64))
+    patches = tf.random.uniform([n, crop, crop, 3], 0, 256, tf.int32)
+    batch = dict(drawn, patches=tf.cast(patches, tf.uint8))
+    finish = tf.function(lambda b: tf.reduce_sum(preprocessing.finish_train_batch(b, stats)))
+    finish(batch)  # traced
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        finish(batch).numpy()
+        best = min(best, time.process_time() - start)
+    return 1000.0 * best / n
 
 
 def prepared_difference(source, prepared_dir, limit=64):
@@ -176,7 +191,8 @@ def run_benchmark(
       dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms" (least
       CPU time per image, which other processes disturb less), "ratio" (full/plain images/s),
       "cpu_ratio" (plain/full CPU time), "plain_images", "full_images", "read" and
-      "read_cpu_ms" (the read stage), and "num_files"; with with_prepared the same keys
+      "read_cpu_ms" (the read stage), "finish_cpu_ms" (the training step's float work
+      per image, on this CPU), and "num_files"; with with_prepared the same keys
       prefixed "prepared_", and "prepared_speedup" (the training pipeline's images/s on the
       prepared shards / on the files), "prepared_cpu_speedup" (the same in CPU time),
       "prepare_images_per_s", "prepared_bytes_per_image", "prepared_encoding" and
@@ -234,9 +250,11 @@ def run_benchmark(
                             seed=0,
                             epoch=0,
                             num_epochs=epochs,
+                            raw=True,
                         )
                     )
                 )
+        result["finish_cpu_ms"] = finish_cost(stats, batch_size)
         for name, measured in runs.items():
             result[name] = max(m[0] for m in measured)
             result[f"{name}_cpu_ms"] = min(m[1] for m in measured)
@@ -305,7 +323,7 @@ def main(argv):
     stages = (
         ("read", "read (order, bytes; no decode)"),
         ("plain", "plain decode (decode_jpeg, batch)"),
-        ("full", "full training pipeline"),
+        ("full", "full training pipeline (to the step)"),
     )
     print(f"{'stage':36s} {'files img/s':>12s} {'CPU ms':>7s} {'shards img/s':>13s} {'CPU ms':>7s}")
     for key, name in stages:
@@ -313,6 +331,10 @@ def main(argv):
         if f"prepared_{key}" in r:
             line += f" {r['prepared_' + key]:13.1f} {r['prepared_' + key + '_cpu_ms']:7.2f}"
         print(line)
+    print(
+        f"the training step's float work (finish_train_batch, batch {FLAGS.batch_size}), "
+        f"where the model runs: {r['finish_cpu_ms']:.2f} CPU ms per image on this CPU"
+    )
     print(
         f"files: full/plain {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time per "
         f"image"

@@ -67,6 +67,7 @@ def train_dataset(
     start_step=0,
     input_context=None,
     num_epochs=1,
+    raw=False,
 ):
     """Augmented training batches of epochs epoch .. epoch + num_epochs - 1.
 
@@ -90,10 +91,14 @@ def train_dataset(
       start_step: steps already taken, counted from the start of `epoch` (may span epochs).
       input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
       num_epochs: number of epochs in the dataset.
+      raw: yield each batch before its float work (see below), for the training step to
+        finish with `preprocessing.finish_train_batch` where the model runs.
 
     Returns:
       A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]).
+      labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
+      227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
+      float32, and their "top", "left", "flip" and "alpha", labels).
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -106,32 +111,51 @@ def train_dataset(
         )
     per_step = global_batch_size // pipelines  # This pipeline's examples in one step.
 
-    def epoch_refs(e, skip_steps):
-        """(ref, label, epoch, index in the epoch) of this pipeline's share of epoch e."""
-        ds = source.examples("train", order=(seed, e)).enumerate()
-        if pipelines > 1:
-            ds = ds.shard(pipelines, pipeline_id)
-        ds = ds.take(steps * per_step).skip(skip_steps * per_step)
-        e = tf.cast(e, tf.int64)
-        return ds.map(lambda index, example: (*example, e, index))
+    def epoch_chunks(e, skip_steps):
+        """(refs, labels, epochs, indices in the epoch) of this pipeline's share of epoch e,
+        from step skip_steps on, a window of the epoch's order at a time."""
+        # Example k of this pipeline's share is example pipeline_id + k * pipelines of the
+        # epoch; the share's first skip_steps steps are skipped and its last partial step
+        # dropped.
+        first, end = skip_steps * per_step, steps * per_step
+        e64 = tf.cast(e, tf.int64)
+
+        def share(w, window):
+            refs, labels = window
+            index = w * sources.WINDOW + tf.range(tf.shape(labels, out_type=tf.int64)[0])
+            k = index // pipelines
+            keep = (index % pipelines == pipeline_id) & (k >= first) & (k < end)
+            # Most windows are kept whole: not copied then.
+            refs, labels, index = tf.cond(
+                tf.reduce_all(keep),
+                lambda: (refs, labels, index),
+                lambda: tuple(tf.boolean_mask(t, keep) for t in (refs, labels, index)),
+            )
+            return refs, labels, tf.fill(tf.shape(index), e64), index
+
+        # Windows wholly before the first example or after the last one are not decoded.
+        before = first * pipelines // sources.WINDOW
+        windows = source.windows("train", order=(seed, e)).enumerate()
+        windows = windows.take(-(-(end * pipelines) // sources.WINDOW)).skip(before)
+        return windows.map(share).filter(lambda refs, *_: tf.size(refs) > 0)
 
     # Epochs are joined before decoding, so one parallel map serves them all; every epoch
     # holds whole steps, so no batch straddles two epochs.
     sources.check_seed_and_epoch(seed, epoch)
     first, skip = epoch + start_step // steps, start_step % steps
     if source.order_in_graph:
-        refs = tf.data.Dataset.range(first, epoch + num_epochs).flat_map(
-            lambda e: epoch_refs(e, tf.where(e == first, tf.constant(skip, tf.int64), 0))
+        chunks = tf.data.Dataset.range(first, epoch + num_epochs).flat_map(
+            lambda e: epoch_chunks(e, tf.where(e == first, tf.constant(skip, tf.int64), 0))
         )
     else:
-        refs = epoch_refs(first, skip)
+        chunks = epoch_chunks(first, skip)
         for e in range(first + 1, epoch + num_epochs):
-            refs = refs.concatenate(epoch_refs(e, 0))
-    return _augmented_batches(refs, source, stats, seed, per_replica)
+            chunks = chunks.concatenate(epoch_chunks(e, 0))
+    return _augmented_batches(chunks, source, stats, seed, per_replica, raw)
 
 
 def train_dataset_by_step(
-    source, *, global_batch_size, stats, seed, first_step=0, input_context=None
+    source, *, global_batch_size, stats, seed, first_step=0, input_context=None, raw=False
 ):
     """Endless augmented training batches from step `first_step` on, one split per step.
 
@@ -180,28 +204,35 @@ def train_dataset_by_step(
         # The epoch's permutation, made again for each step: 13 ms for ImageNet's 1.28M
         # files on one core, small beside decoding the step's images.
         chosen = tf.gather(sources.epoch_permutation(len(paths), seed, epoch), positions)
-        return tf.data.Dataset.from_tensor_slices(
-            (
-                tf.gather(paths, chosen),
-                tf.gather(labels, chosen),
-                tf.fill([per_step], epoch),
-                positions,
-            )
+        return (
+            tf.gather(paths, chosen),
+            tf.gather(labels, chosen),
+            tf.fill([per_step], epoch),
+            positions,
         )
 
-    refs = tf.data.Dataset.range(first_step, np.iinfo(np.int64).max).flat_map(step_refs)
-    return _augmented_batches(refs, source, stats, seed, per_replica)
+    # One chunk per step.
+    chunks = tf.data.Dataset.range(first_step, np.iinfo(np.int64).max).map(step_refs)
+    return _augmented_batches(chunks, source, stats, seed, per_replica, raw)
 
 
 # Records a worker of `train_dataset_by_file` holds to shuffle, across the files it reads
-# at once (as `prepared.WINDOW` and the TFDS reader's window, without the service).
+# at once (as `sources.WINDOW` without the service).
 SHUFFLE_BUFFER = 1024
 # Record files a worker of `train_dataset_by_file` reads at once (as the local readers).
 FILES_AT_ONCE = 16
 
 
 def train_dataset_by_file(
-    source, *, global_batch_size, stats, seed, first_step=0, input_context=None, num_epochs=None
+    source,
+    *,
+    global_batch_size,
+    stats,
+    seed,
+    first_step=0,
+    input_context=None,
+    num_epochs=None,
+    raw=False,
 ):
     """Augmented training batches of a record-file source, one split per file; endless.
 
@@ -285,7 +316,7 @@ def train_dataset_by_file(
         .shuffle(SHUFFLE_BUFFER, seed=seed)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
-    return _augmented_batches(refs, source, stats, seed, per_replica)
+    return _augmented_batches(refs.batch(DRAW_CHUNK), source, stats, seed, per_replica, raw)
 
 
 def train_dataset_for_service(source, **kwargs):
@@ -295,15 +326,30 @@ def train_dataset_for_service(source, **kwargs):
     return train_dataset_by_file(source, **kwargs)
 
 
-def _augmented_batches(refs, source, stats, seed, per_replica):
-    """(ref, label, epoch, position in the epoch) -> augmented per-replica batches."""
+# Examples whose random choices are drawn together, by a few vectorised ops.
+DRAW_CHUNK = 256
 
-    def preprocess(ref, label, epoch, index):
-        example_seed = preprocessing.example_seed(seed, epoch, index)
-        image = preprocessing.preprocess_for_train(source.load(ref), stats, example_seed)
-        return image, label
 
-    ds = refs.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def _augmented_batches(chunks, source, stats, seed, per_replica, raw):
+    """Chunks of (ref, label, epoch, position in the epoch) -> augmented per-replica batches.
+
+    The random choices of a chunk are drawn together; the images are then decoded one by
+    one, in parallel."""
+    size, crop = stats.mean_image.shape[0], preprocessing.CROP_SIZE
+    all_jpeg = source.jpeg_size == size
+
+    def draw(refs, labels, epochs, index):
+        return refs, labels, preprocessing.train_augmentation(seed, epochs, index, size, crop)
+
+    def augment(ref, label, augmentation):
+        encoded = source.load(ref)
+        if not raw:
+            return preprocessing.train_image(encoded, stats, augmentation, crop, all_jpeg), label
+        patch = preprocessing.train_patch(encoded, augmentation, size, crop, all_jpeg)
+        return dict(augmentation, patches=patch), label
+
+    ds = chunks.map(draw).unbatch()
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(per_replica, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 

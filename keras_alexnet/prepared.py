@@ -25,8 +25,6 @@ FORMAT = "keras_alexnet prepared images 1"
 # "jpeg": 4:2:0 chroma, as most photos (and ImageNet's) are stored; "jpeg444": full chroma;
 # "png": lossless.
 ENCODINGS = ("jpeg", "jpeg444", "png")
-# Records held in memory to shuffle within and across the interleaved shards.
-WINDOW = 1024
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
@@ -99,23 +97,31 @@ class _PreparedReader:
         return _parse(record)
 
     def examples(self, split, order):
+        if order is None:
+            return self._records(split, order).map(
+                _parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        return self.windows(split, order).unbatch()
+
+    def windows(self, split, order):
+        # Parsed a window at a time, in the shuffle that needs the window anyway: one
+        # vectorised parse instead of one per record.
+        records = self._records(split, order)
+        return sources.shuffled_windows(records, sources.WINDOW, order, prepare_window=_parse)
+
+    def _records(self, split, order):
         shards = self.record_files(split)
         if order is not None:
             permutation = sources.epoch_rng(*order).permutation(len(shards))
             shards = [shards[i] for i in permutation]
         files = tf.data.Dataset.from_tensor_slices(shards)
-        ds = files.interleave(
+        return files.interleave(
             tf.data.TFRecordDataset,
             cycle_length=min(16, len(shards)),
             block_length=16,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        if order is None:
-            return ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        # Parsed a window at a time, in the shuffle that needs the window anyway: one
-        # vectorised parse instead of one per record.
-        return sources.window_shuffle(ds, WINDOW, order, prepare_window=_parse)
 
 
 def _parse(records):
@@ -146,6 +152,7 @@ def prepared_source(path):
         num_test=counts["test"],
         bad_files=tuple(tuple(b) for b in metadata.get("bad_files", ())),
         layout=f"prepared from {metadata['source']}",
+        jpeg_size=metadata["image_size"] if metadata["encoding"].startswith("jpeg") else 0,
         _reader=_PreparedReader(path, metadata),
     )
 

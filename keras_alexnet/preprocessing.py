@@ -5,19 +5,19 @@ In the paper's order:
 1. `decode_and_center_crop`: rescale so the shorter side is 256, keep the central 256x256
    patch (float32, 0-255).
 2. `subtract_mean`: subtract the 256x256x3 training-set mean image.
-3. Training: `random_crop_and_flip` (a random 227x227 patch and, half the time, its mirror
-   image) and `pca_lighting` (the paper's PCA colour noise). Evaluation: `center_crop` or
+3. Training: `crop_and_flip` (a random 227x227 patch and, half the time, its mirror
+   image) and `pca_lighting` (the paper's PCA colour noise), their random choices drawn by
+   `train_augmentation`. Evaluation: `center_crop` or
    `ten_crop` (four corners and the centre, and their mirror images).
 
 The paper says 224x224 patches; 227 is the size its layer sizes fit (see PAPER.md), so 227 is
 the default everywhere.
 
-Every function gives the same result eagerly and inside `tf.data`. Randomness comes only from
-stateless ops seeded by (seed, epoch, index of the example in the epoch), so augmentation does
-not depend on parallelism or on resuming.
+Every function gives the same result eagerly and inside `tf.data`. The random choices are a
+function of (seed, epoch, index of the example in the epoch) only (`random_draws`), so
+augmentation does not depend on parallelism, batching or resuming.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import image_files
@@ -163,52 +163,25 @@ def subtract_mean(image, mean_image):
     return image - mean_image
 
 
-def random_window(seed, height, width, crop=CROP_SIZE):
-    """The random crop x crop window of `random_crop_and_flip`: (top, left, flip).
-
-    Every offset 0..height-crop (rows) and 0..width-crop (columns) is equally likely, and
-    flip (mirror the patch left-right) is true with probability 1/2.
-
-    Args:
-      seed: int32/int64 tensor of shape [2], a stateless seed.
-      height, width: int32 scalars, the image's size (>= crop).
-      crop: side of the patch.
-
-    Returns:
-      (top int32, left int32, flip bool) scalar tensors.
-    """
-    row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    top = tf.random.stateless_uniform(
-        [], row_seed, minval=0, maxval=height - crop + 1, dtype=tf.int32
-    )
-    left = tf.random.stateless_uniform(
-        [], col_seed, minval=0, maxval=width - crop + 1, dtype=tf.int32
-    )
-    return top, left, tf.random.stateless_uniform([], flip_seed) < 0.5
-
-
-def _mirror_if(flip, image):
-    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-
-
-def random_crop_and_flip(image, seed, crop=CROP_SIZE):
-    """A random crop x crop patch and, with probability 1/2, its horizontal mirror image.
-
-    The window is `random_window`'s. The result is a function of (image, seed) only.
+def crop_and_flip(image, top, left, flip, crop=CROP_SIZE):
+    """The crop x crop patch at (top, left), mirrored left-right if flip.
 
     Args:
       image: [H, W, C] tensor with H, W >= crop.
-      seed: int32/int64 tensor of shape [2], a stateless seed.
+      top, left: int32 scalars, the patch's first row and column.
+      flip: bool scalar.
       crop: side of the patch.
 
     Returns:
       [crop, crop, C] tensor of the image's dtype.
     """
     image = tf.convert_to_tensor(image)
-    shape = tf.shape(image)
-    top, left, flip = random_window(seed, shape[0], shape[1], crop)
-    patch = tf.slice(image, tf.stack([top, left, 0]), tf.stack([crop, crop, shape[2]]))
+    patch = tf.slice(image, tf.stack([top, left, 0]), tf.stack([crop, crop, tf.shape(image)[2]]))
     return _mirror_if(flip, patch)
+
+
+def _mirror_if(flip, image):
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
 def center_crop(image, crop=CROP_SIZE):
@@ -254,111 +227,217 @@ def ten_crop(image, crop=CROP_SIZE):
     return tf.concat([patches, tf.reverse(patches, axis=[2])], axis=0)
 
 
-def pca_lighting(image, eigval, eigvec, seed, stddev=PCA_STDDEV):
-    """The paper's PCA colour noise (section 4.1): adds one RGB offset to every pixel.
+def pca_offset(alpha, eigval, eigvec):
+    """The RGB offset of the paper's PCA colour noise (section 4.1), in 0-255.
 
-    offset = [p1 p2 p3] [a1*l1, a2*l2, a3*l3]^T with a_i ~ N(0, stddev) drawn once per image.
+    offset = [p1 p2 p3] [a1*l1, a2*l2, a3*l3]^T, the p_i the eigenvectors and l_i the
+    eigenvalues of the training set's RGB covariance (RGB scaled to [0, 1]).
 
     Args:
-      image: float32 [..., 3] image in 0-255 (mean-subtracted or not: the offset is constant).
-      eigval: [3] eigenvalues of the RGB covariance, RGB scaled to [0, 1].
+      alpha: float32 [..., 3], the a_i (drawn from N(0, 0.1) once per image, see
+        `train_augmentation`).
+      eigval: [3] eigenvalues.
       eigvec: [3, 3] eigenvectors as columns.
-      seed: int32/int64 tensor of shape [2], a stateless seed.
-      stddev: standard deviation of the a_i.
+
+    Returns:
+      float32 [..., 3].
+    """
+    alpha = tf.convert_to_tensor(alpha, tf.float32)
+    weights = alpha * tf.constant(eigval, tf.float32)
+    columns = tf.unstack(tf.constant(eigvec, tf.float32), axis=1)
+    # The sum written out: the same rounding for one image and for a batch of them.
+    offset = weights[..., 0:1] * columns[0]
+    offset += weights[..., 1:2] * columns[1]
+    offset += weights[..., 2:3] * columns[2]
+    # eigval/eigvec describe RGB scaled to [0, 1]; the image is in 0-255, so the offset is too.
+    return 255.0 * offset
+
+
+def pca_lighting(image, eigval, eigvec, alpha):
+    """Adds the PCA colour noise of one image (`pca_offset`) to every pixel.
+
+    Args:
+      image: float32 [..., W, 3] image in 0-255 (mean-subtracted or not).
+      eigval, eigvec: as `pca_offset`'s.
+      alpha: float32 [3].
 
     Returns:
       float32 tensor of the image's shape.
     """
-    eigval = tf.convert_to_tensor(eigval, tf.float32)
-    eigvec = tf.convert_to_tensor(eigvec, tf.float32)
-    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
-    # eigval/eigvec describe RGB scaled to [0, 1]; the image is in 0-255, so the offset is too.
-    offset = 255.0 * tf.linalg.matvec(eigvec, alpha * eigval)
     image = tf.convert_to_tensor(image, tf.float32)
-    # Broadcasting a [3] vector over [..., W, 3] takes TensorFlow's slow generic path (6x the
-    # time of a same-shape add); a [W, 3] row of repeated offsets takes the fast one.
-    row = tf.tile(offset[tf.newaxis, :], tf.stack([tf.shape(image)[-2], 1]))
-    return image + row
+    return image + _rows_of(pca_offset(alpha, eigval, eigvec), tf.shape(image)[-2])
 
 
-def example_seed(seed, epoch, index):
-    """The stateless seed of one example: a function of (seed, epoch, index) only.
+def _rows_of(offset, width):
+    """[width, 3]: an RGB offset repeated along a row, to add to an image [..., width, 3].
+
+    Broadcasting a [3] vector over [..., W, 3] takes TensorFlow's slow generic path (6x the
+    time of a same-shape add); a [W, 3] row of repeated offsets takes the fast one.
+    """
+    return tf.tile(offset[tf.newaxis, :], tf.stack([width, 1]))
+
+
+# Uniform numbers drawn per example: row, column, flip, and the three PCA coefficients.
+DRAWS = 6
+_ROUNDS = 16  # of the keyed permutation below; 8 suffice for its authors, the cost is nil
+
+
+def random_draws(seed, epoch, index):
+    """DRAWS uniform numbers in (0, 1) for each example: a function of (seed, epoch, index).
+
+    Counter-based: draw k of example `index` is the image of the counter index * DRAWS + k
+    under a pseudorandom permutation of [0, 2^63) keyed by (seed, epoch)
+    (`tf.random.experimental.index_shuffle`'s Simon block cipher). So the numbers do not
+    depend on how examples are grouped, parallelised or resumed, and a whole batch of
+    examples is drawn by a few vectorised ops.
 
     Args:
-      seed: int, the run's seed.
-      epoch: int or scalar tensor, the epoch.
-      index: int or scalar int64 tensor, position of the example in the epoch's order.
+      seed: int >= 0, or int64 tensor broadcastable to index's shape.
+      epoch: int >= 0, or int64 tensor broadcastable to index's shape.
+      index: int64 [n], the examples' positions in their epochs' orders.
 
     Returns:
-      int64 tensor [2].
+      float64 [n, DRAWS], each a multiple of 2^-53 plus 2^-54, so never 0 or 1.
     """
-    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
+    index = tf.cast(index, tf.int64)
+    seed = tf.broadcast_to(tf.cast(seed, tf.int64), tf.shape(index))
+    epoch = tf.broadcast_to(tf.cast(epoch, tf.int64), tf.shape(index))
+    # The key is three 32-bit words: the seed's two halves and the epoch.
+    key = tf.stack([seed % 2**32, seed // 2**32, epoch], axis=-1)
+    counters = tf.reshape(index[:, tf.newaxis] * DRAWS + tf.range(DRAWS, dtype=tf.int64), [-1])
+    bits = tf.raw_ops.RandomIndexShuffle(
+        index=counters,
+        seed=tf.repeat(key, DRAWS, axis=0),
+        # A vector like the others (a scalar would make n = 0 an error).
+        max_index=tf.fill(tf.shape(counters), tf.constant(2**63 - 1, tf.int64)),
+        rounds=_ROUNDS,
+    )
+    # The top 53 bits, exact in float64.
+    top = tf.cast(tf.bitwise.right_shift(bits, 10), tf.float64)
+    return tf.reshape((top + 0.5) * 2.0**-53, [-1, DRAWS])
 
 
-def _decode_window(encoded, top, left, crop):
-    """uint8 [crop, crop, 3]: a window of a JPEG, decoded alone; equal to decode-then-slice.
+def train_augmentation(seed, epoch, index, size=IMAGE_SIZE, crop=CROP_SIZE, stddev=PCA_STDDEV):
+    """The random choices of training augmentation, for a batch of examples.
 
-    With 4:2:0 chroma, libjpeg interpolates the colour at a window's edge from the pixels
-    beyond it, which a window decoded alone lacks; decoding one more pixel on each side
-    where the image has it, then slicing, gives exactly the full decode's pixels (checked at
-    all 900 offsets of a 227 window in 256x256; tested at offsets of every parity).
+    Args:
+      seed, epoch, index: as `random_draws`'s.
+      size: side of the (256x256) images the patches are cut from.
+      crop: side of the patch.
+      stddev: standard deviation of the PCA coefficients.
+
+    Returns:
+      A dict of "top", "left" (int32 [n], every offset 0..size-crop equally likely),
+      "flip" (bool [n], true with probability 1/2) and "alpha" (float32 [n, 3], the PCA
+      coefficients, N(0, stddev)).
     """
-    shape = tf.image.extract_jpeg_shape(encoded)
-    y0, x0 = tf.maximum(top - 1, 0), tf.maximum(left - 1, 0)
-    y1 = tf.minimum(top + crop + 1, shape[0])
-    x1 = tf.minimum(left + crop + 1, shape[1])
-    window = tf.io.decode_and_crop_jpeg(encoded, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
-    window = tf.slice(window, tf.stack([top - y0, left - x0, 0]), [crop, crop, 3])
-    return tf.ensure_shape(window, [crop, crop, 3])
+    u = random_draws(seed, epoch, index)
+    offsets = size - crop + 1
+    top = tf.cast(tf.floor(u[:, 0] * offsets), tf.int32)
+    left = tf.cast(tf.floor(u[:, 1] * offsets), tf.int32)
+    return {
+        "top": top,
+        "left": left,
+        "flip": u[:, 2] < 0.5,
+        "alpha": tf.cast(stddev * tf.math.ndtri(u[:, 3:]), tf.float32),
+    }
 
 
-def preprocess_for_train(encoded, stats, seed, crop=CROP_SIZE):
+def train_patch(encoded, augmentation, size=IMAGE_SIZE, crop=CROP_SIZE, all_jpeg=False):
+    """bytes -> one training patch before its float work: the image's random window.
+
+    The half of training preprocessing that needs the image file; `finish_train_batch`
+    does the rest (mirroring, the mean, PCA noise) by batch. Split so that a training
+    pipeline can hand the accelerator small uint8 patches and leave it the float work: a
+    quarter of the bytes to copy, and the least work for the CPU that decodes.
+
+    Args:
+      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
+      augmentation: one example's `train_augmentation`.
+      size: side of the square the image is brought to (the mean image's).
+      crop: side of the patch.
+      all_jpeg: every image is a size x size JPEG (`sources.Source.jpeg_size`, prepared
+        images): decoded as it is, and the patch kept uint8. (Decoding the whole 256x256
+        JPEG and slicing was measured faster than `tf.io.decode_and_crop_jpeg` of the
+        window.)
+
+    Returns:
+      [crop, crop, 3] in 0-255, not mirrored: uint8 if all_jpeg, else float32.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    if all_jpeg:
+        image = tf.io.decode_jpeg(encoded, channels=3)
+    else:
+        image = decode_and_center_crop(encoded, size)
+    corner = tf.stack([augmentation["top"], augmentation["left"], 0])
+    return tf.slice(image, corner, [crop, crop, 3])
+
+
+def finish_train_batch(batch, stats):
+    """The float work of a batch of training patches: float32 [n, crop, crop, 3].
+
+    In the paper's order: the patch less its window of the mean image, mirrored if drawn
+    so, plus the PCA offset; `preprocess_for_train`'s values, bit for bit. Cheap where the
+    model runs (a cast, a gather, a select, two adds): the training step calls it on each
+    replica.
+
+    Args:
+      batch: a dict of "patches" ([n, crop, crop, 3] of `train_patch`) and their
+        `train_augmentation` ("top", "left", "flip", "alpha").
+      stats: `stats.Stats` of the training set.
+    """
+    patches = batch["patches"]
+    size, crop = stats.mean_image.shape[0], patches.shape[1]
+    span = tf.range(crop)
+    # Row-major index of every pixel of every patch's window in the mean image.
+    rows = batch["top"][:, tf.newaxis] + span
+    cols = batch["left"][:, tf.newaxis] + span
+    index = rows[:, :, tf.newaxis] * size + cols[:, tf.newaxis, :]
+    mean = tf.gather(tf.reshape(tf.constant(stats.mean_image, tf.float32), [-1, 3]), index)
+    images = tf.cast(patches, tf.float32) - mean
+    flip = batch["flip"][:, tf.newaxis, tf.newaxis, tf.newaxis]
+    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    lighting = pca_offset(batch["alpha"], stats.eigval, stats.eigvec)
+    return images + lighting[:, tf.newaxis, tf.newaxis, :]
+
+
+def train_image(encoded, stats, augmentation, crop=CROP_SIZE, all_jpeg=False):
+    """`train_patch` and its float work, for one image (`finish_train_batch`'s values).
+
+    For pipelines that hand over finished float32 patches.
+    """
+    size = stats.mean_image.shape[0]
+    patch = train_patch(encoded, augmentation, size, crop, all_jpeg)
+    corner = tf.stack([augmentation["top"], augmentation["left"], 0])
+    mean = tf.slice(tf.constant(stats.mean_image, tf.float32), corner, [crop, crop, 3])
+    image = _mirror_if(augmentation["flip"], subtract_mean(tf.cast(patch, tf.float32), mean))
+    lighting = pca_offset(augmentation["alpha"], stats.eigval, stats.eigvec)
+    return image + _rows_of(lighting, crop)
+
+
+def preprocess_for_train(encoded, stats, seed, epoch, index, crop=CROP_SIZE):
     """bytes -> one augmented training patch: decode, mean, random crop and flip, PCA noise.
 
     The result is that of, in the paper's order, `decode_and_center_crop`, `subtract_mean`,
-    `random_crop_and_flip` and `pca_lighting`. A JPEG that is already the mean image's size
-    (a prepared image, `prepared`) takes a shorter road to the same values: only its random
-    window is decoded, and the mean is subtracted from that window alone.
+    `crop_and_flip` and `pca_lighting`, with the random choices of
+    `train_augmentation(seed, epoch, [index])`, in a cheaper order with the same values:
+    the mean is subtracted from the patch alone, and the patch mirrored after it
+    (`train_image`).
 
     Args:
       encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
       stats: `stats.Stats` of the training set.
-      seed: int tensor [2], e.g. from `example_seed`.
+      seed: int >= 0, the run's seed.
+      epoch: int >= 0 or scalar tensor, the epoch.
+      index: int or scalar int64 tensor, the example's position in the epoch's order.
       crop: side of the patch.
 
     Returns:
       float32 [crop, crop, 3].
     """
-    encoded = tf.convert_to_tensor(encoded, tf.string)
-    crop_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     size = stats.mean_image.shape[0]
-    top, left, flip = random_window(crop_seed, size, size, crop)
-    is_jpeg = tf.io.is_jpeg(encoded)
-    # extract_jpeg_shape reads only the header; the cond keeps it away from other formats.
-    prepared_size = tf.cond(
-        is_jpeg,
-        lambda: tf.reduce_all(tf.image.extract_jpeg_shape(encoded)[:2] == size),
-        lambda: tf.constant(False),
-    )
-    # Mirrored before the mean is subtracted (uint8 is cheaper to mirror than float32), and
-    # the mean's window taken from the mirrored mean image: the same values as mirroring
-    # after the subtraction.
-    patch = tf.cond(
-        prepared_size,
-        lambda: tf.cast(_mirror_if(flip, _decode_window(encoded, top, left, crop)), tf.float32),
-        lambda: _mirror_if(
-            flip,
-            tf.slice(decode_and_center_crop(encoded, size), [top, left, 0], [crop, crop, 3]),
-        ),
-    )
-    means = tf.constant(np.stack([stats.mean_image, stats.mean_image[:, ::-1]]), tf.float32)
-    mean_left = tf.where(flip, size - crop - left, left)
-    mean = tf.slice(
-        means, tf.stack([tf.cast(flip, tf.int32), top, mean_left, 0]), [1, crop, crop, 3]
-    )
-    image = subtract_mean(patch, mean[0])
-    return pca_lighting(image, stats.eigval, stats.eigvec, lighting_seed)
+    drawn = train_augmentation(seed, epoch, tf.reshape(index, [1]), size, crop)
+    return train_image(encoded, stats, {k: v[0] for k, v in drawn.items()}, crop)
 
 
 def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
@@ -384,17 +463,22 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
 
 __all__ = [
     "CROP_SIZE",
+    "DRAWS",
     "IMAGE_SIZE",
     "PCA_STDDEV",
     "center_crop",
+    "crop_and_flip",
     "decode_and_center_crop",
     "decode_other",
-    "example_seed",
+    "finish_train_batch",
     "pca_lighting",
+    "pca_offset",
     "preprocess_for_eval",
     "preprocess_for_train",
-    "random_crop_and_flip",
-    "random_window",
+    "random_draws",
     "subtract_mean",
     "ten_crop",
+    "train_augmentation",
+    "train_image",
+    "train_patch",
 ]

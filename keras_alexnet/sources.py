@@ -20,6 +20,10 @@ SPLITS = ("train", "validation", "test")
 # Folder names of the validation split, in the order they are looked for.
 VALIDATION_FOLDERS = ("validation", "val", "valid")
 ON_BAD_IMAGE = ("skip", "fail")
+# Examples in one window of `Source.windows`; the shuffle window of record files (TFDS's and
+# prepared ones): records held in memory to mix examples within and across the files read
+# at once.
+WINDOW = 1024
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
@@ -37,6 +41,8 @@ class Source:
       num_test: number of test examples (0 when there are none).
       layout: how a folder's splits were found, e.g. "train/ and val/", or
         "validation_split=0.1 of DIR/ (seed 0)" (folders only).
+      jpeg_size: when every image is a JPEG of jpeg_size x jpeg_size pixels (a prepared
+        folder in a JPEG encoding), that size; else 0.
     """
 
     name: str
@@ -47,6 +53,7 @@ class Source:
     bad_files: tuple[tuple[str, str], ...] = ()
     num_test: int = 0
     layout: str = ""
+    jpeg_size: int = 0
     _reader: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -140,6 +147,21 @@ class Source:
             check_seed_and_epoch(*order)
         return self._reader.examples(split, order)
 
+    def windows(self, split, order):
+        """`examples(split, order)` in consecutive windows of `WINDOW` (the last may be
+        shorter): a dataset of (refs [n], labels int32 [n]).
+
+        For pipelines that work on many examples at once (`input_pipeline.train_dataset`
+        draws a window's augmentation together); the examples and their order are those of
+        `examples`.
+        """
+        _check_split(split)
+        if self.num_examples(split) == 0:
+            raise ValueError(f"{self.name} has no {split} examples. Received: split={split!r}")
+        if not any(isinstance(v, tf.Tensor) for v in order):
+            check_seed_and_epoch(*order)
+        return self._reader.windows(split, order)
+
     def load(self, ref):
         """Encoded image bytes of a ref from `examples` (reads the file for folders)."""
         return tf.io.read_file(ref) if self.kind == "folder" else ref
@@ -194,6 +216,9 @@ class _FolderReader:
         return tf.data.Dataset.from_tensor_slices(
             (tf.gather(paths, permutation), tf.gather(labels, permutation))
         )
+
+    def windows(self, split, order):
+        return self.examples(split, order).batch(WINDOW)
 
 
 def check_on_bad_image(on_bad_image):
@@ -451,9 +476,6 @@ def _check_files(listed, all_candidates, num_threads):
 
 
 class _TfdsReader:
-    # Shuffle window of the TFDS path: encoded records held in memory to mix examples within
-    # and across the interleaved files.
-    WINDOW = 1024
     # The record files are permuted in Python, when the TFDS dataset is built.
     order_in_graph = False
 
@@ -484,6 +506,14 @@ class _TfdsReader:
         return example[self._image_key], tf.cast(example[self._label_key], tf.int32)
 
     def examples(self, split, order):
+        if order is None:
+            return self._records(split, order)
+        return self.windows(split, order).unbatch()
+
+    def windows(self, split, order):
+        return shuffled_windows(self._records(split, order), WINDOW, order)
+
+    def _records(self, split, order):
         import tensorflow_datasets as tfds  # Imported here: only this path needs it.
 
         sort_fn = None
@@ -503,13 +533,10 @@ class _TfdsReader:
             read_config=read_config,
         )
         image_key, label_key = self._image_key, self._label_key
-        ds = ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)))
-        if order is not None:
-            ds = window_shuffle(ds, self.WINDOW, order)
-        return ds
+        return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)))
 
 
-def window_shuffle(ds, window, order, prepare_window=None):
+def shuffled_windows(ds, window, order, prepare_window=None):
     """Shuffles within consecutive windows with stateless permutations of (seed, epoch, window).
 
     Unlike `Dataset.shuffle`, the result does not depend on TensorFlow's global seed.
@@ -522,7 +549,8 @@ def window_shuffle(ds, window, order, prepare_window=None):
         (refs, labels), e.g. a batched parse.
 
     Returns:
-      The dataset of (ref, label), shuffled.
+      The dataset of the shuffled windows, (refs [n], labels [n]); all but the last hold
+      `window` elements.
     """
     seed, epoch = order
     # A negative first word: never the base of an example's seed (seeds are >= 0).
@@ -534,11 +562,9 @@ def window_shuffle(ds, window, order, prepare_window=None):
             tf.shape(labels), tf.random.experimental.stateless_fold_in(base, index)
         )
         permutation = tf.argsort(noise)
-        return tf.data.Dataset.from_tensor_slices(
-            (tf.gather(refs, permutation), tf.gather(labels, permutation))
-        )
+        return tf.gather(refs, permutation), tf.gather(labels, permutation)
 
-    return ds.batch(window).enumerate().flat_map(permute)
+    return ds.batch(window).enumerate().map(permute)
 
 
 def is_imagenet2012(name):
@@ -688,5 +714,5 @@ __all__ = [
     "folder_source",
     "is_imagenet2012",
     "tfds_source",
-    "window_shuffle",
+    "shuffled_windows",
 ]

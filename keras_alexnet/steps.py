@@ -11,7 +11,7 @@ from keras_alexnet import distribute
 from keras_alexnet import metrics
 
 
-def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
+def make_train_step(model, optimizer, global_batch_size, jit_compile=False, finish=None):
     """Returns a `tf.function` that runs one optimizer step on one replica's batch.
 
     The loss is the mean cross-entropy over the GLOBAL batch plus the model's
@@ -25,6 +25,8 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
             loss before the gradients (float16) and unscales them before the update.
         global_batch_size: examples per step over all replicas.
         jit_compile: compile the step with XLA.
+        finish: None, or a function the step applies to its images first (e.g. the float
+            work of `input_pipeline.train_dataset(raw=True)`'s batches).
 
     Returns:
         step(images, labels) -> (loss, top-1 hits, top-5 hits), to call directly or with
@@ -34,6 +36,8 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False):
 
     @tf.function(jit_compile=jit_compile)
     def step(images, labels):
+        if finish is not None:
+            images = finish(images)
         with tf.GradientTape() as tape:
             probs = model(images, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)

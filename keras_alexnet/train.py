@@ -36,6 +36,7 @@ from keras_alexnet import input_pipeline
 from keras_alexnet import input_timeout
 from keras_alexnet import model as model_lib
 from keras_alexnet import preemption
+from keras_alexnet import preprocessing
 from keras_alexnet import run_dir
 from keras_alexnet import run_lock
 from keras_alexnet import run_setup
@@ -92,7 +93,14 @@ def _train(config, strategy, source):
     writer.scalars("train", state.step, {"skipped_images": run.skipped})
     step_fn = distribute.run_and_sum(
         run.strategy,
-        steps.make_train_step(state.model, state.optimizer, config.batch_size, config.jit_compile),
+        steps.make_train_step(
+            state.model,
+            state.optimizer,
+            config.batch_size,
+            config.jit_compile,
+            # The batches come as patches, finished where the model runs (`training_data`).
+            finish=lambda batch: preprocessing.finish_train_batch(batch, run.stats),
+        ),
     )
     iterator = input_timeout.TimedIterator(
         iter(training_data(run, state)),
@@ -201,7 +209,12 @@ def resume(run, state):
 
 def training_data(run, state):
     """The distributed training batches from the state's epoch and step on, to the end (with
-    the data service, without end: the loop takes the steps it counts)."""
+    the data service, without end: the loop takes the steps it counts).
+
+    Raw batches (`input_pipeline.train_dataset`'s raw=True): the patches, uint8 for prepared
+    JPEGs, with their random choices; the training step does the float work on each
+    replica's device. A quarter of the bytes to copy to the accelerators (and through the
+    tf.data service), and less work for the CPUs that feed them."""
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
     if config.data_service:
@@ -217,6 +230,7 @@ def training_data(run, state):
                     seed=config.seed,
                     first_step=first_step,
                     input_context=input_context,
+                    raw=True,
                 ),
                 config.data_service,
             )
@@ -232,6 +246,7 @@ def training_data(run, state):
             start_step=start_step,
             input_context=input_context,
             num_epochs=config.epochs - epoch,
+            raw=True,
         )
 
     return run.strategy.distribute_datasets_from_function(dataset_fn)
@@ -294,7 +309,11 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
         _write_step_summaries(run, state, writer, train_metrics, rate)
         if global_step == 1 or state.step_in_epoch == first + 1:
             writer.inputs(
-                distribute.first_replica(run.strategy, images),
+                np.asarray(
+                    preprocessing.finish_train_batch(
+                        distribute.first_replica(run.strategy, images), run.stats
+                    )
+                ),
                 global_step,
                 run.stats.mean_image.mean(axis=(0, 1)),
             )

@@ -301,8 +301,8 @@ def augmented_records(files, epochs, seed, stats):
     def augment(record, key):
         example = tf.io.parse_single_example(record, features)
         epoch, f, r = tf.unstack(key)
-        example_seed = preprocessing.example_seed(seed, epoch, f * 2**32 + r)
-        image = preprocessing.preprocess_for_train(example["image"], stats, example_seed)
+        index = f * 2**32 + r
+        image = preprocessing.preprocess_for_train(example["image"], stats, seed, epoch, index)
         return image, example["label"]
 
     ds = tf.data.Dataset.from_tensor_slices((records, np.array(keys, np.int64))).map(augment)

@@ -7,6 +7,8 @@ import tensorflow as tf
 import tiny
 
 from keras_alexnet import input_pipeline
+from keras_alexnet import prepare
+from keras_alexnet import prepared
 from keras_alexnet import preprocessing
 from keras_alexnet import sources
 
@@ -20,9 +22,7 @@ def test_train_dataset_computes_the_pure_functions(source, stats):
     assert labels.dtype == tf.int32
     examples = list(source.examples("train", order=(3, 2)).take(4).as_numpy_iterator())
     for i, (ref, label) in enumerate(examples):
-        expected = preprocessing.preprocess_for_train(
-            tf.io.read_file(ref), stats, preprocessing.example_seed(3, 2, i)
-        )
+        expected = preprocessing.preprocess_for_train(tf.io.read_file(ref), stats, 3, 2, i)
         np.testing.assert_array_equal(images[i].numpy(), expected.numpy())
         assert labels[i] == label
 
@@ -186,3 +186,65 @@ def test_many_epochs_equal_the_epochs_one_by_one(source, stats):
     for (xj, yj), (xs, ys) in zip(joined, separate):
         np.testing.assert_array_equal(yj, ys)
         np.testing.assert_array_equal(xj, xs)
+
+
+@pytest.fixture(scope="module")
+def prepared_source(tmp_path_factory, folder):
+    """The `folder` fixture's images prepared (256x256 JPEG shards of 4 images)."""
+    out = tmp_path_factory.mktemp("prepared")
+    prepare.prepare(sources.folder_source(folder), str(out), images_per_shard=4)
+    return prepared.prepared_source(out)
+
+
+def _expected_steps(source, stats, *, seed, epoch, start_step, global_batch_size, pipelines, i):
+    """Pipeline i's batches computed example by example from the epoch's order: positions
+    i, i + pipelines, ... of `examples(order)`, `preprocess_for_train` of each."""
+    refs = list(source.examples("train", order=(seed, epoch)).as_numpy_iterator())
+    per_step = global_batch_size // pipelines
+    steps = input_pipeline.steps_per_epoch(source, global_batch_size)
+    batches = []
+    for step in range(start_step, steps):
+        positions = [i + pipelines * k for k in range(step * per_step, (step + 1) * per_step)]
+        images = [
+            preprocessing.preprocess_for_train(source.load(refs[p][0]), stats, seed, epoch, p)
+            for p in positions
+        ]
+        batches.append((np.stack(images), np.array([refs[p][1] for p in positions])))
+    return batches
+
+
+@pytest.mark.parametrize("kind, window", [("folder", 3), ("prepared", 3), ("prepared", 1024)])
+def test_windows_shards_and_resume_against_example_by_example(
+    source, prepared_source, stats, monkeypatch, kind, window
+):
+    # The pipeline works a window of examples at a time: windows of several sizes, two
+    # pipelines and a resumed start must still give each example's own augmentation.
+    monkeypatch.setattr(sources, "WINDOW", window)
+    data = source if kind == "folder" else prepared_source
+    assert (data.jpeg_size == preprocessing.IMAGE_SIZE) == (kind == "prepared")
+    for pipelines, start_step in [(2, 1), (3, 2)]:
+        gbs = 2 * pipelines
+        for i in range(pipelines):
+            context = tf.distribute.InputContext(pipelines, i, pipelines)
+            kwargs = dict(global_batch_size=gbs, stats=stats, seed=4, epoch=1)
+            got = input_pipeline.train_dataset(
+                data, start_step=start_step, input_context=context, raw=True, **kwargs
+            )
+            expected = _expected_steps(
+                data,
+                stats,
+                seed=4,
+                epoch=1,
+                start_step=start_step,
+                global_batch_size=gbs,
+                pipelines=pipelines,
+                i=i,
+            )
+            got = [(b, y.numpy()) for b, y in got]
+            assert len(got) == len(expected) > 0
+            for (batch, labels), (images, expected_labels) in zip(got, expected):
+                # uint8 patches from prepared JPEGs, float32 from other images.
+                assert batch["patches"].dtype == (tf.uint8 if kind == "prepared" else tf.float32)
+                finished = preprocessing.finish_train_batch(batch, stats).numpy()
+                np.testing.assert_array_equal(finished, images)
+                np.testing.assert_array_equal(labels, expected_labels)

@@ -88,58 +88,87 @@ def test_ten_crop_matches_numpy_slicing():
     np.testing.assert_array_equal(patches, in_dataset(preprocessing.ten_crop, image))
 
 
-def test_random_crop_and_flip_eager_equals_dataset():
-    image = image_data.smooth_image(7, SIZE, SIZE).astype(np.float32)
-    for s in range(5):
-        seed = tf.constant([s, 42], tf.int64)
-        np.testing.assert_array_equal(
-            preprocessing.random_crop_and_flip(image, seed).numpy(),
-            in_dataset(preprocessing.random_crop_and_flip, image, seed),
-        )
-
-
-def test_random_crops_cover_every_offset_and_both_flips():
+def test_crop_and_flip_matches_numpy_and_dataset():
     image = coordinate_image()
-    seeds = tf.data.Dataset.range(600).map(lambda i: tf.stack([i, tf.constant(7, tf.int64)]))
-    patches = seeds.map(lambda s: preprocessing.random_crop_and_flip(image, s)).batch(600)
-    patches = next(iter(patches)).numpy()
-    tops = patches[:, 0, 0, 0].astype(int)
-    flipped = patches[:, 0, 0, 1] > patches[:, 0, -1, 1]
-    lefts = np.where(flipped, patches[:, 0, -1, 1], patches[:, 0, 0, 1]).astype(int)
+    for top, left, flip in [(0, 0, False), (29, 0, True), (3, 29, False), (17, 5, True)]:
+        expected = image[top : top + CROP, left : left + CROP]
+        expected = expected[:, ::-1] if flip else expected
+        args = (image, np.int32(top), np.int32(left), flip)
+        np.testing.assert_array_equal(preprocessing.crop_and_flip(*args).numpy(), expected)
+        np.testing.assert_array_equal(in_dataset(preprocessing.crop_and_flip, *args), expected)
+
+
+def test_random_draws_are_a_function_of_seed_epoch_and_index_only():
+    index = tf.range(200, dtype=tf.int64)
+    draws = preprocessing.random_draws(3, 1, index).numpy()
+    assert draws.shape == (200, preprocessing.DRAWS) and draws.dtype == np.float64
+    assert 0 < draws.min() and draws.max() < 1
+    # The same numbers one example at a time, in another order, inside tf.data.
+    shuffled = np.random.default_rng(0).permutation(200)
+    one_by_one = tf.data.Dataset.from_tensor_slices(shuffled).map(
+        lambda i: preprocessing.random_draws(3, tf.constant(1, tf.int64), [i])[0]
+    )
+    np.testing.assert_array_equal(np.stack(list(one_by_one.as_numpy_iterator())), draws[shuffled])
+    # Per-example epochs and seeds, as a window that straddles two epochs gives them.
+    mixed = preprocessing.random_draws([3, 3], [1, 2], [5, 5]).numpy()
+    np.testing.assert_array_equal(mixed[0], draws[5])
+    np.testing.assert_array_equal(mixed[1], preprocessing.random_draws(3, 2, [5]).numpy()[0])
+    # Another seed, epoch or index: other numbers (seeds past 2^32 included).
+    others = [(4, 1, index), (3, 2, index), (3 + 2**32, 1, index), (3, 1, index + 200)]
+    for seed, epoch, i in others:
+        other = preprocessing.random_draws(seed, epoch, i).numpy()
+        assert np.mean(other == draws) < 0.01
+
+
+def test_random_draws_look_uniform_and_independent():
+    n = 20000
+    draws = preprocessing.random_draws(0, 0, tf.range(n, dtype=tf.int64)).numpy()
+    # Each column: uniform by a Kolmogorov-Smirnov distance (1% critical value 1.63/sqrt(n)).
+    for column in draws.T:
+        ks = np.max(np.abs(np.sort(column) - (np.arange(n) + 0.5) / n))
+        assert ks < 1.63 / np.sqrt(n)
+    # Neither the draws of an example nor those of neighbouring examples are correlated.
+    pairs = [draws[:, 0], draws[:, 1], draws[:, 5], np.roll(draws[:, 0], 1)]
+    corr = np.corrcoef(np.stack(pairs))
+    assert np.max(np.abs(corr - np.eye(4))) < 4 / np.sqrt(n)
+
+
+def test_train_augmentation_covers_every_offset_and_both_flips():
+    n = 3000
+    drawn = preprocessing.train_augmentation(7, 0, tf.range(n, dtype=tf.int64))
+    tops, lefts = drawn["top"].numpy(), drawn["left"].numpy()
+    flips = drawn["flip"].numpy()
     limit = SIZE - CROP
-    assert set(tops) == set(range(limit + 1))
-    assert set(lefts) == set(range(limit + 1))
-    assert 0.4 < flipped.mean() < 0.6
-    for p, t, x, f in zip(patches[:50], tops, lefts, flipped):
-        expected = image[t : t + CROP, x : x + CROP]
-        np.testing.assert_array_equal(p, expected[:, ::-1] if f else expected)
-    # All four corners, each with and without the flip: on a 3x3 grid of offsets.
-    small = coordinate_image(8, 8)
-    corners = set()
-    for s in range(300):
-        p = preprocessing.random_crop_and_flip(small, tf.constant([s, 1], tf.int64), crop=6).numpy()
-        flip = p[0, 0, 1] > p[0, -1, 1]
-        corners.add((int(p[0, 0, 0]), int(p[0, -1 if flip else 0, 1]), bool(flip)))
+    for values in (tops, lefts):
+        counts = np.bincount(values, minlength=limit + 1)
+        assert len(counts) == limit + 1 and counts.min() > 0  # every offset, none beyond
+        # Chi-square over the 30 offsets, 29 degrees of freedom: 1% critical value 49.6.
+        expected = n / (limit + 1)
+        assert np.sum((counts - expected) ** 2 / expected) < 49.6
+    assert abs(flips.mean() - 0.5) < 3 * 0.5 / np.sqrt(n)
+    # All four corners, with and without the flip, on a 3x3 grid of offsets.
+    small = preprocessing.train_augmentation(1, 0, tf.range(300, dtype=tf.int64), size=8, crop=6)
+    corners = set(zip(*(small[k].numpy().tolist() for k in ("top", "left", "flip"))))
     assert {(t, x, f) for t in (0, 2) for x in (0, 2) for f in (False, True)} <= corners
 
 
-def test_pca_lighting_noise_statistics():
+def test_pca_noise_statistics():
     eigval, eigvec = stats_lib.IMAGENET_PCA.eigval, stats_lib.IMAGENET_PCA.eigvec
-    image = np.zeros([4, 5, 3], np.float32)
-    seed = tf.constant([3, 9], tf.int64)
-    np.testing.assert_array_equal(
-        preprocessing.pca_lighting(image, eigval, eigvec, seed).numpy(),
-        in_dataset(lambda x, s: preprocessing.pca_lighting(x, eigval, eigvec, s), image, seed),
-    )
     n = 4000
-    seeds = tf.data.Dataset.range(n).map(lambda i: tf.stack([i, tf.constant(5, tf.int64)]))
-    out = next(
-        iter(seeds.map(lambda s: preprocessing.pca_lighting(image, eigval, eigvec, s)).batch(n))
+    alpha = preprocessing.train_augmentation(5, 0, tf.range(n, dtype=tf.int64))["alpha"]
+    offsets = preprocessing.pca_offset(alpha, eigval, eigvec).numpy().astype(np.float64)
+    # The paper's formula in NumPy, image by image.
+    expected = 255.0 * (eigvec.astype(np.float64) @ (alpha.numpy() * eigval).T).T
+    np.testing.assert_allclose(offsets, expected, rtol=1e-5, atol=1e-4)
+    # pca_lighting adds one offset to every pixel, eagerly and in tf.data alike.
+    image = np.zeros([4, 5, 3], np.float32)
+    lit = preprocessing.pca_lighting(image, eigval, eigvec, alpha[0]).numpy()
+    np.testing.assert_array_equal(lit, np.broadcast_to(offsets[0].astype(np.float32), lit.shape))
+    np.testing.assert_array_equal(
+        lit,
+        in_dataset(lambda x, a: preprocessing.pca_lighting(x, eigval, eigvec, a), image, alpha[0]),
     )
-    out = out.numpy().astype(np.float64)
-    # One offset per image, the same at every pixel; the image is 0-255, the PCA is for [0, 1].
-    np.testing.assert_allclose(out, np.broadcast_to(out[:, :1, :1], out.shape), atol=1e-4)
-    noise = out[:, 0, 0] / 255.0
+    noise = offsets / 255.0  # the PCA describes RGB in [0, 1]
     expected_cov = eigvec @ np.diag((0.1 * eigval.astype(np.float64)) ** 2) @ eigvec.T
     top = (0.1 * eigval[0]) ** 2
     np.testing.assert_allclose(noise.mean(0), 0.0, atol=4 * np.sqrt(top / n))
@@ -166,14 +195,18 @@ def test_preprocess_for_eval_in_a_serving_function(stats):
     np.testing.assert_array_equal(eager, expected)
 
 
-def _paper_order(encoded, stats, seed):
-    """The paper's steps one after the other: decode, mean, random crop and flip, PCA."""
-    crop_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+def _paper_order(encoded, stats, drawn):
+    """The paper's steps one after the other: decode, mean, crop and flip, PCA."""
     image = preprocessing.subtract_mean(
         preprocessing.decode_and_center_crop(encoded), stats.mean_image
     )
-    image = preprocessing.random_crop_and_flip(image, crop_seed)
-    return preprocessing.pca_lighting(image, stats.eigval, stats.eigvec, lighting_seed)
+    image = preprocessing.crop_and_flip(image, drawn["top"], drawn["left"], drawn["flip"])
+    return preprocessing.pca_lighting(image, stats.eigval, stats.eigvec, drawn["alpha"])
+
+
+def _drawn(seed, epoch, index):
+    drawn = preprocessing.train_augmentation(seed, epoch, [index])
+    return {key: value[0] for key, value in drawn.items()}
 
 
 @pytest.mark.parametrize(
@@ -184,9 +217,9 @@ def _paper_order(encoded, stats, seed):
         dict(quality=90, progressive=True),
     ],
 )
-def test_preprocess_for_train_of_a_256_jpeg_equals_the_paper_order(jpeg_args):
-    # A 256x256 JPEG (a prepared image) is decoded only in its random window: libjpeg's
-    # chroma upsampling at a window's edges must not change a value, at any offset.
+def test_a_256_jpeg_by_every_road_equals_the_paper_order(jpeg_args):
+    # A 256x256 JPEG (a prepared image): preprocess_for_train, and the raw patches of
+    # train_patch(all_jpeg=True) finished by batch, give the paper order's values bit for bit.
     rng = np.random.default_rng(5)
     stats = stats_lib.Stats(
         rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32),
@@ -196,19 +229,25 @@ def test_preprocess_for_train_of_a_256_jpeg_equals_the_paper_order(jpeg_args):
     pixels = image_data.smooth_image(11, SIZE, SIZE)
     pixels = np.clip(pixels + rng.integers(-20, 20, pixels.shape), 0, 255).astype(np.uint8)
     encoded = tf.io.encode_jpeg(pixels, **jpeg_args)
-    seeds = tf.stack([preprocessing.example_seed(1, 2, i) for i in range(120)])
-    fast = tf.data.Dataset.from_tensor_slices(seeds).map(
-        lambda s: preprocessing.preprocess_for_train(encoded, stats, s)
+    n = 60
+    index = tf.range(n, dtype=tf.int64)
+    one_by_one = tf.data.Dataset.from_tensor_slices(index).map(
+        lambda i: preprocessing.preprocess_for_train(encoded, stats, 1, 2, i)
     )
-    windows = set()
-    for seed, got in zip(seeds, fast.as_numpy_iterator()):
-        np.testing.assert_array_equal(got, _paper_order(encoded, stats, seed).numpy())
-        crop_seed = tf.random.experimental.stateless_split(seed, 2)[0]
-        top, left, flip = preprocessing.random_window(crop_seed, SIZE, SIZE)
-        windows.add((int(top) % 16, int(left) % 16, bool(flip)))
-    # Offsets at, just after and between the 16-pixel blocks of 4:2:0, mirrored or not.
-    assert {(0, 0), (15, 15), (1, 1)} & {(t, x) for t, x, _ in windows}
-    assert len({(t % 2, x % 2, f) for t, x, f in windows}) == 8
+    drawn = preprocessing.train_augmentation(1, 2, index)
+    patches = tf.data.Dataset.from_tensor_slices(drawn).map(
+        lambda d: preprocessing.train_patch(encoded, d, all_jpeg=True)
+    )
+    patches = next(iter(patches.batch(n)))
+    assert patches.dtype == tf.uint8
+    batch = preprocessing.finish_train_batch(dict(drawn, patches=patches), stats).numpy()
+    cases = set()
+    for i, got in enumerate(one_by_one.as_numpy_iterator()):
+        expected = _paper_order(encoded, stats, _drawn(1, 2, i)).numpy()
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(batch[i], expected)
+        cases.add(bool(drawn["flip"][i]))
+    assert cases == {False, True}
 
 
 def test_preprocess_for_train_eager_equals_dataset_for_other_images(stats):
@@ -219,14 +258,21 @@ def test_preprocess_for_train_eager_equals_dataset_for_other_images(stats):
     ]
     for encoded in images:
         for i in range(4):
-            seed = preprocessing.example_seed(0, 0, i)
-            expected = _paper_order(encoded, stats, seed).numpy()
+            expected = _paper_order(encoded, stats, _drawn(0, 0, i)).numpy()
             np.testing.assert_array_equal(
-                preprocessing.preprocess_for_train(encoded, stats, seed), expected
+                preprocessing.preprocess_for_train(encoded, stats, 0, 0, i), expected
             )
             np.testing.assert_array_equal(
                 in_dataset(
-                    lambda e, s: preprocessing.preprocess_for_train(e, stats, s), encoded, seed
+                    lambda e, i: preprocessing.preprocess_for_train(e, stats, 0, 0, i),
+                    encoded,
+                    np.int64(i),
                 ),
                 expected,
             )
+            # As raw float32 patches, finished by batch.
+            patch = preprocessing.train_patch(encoded, _drawn(0, 0, i))
+            assert patch.dtype == tf.float32
+            batch = {k: v[tf.newaxis] for k, v in dict(_drawn(0, 0, i), patches=patch).items()}
+            finished = preprocessing.finish_train_batch(batch, stats)[0]
+            np.testing.assert_array_equal(finished, expected)
