@@ -98,7 +98,7 @@ def train_dataset(
       A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
       labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
       227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
-      float32, and their "top", "left", "flip" and "alpha", labels).
+      float32, and their "top", "left", "flip" and "lighting", labels).
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -339,7 +339,9 @@ def _augmented_batches(chunks, source, stats, seed, per_replica, raw):
     all_jpeg = source.jpeg_size == size
 
     def draw(refs, labels, epochs, index):
-        return refs, labels, preprocessing.train_augmentation(seed, epochs, index, size, crop)
+        drawn = preprocessing.train_augmentation(seed, epochs, index, size, crop)
+        drawn["lighting"] = preprocessing.pca_offset(drawn.pop("alpha"), stats.eigval, stats.eigvec)
+        return refs, labels, drawn
 
     def augment(ref, label, augmentation):
         encoded = source.load(ref)

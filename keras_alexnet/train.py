@@ -99,7 +99,7 @@ def _train(config, strategy, source):
             config.batch_size,
             config.jit_compile,
             # The batches come as patches, finished where the model runs (`training_data`).
-            finish=lambda batch: preprocessing.finish_train_batch(batch, run.stats),
+            finish=preprocessing.train_batch_finisher(run.stats),
         ),
     )
     iterator = input_timeout.TimedIterator(

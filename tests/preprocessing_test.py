@@ -219,7 +219,8 @@ def _drawn(seed, epoch, index):
 )
 def test_a_256_jpeg_by_every_road_equals_the_paper_order(jpeg_args):
     # A 256x256 JPEG (a prepared image): preprocess_for_train, and the raw patches of
-    # train_patch(all_jpeg=True) finished by batch, give the paper order's values bit for bit.
+    # train_patch(all_jpeg=True) finished by batch (op by op and compiled with XLA, as the
+    # training step does), give the paper order's values bit for bit.
     rng = np.random.default_rng(5)
     stats = stats_lib.Stats(
         rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32),
@@ -240,7 +241,11 @@ def test_a_256_jpeg_by_every_road_equals_the_paper_order(jpeg_args):
     )
     patches = next(iter(patches.batch(n)))
     assert patches.dtype == tf.uint8
-    batch = preprocessing.finish_train_batch(dict(drawn, patches=patches), stats).numpy()
+    lighting = preprocessing.pca_offset(drawn["alpha"], stats.eigval, stats.eigvec)
+    batch = dict(drawn, patches=patches, lighting=lighting)
+    compiled = preprocessing.train_batch_finisher(stats)(batch).numpy()  # XLA, as in training
+    batch = preprocessing.finish_train_batch(batch, stats).numpy()
+    np.testing.assert_array_equal(compiled, batch)
     cases = set()
     for i, got in enumerate(one_by_one.as_numpy_iterator()):
         expected = _paper_order(encoded, stats, _drawn(1, 2, i)).numpy()
@@ -273,6 +278,9 @@ def test_preprocess_for_train_eager_equals_dataset_for_other_images(stats):
             # As raw float32 patches, finished by batch.
             patch = preprocessing.train_patch(encoded, _drawn(0, 0, i))
             assert patch.dtype == tf.float32
-            batch = {k: v[tf.newaxis] for k, v in dict(_drawn(0, 0, i), patches=patch).items()}
+            drawn = _drawn(0, 0, i)
+            lighting = preprocessing.pca_offset(drawn["alpha"], stats.eigval, stats.eigvec)
+            batch = dict(drawn, patches=patch, lighting=lighting)
+            batch = {k: v[tf.newaxis] for k, v in batch.items()}
             finished = preprocessing.finish_train_batch(batch, stats)[0]
             np.testing.assert_array_equal(finished, expected)
