@@ -26,7 +26,7 @@ times). The split depends on the source:
   Their order cannot be computed per step, so the source is the stream of (epoch, file),
   each epoch's files permuted by (seed, epoch); a worker reads the files it is handed
   whole, a few at a time, shuffles their records in a buffer, and augments each record
-  with a seed of (seed, epoch, file, record).
+  with the random choices of (seed, epoch, file, record).
 
 A worker that joins takes splits from then on; a worker that dies takes the splits it was
 making with it (a step's batches; or the unsent records of the files it was reading, up

@@ -177,10 +177,12 @@ def train_dataset_by_step(
       seed: int >= 0, the run's seed.
       first_step: int >= 0, the first step, counted from the start of epoch 0.
       input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+      raw: as `train_dataset`'s.
 
     Returns:
       An infinite `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]), each step's share in whole batches.
+      labels int32 [per_replica_batch]), each step's share in whole batches; with raw, of
+      `train_dataset`'s raw batches.
     """
     if not source.order_in_graph:
         raise ValueError(
@@ -243,7 +245,7 @@ def train_dataset_by_file(
     file at a time to a worker, which reads it whole. A worker reads `FILES_AT_ONCE` files
     interleaved, shuffles their records in a `SHUFFLE_BUFFER`-record buffer seeded by the
     run's seed, and decodes, augments and batches them. Record r of file f in epoch e is
-    augmented with the seed of (seed, e, f * 2**32 + r): the same record in the same epoch
+    augmented with the random choices of (seed, e, f * 2**32 + r): the same record in the same epoch
     gets the same crop and flip whichever worker makes it, and every record and epoch
     its own. The order the records come in depends on which files each worker was handed.
 
@@ -268,10 +270,12 @@ def train_dataset_by_file(
       input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
       num_epochs: None for epochs without end (training), or the number of epochs from
         first_step's on: a stream that ends, e.g. one pass to check.
+      raw: as `train_dataset`'s.
 
     Returns:
       A `tf.data.Dataset` (infinite unless num_epochs is given) of (images float32
-      [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]).
+      [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]); with raw, of
+      `train_dataset`'s raw batches.
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
