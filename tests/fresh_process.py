@@ -46,8 +46,26 @@ def run_script(script, *args, timeout=600):
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+        env=_script_env(),
     )
+
+
+def start_script(script, *args):
+    """Starts `python -c script args...` as `run_script` runs it, without waiting: the
+    `subprocess.Popen`, stdout and stderr piped as text (read them with communicate())."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_script_env(),
+    )
+
+
+def _script_env():
+    """This process's environment, with the tests folder first on PYTHONPATH."""
+    path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
 
 def run_together(*commands, timeout=600, env=None):
@@ -91,7 +109,7 @@ def run_scripts(*scripts, timeout=600):
     return run_together(
         *[[sys.executable, "-c", script, *args] for script, args in scripts],
         timeout=timeout,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+        env=_script_env(),
     )
 
 
