@@ -68,17 +68,24 @@ def _script_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
 
-def run_together(*commands, timeout=600, env=None):
+def run_together(*commands, timeout=600, env=None, at_once=None):
     """Runs several command lines at the same time, each in a process of its own.
 
     Args:
         *commands: command lines, e.g. from `command(...)`.
-        timeout: seconds for them all.
+        timeout: seconds for them all (for each group of `at_once`).
         env: their environment (default: this process's).
+        at_once: at most this many at the same time (in groups, in order); default all.
 
     Returns:
         A `subprocess.CompletedProcess` for each, in order, stdout and stderr as text.
     """
+    if at_once is not None and len(commands) > at_once:
+        return [
+            result
+            for start in range(0, len(commands), at_once)
+            for result in run_together(*commands[start : start + at_once], timeout=timeout, env=env)
+        ]
     processes = [
         subprocess.Popen(
             list(map(str, args)),
