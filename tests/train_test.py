@@ -185,9 +185,9 @@ def signal_args(root, replicas, checkpoint_every=2):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_root):
-    """fn(replicas) -> fn() -> the final weights of a run of `signal_args` that nothing
-    stopped: the run starts in a fresh process at the first call, and the second waits
-    for it, so that it runs while the test does its own."""
+    """start(replicas) starts (once) a run of `signal_args` that nothing stops, in a fresh
+    process, and returns weights(): that run's final weights, once it has ended. The run
+    goes on while the test does its own."""
     runs = {}
 
     def start(replicas):
