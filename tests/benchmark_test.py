@@ -1,28 +1,41 @@
 """The benchmark runs and reports consistent figures (speed itself is not asserted)."""
 
 import importlib.util
+import json
 import os
+import textwrap
 
+import fresh_process
 import pytest
 import tiny
 
 from keras_alexnet import benchmark
 from keras_alexnet import model as model_lib
 
+# The paper's full-size network, measured in a fresh process: the memory its steps leave
+# behind in TensorFlow and the allocator goes away with that process, not with this one.
+FULL_SIZE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from keras_alexnet import benchmark
 
-def test_measure_reports_consistent_figures():
-    result = benchmark.measure(
+    torch_peer = sys.argv[1]
+    measured = benchmark.measure(
         "towers", batch_size=2, steps=1, warmup=1, num_classes=10, gemm_size=256
     )
-    assert result["train_img_per_s"] > 0 and result["infer_img_per_s"] > 0
-    # The paper's network: about 724M multiply-adds, 1.45 GFLOP, per 227x227 image.
-    assert result["forward_gflop_per_img"] == pytest.approx(1.45, abs=0.01)
-    assert result["train_gflop_per_s"] == pytest.approx(
-        3 * result["forward_gflop_per_img"] * result["train_img_per_s"], rel=0.01
-    )
-    assert result["gemm_peak_gflop_per_s"] > 0
-    assert result["train_fraction_of_peak"] > 0 and result["infer_fraction_of_peak"] > 0
-    assert "train_ratio_to_torch" not in result  # no peer was measured
+    print("MEASURE " + json.dumps(measured), flush=True)
+    if torch_peer:
+        ours, peer = benchmark.run(
+            ("towers",),
+            batch_size=2,
+            steps=1,
+            warmup=1,
+            num_classes=10,
+            torch_peer=torch_peer,
+            threads=2,
+            gemm_size=256,
+        )
+        print("TORCH " + json.dumps([ours, peer]), flush=True)
+""")
 
 
 def test_alternate_runs_the_functions_in_turn():
@@ -46,47 +59,6 @@ def paper_alexnet(num_classes):
 """
 
 
-@pytest.fixture
-def torch_peer(tmp_path):
-    if importlib.util.find_spec("torch") is None:
-        pytest.skip("needs PyTorch (the test extra installs it)")
-    if os.path.isfile(benchmark.DEFAULT_TORCH_PEER):
-        return benchmark.DEFAULT_TORCH_PEER
-    path = tmp_path / "stand_in_peer.py"
-    path.write_text(STAND_IN_PEER)
-    return str(path)
-
-
-def test_run_against_the_torch_peer_reports_ratios_and_fractions(torch_peer):
-    ours, peer = benchmark.run(
-        ("towers",),
-        batch_size=2,
-        steps=1,
-        warmup=1,
-        num_classes=10,
-        torch_peer=torch_peer,
-        threads=2,
-        gemm_size=256,
-    )
-    assert ours["implementation"] == "towers" and peer["implementation"] == "pytorch"
-    assert peer["torch"] and peer["dtype_policy"] == "float32" and peer["batch"] == 2
-    assert ours["threads"] == peer["threads"] == 2
-    for key in ("train", "infer"):
-        assert peer[f"{key}_img_per_s"] > 0
-        # One round: the ratio is that of the two steps, and both fractions have the
-        # round's GEMM as their denominator.
-        # (The ratios are rounded to three decimals.)
-        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01, abs=5e-4
-        )
-        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05, abs=5e-4
-        )
-    # One GEMM peak and the same network's arithmetic for both.
-    assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
-    assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]
-
-
 def test_the_torch_peer_needs_the_paper_variant():
     with pytest.raises(ValueError, match='variant="paper"'):
         benchmark.run(
@@ -106,3 +78,71 @@ def test_gemm_peak_and_per_layer_times():
     counts = model_lib.multiply_adds(model_lib.AlexNet(10, variant=tiny.VARIANT.name))
     for row in rows:
         assert row["gflop"] == round(2 * counts.get(row["name"], 0) * 4 / 1e9, 2), row
+
+
+@pytest.fixture(autouse=True, scope="module")
+def full_size_process(tmp_path_factory):
+    """The fresh process of FULL_SIZE_SCRIPT, started with the module: the tests that do
+    not need it run in the meantime."""
+    torch_peer = ""
+    if importlib.util.find_spec("torch") is not None:
+        torch_peer = benchmark.DEFAULT_TORCH_PEER
+        if not os.path.isfile(torch_peer):
+            torch_peer = str(tmp_path_factory.mktemp("peer") / "stand_in_peer.py")
+            with open(torch_peer, "w") as f:
+                f.write(STAND_IN_PEER)
+    process = fresh_process.start_script(FULL_SIZE_SCRIPT, torch_peer)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def full_size(full_size_process):
+    """{"MEASURE": measure's dict, "TORCH": run's (ours, peer) or absent without PyTorch}."""
+    stdout, stderr = full_size_process.communicate(timeout=600)
+    assert full_size_process.returncode == 0, stderr[-4000:]
+    return {
+        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+        for line in stdout.splitlines()
+        if line.startswith(("MEASURE ", "TORCH "))
+    }
+
+
+def test_measure_reports_consistent_figures(full_size):
+    result = full_size["MEASURE"]
+    assert result["implementation"] == "towers" and result["variant"] == "paper"
+    assert result["train_img_per_s"] > 0 and result["infer_img_per_s"] > 0
+    # The paper's network: about 724M multiply-adds, 1.45 GFLOP, per 227x227 image.
+    assert result["forward_gflop_per_img"] == pytest.approx(1.45, abs=0.01)
+    assert result["train_gflop_per_s"] == pytest.approx(
+        3 * result["forward_gflop_per_img"] * result["train_img_per_s"], rel=0.01
+    )
+    assert result["gemm_peak_gflop_per_s"] > 0
+    assert result["train_fraction_of_peak"] > 0 and result["infer_fraction_of_peak"] > 0
+    assert "train_ratio_to_torch" not in result  # no peer was measured
+
+
+def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
+    if "TORCH" not in full_size:
+        pytest.skip("needs PyTorch (the test extra installs it)")
+    ours, peer = full_size["TORCH"]
+    assert ours["implementation"] == "towers" and peer["implementation"] == "pytorch"
+    assert peer["torch"] and peer["dtype_policy"] == "float32" and peer["batch"] == 2
+    assert ours["threads"] == peer["threads"] == 2
+    for key in ("train", "infer"):
+        assert peer[f"{key}_img_per_s"] > 0
+        # One round: the ratio is that of the two steps, and both fractions have the
+        # round's GEMM as their denominator.
+        # (The ratios are rounded to three decimals.)
+        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
+            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01, abs=5e-4
+        )
+        assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
+            ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05, abs=5e-4
+        )
+    # One GEMM peak and the same network's arithmetic for both.
+    assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
+    assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import fresh_process
 import pytest
 
 from keras_alexnet import cli
@@ -33,14 +34,26 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("verbosity, info_shown", [(None, False), ("0", True), ("-1", False)])
-def test_info_logs_only_on_request(tmp_path, verbosity, info_shown):
-    script = tmp_path / "tool.py"
+VERBOSITIES = {None: False, "0": True, "-1": False}  # --verbosity: whether INFO is shown
+
+
+@pytest.fixture(scope="module")
+def tool_runs(tmp_path_factory):
+    """{verbosity: the CompletedProcess of SCRIPT run with it}: the runs go side by side."""
+    script = tmp_path_factory.mktemp("tool") / "tool.py"
     script.write_text(SCRIPT)
-    args = [sys.executable, str(script), "--word=hello"]
-    if verbosity is not None:
-        args.append(f"--verbosity={verbosity}")
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    commands = {
+        verbosity: [sys.executable, str(script), "--word=hello"]
+        + ([f"--verbosity={verbosity}"] if verbosity is not None else [])
+        for verbosity in VERBOSITIES
+    }
+    results = fresh_process.run_together(*commands.values(), timeout=120)
+    return dict(zip(commands, results))
+
+
+@pytest.mark.parametrize("verbosity, info_shown", VERBOSITIES.items())
+def test_info_logs_only_on_request(tool_runs, verbosity, info_shown):
+    result = tool_runs[verbosity]
     assert result.returncode == 3  # main's return value is the exit status
     assert "warning hello" in result.stderr
     assert ("info hello" in result.stderr) == info_shown, result.stderr

@@ -8,6 +8,7 @@ import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlo
 import ctypes
 import ctypes.util
 import gc
+import os
 
 import image_data
 import keras
@@ -35,6 +36,22 @@ def _free_memory_after_each_module():
     gc.collect()
     # glibc keeps freed memory for reuse; give it back, so the suite's peak is one module's.
     ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture(autouse=True)
+def _collect_large_garbage():
+    """Collects the garbage of a test that built large models (Keras' layers and models
+    hold reference cycles, which Python's collector frees late), before the next test adds
+    its own: the process's peak memory is then one test's, not several."""
+    before = _resident_bytes()
+    yield
+    if _resident_bytes() - before > 200 * 2**20:
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

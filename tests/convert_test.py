@@ -181,13 +181,18 @@ class TestCaffemodel:
         del net_data
         output = caffe["dir"] / "from_npy.keras"
 
-        refused = fresh_process.run_module("convert", str(src), f"--output={output}")
-        assert refused.returncode == 1 and "allow_pickle" in refused.stderr
-        assert not output.exists()
-
-        result = fresh_process.run_module(
-            "convert", str(src), f"--output={output}", "--allow_pickle"
+        # Side by side: without --allow_pickle, refused; with it, converted; onto a file
+        # that exists (the class fixture's), refused.
+        not_written = caffe["dir"] / "refused.keras"
+        refused, result, again = fresh_process.run_together(
+            fresh_process.command("convert", src, f"--output={not_written}"),
+            fresh_process.command("convert", src, f"--output={output}", "--allow_pickle"),
+            fresh_process.command("convert", src, f"--output={caffe['output']}", "--allow_pickle"),
         )
+        assert refused.returncode == 1 and "allow_pickle" in refused.stderr
+        assert not not_written.exists()
+        assert again.returncode == 1 and "refusing to overwrite" in again.stderr
+
         assert result.returncode == 0, result.stderr
         assert "1000 classes" in result.stdout
         assert "arbitrary code" in result.stderr  # the warning
@@ -207,11 +212,6 @@ class TestCaffemodel:
         probs = np.asarray(loaded(image, training=False))
         logits = np.asarray(caffe["model"](image, training=False))
         np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-7)
-
-        again = fresh_process.run_module(
-            "convert", str(src), f"--output={output}", "--allow_pickle"
-        )
-        assert again.returncode == 1 and "refusing to overwrite" in again.stderr
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import fresh_process
 import numpy as np
 import pytest
 import tiny
@@ -71,16 +72,22 @@ def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch
     # Logical CPUs on any machine: with one GPU, --cpu_replicas=2 would run on that GPU.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     reports = {}
-    for replicas in (1, 2):
+    # The two runs side by side, each in its own process.
+    results = fresh_process.run_together(
+        *[
+            fresh_process.command(
+                "evaluate",
+                f"--model_dir={model_dir}",
+                f"--cpu_replicas={replicas}",
+                "--batch_size=4",
+                f"--crops={crops}",
+                f"--output={tmp_path / f'replicas_{replicas}.json'}",
+            )
+            for replicas in (1, 2)
+        ]
+    )
+    for replicas, result in zip((1, 2), results):
         out = tmp_path / f"replicas_{replicas}.json"
-        result = run_module(
-            "evaluate",
-            f"--model_dir={model_dir}",
-            f"--cpu_replicas={replicas}",
-            "--batch_size=4",
-            f"--crops={crops}",
-            f"--output={out}",
-        )
         assert result.returncode == 0, result.stderr[-3000:]
         reports[replicas] = json.loads(out.read_text())
         assert reports[replicas]["replicas"] == replicas

@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tiny
 
 import keras_alexnet
 from keras_alexnet import config as config_lib
@@ -19,14 +20,21 @@ from keras_alexnet import variants
 CAFFE_OFFSET = [-122.68, -116.67, -104.01]  # a converted Caffe model's RGB mean
 
 
+# Fine-tuning is the same whatever the size: a model of Caffe's variant with few channels
+# (tiny.CAFFE_VARIANT) stands in for a converted bvlc_alexnet.
+CAFFE = tiny.CAFFE_VARIANT.name
+
+
 @pytest.fixture(scope="module")
 def saved_caffe(tmp_path_factory):
-    """A 10-class caffe-variant model that normalises its own input, saved as .keras."""
-    keras.utils.set_random_seed(7)
-    model = keras_alexnet.AlexNet(10, variant="caffe", input_offset=CAFFE_OFFSET)
-    path = str(tmp_path_factory.mktemp("weights") / "caffe10.keras")
-    model.save(path)
-    return path, model
+    """A 10-class model of Caffe's layout that normalises its own input, saved as .keras."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(variants.VARIANTS, CAFFE, tiny.CAFFE_VARIANT)
+        keras.utils.set_random_seed(7)
+        model = keras_alexnet.AlexNet(10, variant=CAFFE, input_offset=CAFFE_OFFSET)
+        path = str(tmp_path_factory.mktemp("weights") / "caffe10.keras")
+        model.save(path)
+        yield path, model
 
 
 def finetune_config(model_dir, root, init_from, **overrides):
@@ -48,17 +56,17 @@ def test_variant_of_recognises_each_variant(variant):
 
 def test_alexnet_weights_argument_loads_by_name(saved_caffe):
     path, original = saved_caffe
-    loaded = keras_alexnet.AlexNet(10, variant="caffe", weights=path)
+    loaded = keras_alexnet.AlexNet(10, variant=CAFFE, weights=path)
     for a, b in zip(loaded.weights, original.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # The file's input normalisation comes along.
     assert loaded.get_layer("input_rescaling").get_config()["offset"] == pytest.approx(CAFFE_OFFSET)
-    features = keras_alexnet.AlexNet(variant="caffe", include_top=False, weights=path)
+    features = keras_alexnet.AlexNet(variant=CAFFE, include_top=False, weights=path)
     np.testing.assert_array_equal(
         features.get_layer("conv5").kernel.numpy(), original.get_layer("conv5").kernel.numpy()
     )
-    with pytest.raises(ValueError, match=r"Layer 'fc8'.*\(4096, 3\).*\(4096, 10\)"):
-        keras_alexnet.AlexNet(3, variant="caffe", weights=path)
+    with pytest.raises(ValueError, match=r"Layer 'fc8'.*\(64, 3\).*\(64, 10\)"):
+        keras_alexnet.AlexNet(3, variant=CAFFE, weights=path)
     with pytest.raises(ValueError, match="conv1"):
         keras_alexnet.AlexNet(10, variant="one_weird_trick", weights=path)
     with pytest.raises(ValueError, match="weights must be the path of a .keras file"):
@@ -86,7 +94,7 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
     result = train.train(config)
     assert result["step"] == 2
     model, run = run_dir.restore_model(model_dir)
-    assert run["variant"] == "caffe"  # detected from the file
+    assert run["variant"] == CAFFE  # detected from the file
     assert model.get_layer("fc8").units == 4
     for name in frozen:
         for a, b in zip(model.get_layer(name).weights, original.get_layer(name).weights):
@@ -100,7 +108,7 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
     assert not stats.mean_image.any()
     with open(os.path.join(model_dir, run_dir.RUN_FILE)) as f:
         assert json.load(f)["model_args"]["input_offset"] == pytest.approx(CAFFE_OFFSET)
-    with pytest.raises(ValueError, match="init_from holds a 'caffe' model"):
+    with pytest.raises(ValueError, match=f"init_from holds a '{CAFFE}' model"):
         train.train(finetune_config(tmp_path / "other", root, path, variant="paper"))
     with pytest.raises(ValueError, match="freeze names a layer"):
         train.train(

@@ -46,21 +46,46 @@ def run_script(script, *args, timeout=600):
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+        env=_script_env(),
     )
 
 
-def run_together(*commands, timeout=600, env=None):
+def start_script(script, *args):
+    """Starts `python -c script args...` as `run_script` runs it, without waiting: the
+    `subprocess.Popen`, stdout and stderr piped as text (read them with communicate())."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_script_env(),
+    )
+
+
+def _script_env():
+    """This process's environment, with the tests folder first on PYTHONPATH."""
+    path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
+
+
+def run_together(*commands, timeout=600, env=None, at_once=None):
     """Runs several command lines at the same time, each in a process of its own.
 
     Args:
         *commands: command lines, e.g. from `command(...)`.
-        timeout: seconds for them all.
+        timeout: seconds for them all (for each group of `at_once`).
         env: their environment (default: this process's).
+        at_once: at most this many at the same time (in groups, in order); default all.
 
     Returns:
         A `subprocess.CompletedProcess` for each, in order, stdout and stderr as text.
     """
+    if at_once is not None and len(commands) > at_once:
+        return [
+            result
+            for start in range(0, len(commands), at_once)
+            for result in run_together(*commands[start : start + at_once], timeout=timeout, env=env)
+        ]
     processes = [
         subprocess.Popen(
             list(map(str, args)),
@@ -91,7 +116,7 @@ def run_scripts(*scripts, timeout=600):
     return run_together(
         *[[sys.executable, "-c", script, *args] for script, args in scripts],
         timeout=timeout,
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))),
+        env=_script_env(),
     )
 
 

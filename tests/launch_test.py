@@ -379,6 +379,85 @@ def run_launcher(args, timeout=420):
     return status, log.text()
 
 
+class _Text:
+    """A text stream that threads write whole lines to and a test reads."""
+
+    def __init__(self):
+        self._parts = []
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        with self._lock:
+            self._parts.append(text)
+
+    def flush(self):
+        pass
+
+    def getvalue(self):
+        with self._lock:
+            return "".join(self._parts)
+
+
+class InProcessLauncher(Log):
+    """`launch.launch` run in a thread of this process on real training workers, as the
+    launch tool runs it (the tool's own process and its TensorFlow import spared): Log's
+    reading and waiting, its output and messages merged as the tool's pipe merges them.
+
+    Its `process` is the launcher itself: poll() is its exit status once it returned.
+    """
+
+    def __init__(self, args, workers=2, timeout=420, grace_period=5):
+        self.process = self
+        self._text = _Text()
+        self._status = None
+        self._error = None
+        # The command the tool gives its workers (fresh_process puts it in its place).
+        command = fresh_process.command("train", "--strategy=multi_worker", *args)
+
+        def run():
+            try:
+                self._status = launch.launch(
+                    workers,
+                    args,
+                    timeout=timeout,
+                    grace_period=grace_period,
+                    command=command,
+                    output=self._text,
+                    errors=self._text,
+                )
+            except BaseException as error:  # shown by wait()
+                self._error = error
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def text(self):
+        return self._text.getvalue()
+
+    def poll(self):
+        if self._thread.is_alive():
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._status
+
+    def wait(self, timeout):
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the launcher still runs after {timeout} s"
+        return self.poll()
+
+    def join(self):
+        pass
+
+    def end(self):
+        """Kills the workers left running (after a failed test), then waits for launch()."""
+        if self._thread.is_alive():
+            for pid in started_pids(self.text()).values():
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        self._thread.join(timeout=60)
+
+
 def weights_digests(text):
     """{worker index: the "Weights sha256" it printed}."""
     return {
@@ -394,16 +473,35 @@ TWO_WORKER_EXTRA = ("--epochs=3", "--deterministic", "--dropout=0")
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory, tiny_root):
-    """(model_dir, output) of the uninterrupted two-worker run of TWO_WORKER_EXTRA."""
+    """(model_dir, output) of the uninterrupted two-worker run of TWO_WORKER_EXTRA, and
+    (model_dir, CompletedProcess) of the same run on one device, which runs meanwhile."""
     two_dir = tmp_path_factory.mktemp("two") / "two"
-    status, text = run_launcher(train_args(two_dir, tiny_root, *TWO_WORKER_EXTRA))
+    one_dir = tmp_path_factory.mktemp("one") / "one"
+    one = subprocess.Popen(
+        fresh_process.command(
+            "train", "--strategy=one_device", *train_args(one_dir, tiny_root, *TWO_WORKER_EXTRA)
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status, text = run_launcher(train_args(two_dir, tiny_root, *TWO_WORKER_EXTRA))
+        stdout, stderr = one.communicate(timeout=420)
+    finally:
+        one.kill()
+        one.wait()
     assert status == 0, text[-6000:]
-    return two_dir, text
+    return (
+        two_dir,
+        text,
+        one_dir,
+        subprocess.CompletedProcess(one.args, one.returncode, stdout, stderr),
+    )
 
 
-def test_two_workers_train_like_one_device(tmp_path, tiny_root, two_workers):
-    extra = TWO_WORKER_EXTRA
-    (two_dir, text), one_dir = two_workers, tmp_path / "one"
+def test_two_workers_train_like_one_device(two_workers):
+    two_dir, text, one_dir, one = two_workers
     assert re.search(
         r"^\[worker 0\] .*Done: step 18, .*; checkpoint \S+/two/checkpoints/ckpt-18", text, re.M
     )
@@ -416,9 +514,6 @@ def test_two_workers_train_like_one_device(tmp_path, tiny_root, two_workers):
     assert not (two_dir / "workers" / "worker_1").exists()
     assert tf.train.latest_checkpoint(str(two_dir / "checkpoints")).endswith("ckpt-18")
 
-    one = fresh_process.run_module(
-        "train", "--strategy=one_device", *train_args(one_dir, tiny_root, *extra), timeout=420
-    )
     assert one.returncode == 0, one.stderr[-4000:]
     tiny.register()
     two_model, _ = run_dir.restore_model(str(two_dir))
@@ -453,10 +548,12 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     model_dir = tmp_path / "run"
     args = train_args(model_dir, tiny_root, *TWO_WORKER_EXTRA)
 
+    # The launcher runs in this process (InProcessLauncher); the tool's command line is
+    # the two_workers fixture's.
     # 1. Worker 1 is killed after ckpt-2: the launcher stops the job. Worker 0, waiting on
     # its lost peer, cannot act on the launcher's SIGTERM: the SIGKILL after the grace
     # period ends it, so a short grace period is all this stop needs.
-    log = start_launcher(args, grace_period=1)
+    log = InProcessLauncher(args, grace_period=1)
     try:
         wait_for_checkpoint(log, model_dir)
         pid = started_pids(log.text())[1]
@@ -477,7 +574,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
 
     # 2. The rerun resumes; SIGTERM reaches worker 1 only (a preempted machine) after its
     # next checkpoint. Worker 0 learns of it through the cluster and both save one step.
-    log = start_launcher(args, grace_period=60)  # time to finish a step and save
+    log = InProcessLauncher(args, grace_period=60)  # time to finish a step and save
     try:
         resumed = log.wait_for(
             r"\[worker 0\] Resuming from \S+/run/checkpoints/ckpt-(\d+): epoch \d, step \d of 6, "
@@ -520,7 +617,12 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     assert seconds < 90
 
     # 3. The rerun starts at the very step saved, and ends as if nothing had happened.
-    status, text = run_launcher(args)
+    log = InProcessLauncher(args)
+    try:
+        status = log.process.wait(timeout=480)
+        text = log.text()
+    finally:
+        log.end()
     assert status == 0, text[-6000:]
     for worker in (0, 1):
         assert re.search(

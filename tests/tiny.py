@@ -32,6 +32,21 @@ VARIANT = dataclasses.replace(
 )
 
 
+# Caffe's bvlc_alexnet (its LRN, its biases and init) with the tiny variant's channels and
+# fc6, fc7: where a test is about a converted Caffe model's handling, not its size.
+CAFFE_VARIANT = dataclasses.replace(
+    variants.VARIANTS["caffe"],
+    name="tiny_caffe",
+    source="tests/tiny.py: Caffe's variant with the tiny variant's channels, for fast tests.",
+    convs=tuple(
+        dataclasses.replace(conv, filters=small.filters, groups=small.groups)
+        for conv, small in zip(variants.VARIANTS["caffe"].convs, VARIANT.convs)
+    ),
+    dense_units=VARIANT.dense_units,
+    departures=("layout", *variants.VARIANTS["caffe"].departures),
+)
+
+
 def register():
     """Makes the tiny variant known to the package (as "tiny")."""
     variants.VARIANTS.setdefault(VARIANT.name, VARIANT)

@@ -185,22 +185,41 @@ def signal_args(root, replicas, checkpoint_every=2):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_root):
-    """fn(replicas) -> the final weights of a run of `signal_args` that nothing stopped."""
-    weights = {}
+    """start(replicas) starts (once) a run of `signal_args` that nothing stops, in a fresh
+    process, and returns weights(): that run's final weights, once it has ended. The run
+    goes on while the test does its own."""
+    runs = {}
 
-    def get(replicas):
-        if replicas not in weights:
+    def start(replicas):
+        if replicas not in runs:
             model_dir = tmp_path_factory.mktemp(f"straight{replicas}")
-            straight = fresh_process.run_module(
-                "train", f"--model_dir={model_dir}", *signal_args(tiny_root, replicas)
+            process = subprocess.Popen(
+                fresh_process.command(
+                    "train", f"--model_dir={model_dir}", *signal_args(tiny_root, replicas)
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
-            assert straight.returncode == 0, straight.stderr[-3000:]
-            # Validation at both epoch ends counted every image once, on one replica or two.
-            assert straight.stdout.count("over 16 images") == 2, straight.stdout[-3000:]
-            weights[replicas] = final_weights(model_dir)
-        return weights[replicas]
+            runs[replicas] = dict(model_dir=model_dir, process=process, weights=None)
+        run = runs[replicas]
 
-    return get
+        def weights():
+            if run["weights"] is None:
+                stdout, stderr = run["process"].communicate(timeout=600)
+                assert run["process"].returncode == 0, stderr[-3000:]
+                # Validation at both epoch ends counted every image once, on one replica
+                # or two.
+                assert stdout.count("over 16 images") == 2, stdout[-3000:]
+                run["weights"] = final_weights(run["model_dir"])
+            return run["weights"]
+
+        return weights
+
+    yield start
+    for run in runs.values():
+        run["process"].kill()
+        run["process"].communicate()
 
 
 def start_training(model_dir, args):
@@ -238,6 +257,7 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     # periodic or epoch-end step: preemption_test makes sure of one); SIGKILL comes after
     # the resumed run's next checkpoint and loses the steps since.
     args = signal_args(tiny_root, replicas, checkpoint_every=3)
+    reference = uninterrupted(replicas)  # starts the uninterrupted run
     model_dir = tmp_path / "run"
     process = start_training(model_dir, args)
     try:
@@ -309,7 +329,7 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     assert resume, resumed.stdout[-3000:]
     assert int(resume.group(1)) == int(resume.group(2)) >= killed_at > step
     # Stopped twice and resumed, or not: the same weights to the bit.
-    for a, b in zip(final_weights(model_dir), uninterrupted(replicas)):
+    for a, b in zip(final_weights(model_dir), reference()):
         np.testing.assert_array_equal(a, b)
 
 

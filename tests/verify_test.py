@@ -1,9 +1,11 @@
 """The conformance report: what it prints, and its exit status says when a check fails."""
 
+import gc
 import json
 
 import fresh_process
 import keras
+import pytest
 import tiny
 from conformance_test import PAPER_ORDER
 from conformance_test import reordered
@@ -39,18 +41,40 @@ def test_the_layer_order_is_checked(paper_model):
     assert verify.render("paper", paper_model, checks, []).count(f"order: {PAPER_ORDER} ok") == 1
 
 
-def test_cli_fails_on_the_caffenet_order(paper_model, tmp_path):
-    path = tmp_path / "pool_before_lrn.keras"
-    reordered(paper_model, "lrn1", "pool1").save(path)
-    result = fresh_process.run_module("verify", f"--model={path}")
+@pytest.fixture(scope="module")
+def cli_runs(paper_model, tmp_path_factory):
+    """{name: CompletedProcess} of the verify tool's runs below, three at a time: each
+    builds a full-size model in its own process."""
+    folder = tmp_path_factory.mktemp("verify")
+    swapped = folder / "pool_before_lrn.keras"
+    reordered(paper_model, "lrn1", "pool1").save(swapped)
+    keras.utils.set_random_seed(0)
+    owt = folder / "owt.keras"
+    keras_alexnet.AlexNet(variant="one_weird_trick").save(owt)
+    gc.collect()  # the models' memory, before the tools start
+    commands = {
+        "caffenet_order": [f"--model={swapped}"],
+        "json": ["--format=json"],
+        "owt_as_paper": [f"--model={owt}", "--variant=paper"],
+        "owt": [f"--model={owt}", "--variant=one_weird_trick"],
+        "input_size": ["--input_size=224"],
+    }
+    results = fresh_process.run_together(
+        *[fresh_process.command("verify", *args) for args in commands.values()], at_once=3
+    )
+    return dict(zip(commands, results))
+
+
+def test_cli_fails_on_the_caffenet_order(cli_runs):
+    result = cli_runs["caffenet_order"]
     assert result.returncode == 1, result.stdout[-3000:]
     swapped = PAPER_ORDER.replace("lrn1 pool1", "pool1 lrn1")
     assert f"order: {swapped} FAIL" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("FAIL: ")
 
 
-def test_cli_exit_status_and_json():
-    result = fresh_process.run_module("verify", "--format=json")
+def test_cli_exit_status_and_json(cli_runs):
+    result = cli_runs["json"]
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["passed"] and report["params"] == 60_965_224
@@ -58,19 +82,15 @@ def test_cli_exit_status_and_json():
     assert {d["topic"] for d in report["discrepancies"]} >= {"input size", "conv1 neurons"}
 
 
-def test_cli_fails_on_an_altered_saved_model(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = keras_alexnet.AlexNet(variant="one_weird_trick")
-    path = tmp_path / "owt.keras"
-    model.save(path)
-    result = fresh_process.run_module("verify", f"--model={path}", "--variant=paper")
+def test_cli_fails_on_an_altered_saved_model(cli_runs):
+    result = cli_runs["owt_as_paper"]
     assert result.returncode == 1, result.stdout[-2000:]
     assert "FAIL" in result.stdout and "conv2 towers" in result.stdout
-    result = fresh_process.run_module("verify", f"--model={path}", "--variant=one_weird_trick")
+    result = cli_runs["owt"]
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_cli_input_that_cannot_be_built():
-    result = fresh_process.run_module("verify", "--input_size=224")
+def test_cli_input_that_cannot_be_built(cli_runs):
+    result = cli_runs["input_size"]
     assert result.returncode == 2
     assert "input_shape (224, 224, 3)" in result.stderr
