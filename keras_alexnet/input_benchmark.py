@@ -6,8 +6,8 @@ prints, from one run, for the same images as files and prepared (`prepare`: 256x
 shards), the images/s and CPU ms per image of each stage:
 
 - read: the training order (per-epoch permutation, shuffled windows for shards) and the
-  bytes of every image, nothing decoded;
-- plain decode: reading and `tf.io.decode_jpeg` of every image, in file order, batched (the
+  bytes of each image, nothing decoded;
+- plain decode: reading and `tf.io.decode_jpeg` of each image, in file order, batched (the
   least any pipeline must do);
 - full: the training pipeline as training runs it (`input_pipeline.train_dataset` with
   raw=True: decode (on files, also the resize to 256), the random 227 window, batch; uint8
@@ -17,7 +17,8 @@ shards), the images/s and CPU ms per image of each stage:
 
 and the ratios the project aims at: full on shards / full on files >= 2.5, and full on
 shards / plain decode of shards >= 0.90. Without --data_dir it writes --num_images JPEGs of
-500x375 (about ImageNet's average size) into a temporary folder. The pipelines run
+500x375 (about ImageNet's average size) into a temporary folder. Every stage handles as
+many images per epoch as a training epoch uses (its full batches). The pipelines run
 alternately, best of --repeats each; compare ratios, not absolute numbers from other runs.
 """
 
@@ -105,9 +106,15 @@ def _measure(dataset):
     return count / wall, 1000.0 * cpu / count, count
 
 
+def _per_epoch(source, batch_size):
+    """The images a training epoch uses: its full batches (the last partial one is dropped)."""
+    return input_pipeline.steps_per_epoch(source, batch_size) * batch_size
+
+
 def plain_decode_dataset(source, batch_size, epochs, ragged):
-    """read_file + decode_jpeg of every training file, parallel map, batch."""
-    ds = source.examples("train").repeat(epochs)
+    """read_file + decode_jpeg of the training files, parallel map, batch: in file order,
+    as many images per epoch as a training epoch uses."""
+    ds = source.examples("train").take(_per_epoch(source, batch_size)).repeat(epochs)
     ds = ds.map(
         lambda ref, label: (tf.io.decode_jpeg(source.load(ref), channels=3), label),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -118,8 +125,10 @@ def plain_decode_dataset(source, batch_size, epochs, ragged):
 
 
 def read_dataset(source, batch_size, epochs):
-    """The training order of every epoch and the bytes of each image, nothing decoded."""
-    orders = [source.examples("train", order=(0, epoch)) for epoch in range(epochs)]
+    """The training order of every epoch and the bytes of each image, nothing decoded (as
+    many images per epoch as a training epoch uses)."""
+    count = _per_epoch(source, batch_size)
+    orders = [source.examples("train", order=(0, e)).take(count) for e in range(epochs)]
     ds = orders[0]
     for more in orders[1:]:
         ds = ds.concatenate(more)
