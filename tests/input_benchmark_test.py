@@ -20,6 +20,7 @@ def test_input_benchmark_runs(tmp_path):
     assert 0 < result["prepared_bytes_per_image"] < 256 * 256 * 3
     assert result["read"] > 0 and result["prepared_read_cpu_ms"] > 0
     assert result["prepared_encoding"] == "jpeg q90"
+    assert result["finish_cpu_ms"] > 0  # the step's float work, timed apart
 
 
 def test_prepared_difference_of_a_lossless_preparation_is_the_rounding(tmp_path):
