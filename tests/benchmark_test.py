@@ -1,7 +1,6 @@
 """The benchmark runs and reports consistent figures (speed itself is not asserted)."""
 
 import importlib.util
-import json
 import os
 import textwrap
 
@@ -91,24 +90,14 @@ def full_size_process(tmp_path_factory):
             torch_peer = str(tmp_path_factory.mktemp("peer") / "stand_in_peer.py")
             with open(torch_peer, "w") as f:
                 f.write(STAND_IN_PEER)
-    process = fresh_process.start_script(FULL_SIZE_SCRIPT, torch_peer)
-    try:
+    with fresh_process.started_script(FULL_SIZE_SCRIPT, torch_peer) as process:
         yield process
-    finally:
-        process.kill()
-        process.communicate()
 
 
 @pytest.fixture(scope="module")
 def full_size(full_size_process):
     """{"MEASURE": measure's dict, "TORCH": run's (ours, peer) or absent without PyTorch}."""
-    stdout, stderr = full_size_process.communicate(timeout=600)
-    assert full_size_process.returncode == 0, stderr[-4000:]
-    return {
-        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
-        for line in stdout.splitlines()
-        if line.startswith(("MEASURE ", "TORCH "))
-    }
+    return fresh_process.printed_json(full_size_process, ("MEASURE", "TORCH"))
 
 
 def test_measure_reports_consistent_figures(full_size):

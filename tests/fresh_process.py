@@ -5,6 +5,8 @@ variant known to it.
 `python -m keras_alexnet.TOOL ARGS...` runs: `cli.run(TOOL.main, TOOL.define_flags)`.
 """
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +62,30 @@ def start_script(script, *args):
         text=True,
         env=_script_env(),
     )
+
+
+@contextlib.contextmanager
+def started_script(script, *args):
+    """`start_script`, killed when the block ends (for a module fixture started with the
+    module, whose tests that do not need it run in the meantime)."""
+    process = start_script(script, *args)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def printed_json(process, keys, timeout=600):
+    """{key: value} of the "KEY json" lines a started script printed, for each of `keys`
+    it printed (the last line of each wins); the script must have succeeded."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr[-4000:]
+    return {
+        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+        for line in stdout.splitlines()
+        if line.startswith(tuple(f"{key} " for key in keys))
+    }
 
 
 def _script_env():

@@ -1,6 +1,5 @@
 """Mixed precision: training steps, loss scaling, checkpoints across precisions, export."""
 
-import json
 import textwrap
 
 import fresh_process
@@ -79,21 +78,14 @@ JIT_RTOL, JIT_ATOL = 1e-3, 1e-6
 def full_size_process():
     """The fresh process of FULL_SIZE_SCRIPT, started with the module: the tests that do
     not need it run in the meantime."""
-    process = fresh_process.start_script(FULL_SIZE_SCRIPT, JIT_RTOL, JIT_ATOL)
-    try:
+    with fresh_process.started_script(FULL_SIZE_SCRIPT, JIT_RTOL, JIT_ATOL) as process:
         yield process
-    finally:
-        process.kill()
-        process.communicate()
 
 
 @pytest.fixture(scope="module")
 def full_size(full_size_process):
     """What FULL_SIZE_SCRIPT printed: {"float32": ..., "mixed_float16": ..., ...}."""
-    stdout, stderr = full_size_process.communicate(timeout=600)
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULTS ")]
-    assert full_size_process.returncode == 0 and lines, stderr[-4000:]
-    return json.loads(lines[-1][len("RESULTS ") :])
+    return fresh_process.printed_json(full_size_process, ("RESULTS",))["RESULTS"]
 
 
 def test_loss_scale_drops_after_an_overflow():
