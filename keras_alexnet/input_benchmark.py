@@ -146,10 +146,9 @@ def read_dataset(source, batch_size, epochs):
 def finish_cost(stats, batch_size, repeats=5):
     """CPU ms per image of the training step's float work (`train_batch_finisher`) here."""
     crop, n = preprocessing.CROP_SIZE, batch_size
-    drawn = preprocessing.train_augmentation(0, 0, tf.range(n, dtype=tf.int64))
+    drawn = preprocessing.step_augmentation(0, 0, tf.range(n, dtype=tf.int64), stats)
     patches = tf.random.uniform([n, crop, crop, 3], 0, 256, tf.int32)
-    lighting = preprocessing.pca_offset(drawn.pop("alpha"), stats.eigval, stats.eigvec)
-    batch = dict(drawn, lighting=lighting, patches=tf.cast(patches, tf.uint8))
+    batch = dict(drawn, patches=tf.cast(patches, tf.uint8))
     finish = preprocessing.train_batch_finisher(stats)
     finish(batch)  # compiled
     best = float("inf")

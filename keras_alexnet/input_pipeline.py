@@ -343,9 +343,7 @@ def _augmented_batches(chunks, source, stats, seed, per_replica, raw):
     all_jpeg = source.jpeg_size == size
 
     def draw(refs, labels, epochs, index):
-        drawn = preprocessing.train_augmentation(seed, epochs, index, size, crop)
-        drawn["lighting"] = preprocessing.pca_offset(drawn.pop("alpha"), stats.eigval, stats.eigvec)
-        return refs, labels, drawn
+        return refs, labels, preprocessing.step_augmentation(seed, epochs, index, stats, crop)
 
     def augment(ref, label, augmentation):
         encoded = source.load(ref)

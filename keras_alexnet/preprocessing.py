@@ -343,6 +343,15 @@ def train_augmentation(seed, epoch, index, size=IMAGE_SIZE, crop=CROP_SIZE, stdd
     }
 
 
+def step_augmentation(seed, epoch, index, stats, crop=CROP_SIZE):
+    """`train_augmentation` for `stats`' mean image, with each example's PCA offset
+    ("lighting", `pca_offset` of its "alpha") in place of the coefficients: the random
+    choices `train_patch` and `finish_train_batch` take."""
+    drawn = train_augmentation(seed, epoch, index, stats.mean_image.shape[0], crop)
+    drawn["lighting"] = pca_offset(drawn.pop("alpha"), stats.eigval, stats.eigvec)
+    return drawn
+
+
 def train_patch(encoded, augmentation, size=IMAGE_SIZE, crop=CROP_SIZE, all_jpeg=False):
     """bytes -> one training patch before its float work: the image's random window.
 
@@ -445,9 +454,7 @@ def preprocess_for_train(encoded, stats, seed, epoch, index, crop=CROP_SIZE):
     Returns:
       float32 [crop, crop, 3].
     """
-    size = stats.mean_image.shape[0]
-    drawn = train_augmentation(seed, epoch, tf.reshape(index, [1]), size, crop)
-    drawn["lighting"] = pca_offset(drawn.pop("alpha"), stats.eigval, stats.eigvec)
+    drawn = step_augmentation(seed, epoch, tf.reshape(index, [1]), stats, crop)
     return train_image(encoded, stats, {k: v[0] for k, v in drawn.items()}, crop)
 
 
@@ -487,6 +494,7 @@ __all__ = [
     "preprocess_for_eval",
     "preprocess_for_train",
     "random_draws",
+    "step_augmentation",
     "subtract_mean",
     "ten_crop",
     "train_augmentation",

@@ -140,11 +140,7 @@ class Source:
           A `tf.data.Dataset` of (ref: string, label: int32). A ref is a file path for
           folders and the encoded image for TFDS; `load` turns it into encoded bytes.
         """
-        _check_split(split)
-        if self.num_examples(split) == 0:
-            raise ValueError(f"{self.name} has no {split} examples. Received: split={split!r}")
-        if order is not None and not any(isinstance(v, tf.Tensor) for v in order):
-            check_seed_and_epoch(*order)
+        self._check_request(split, order)
         return self._reader.examples(split, order)
 
     def windows(self, split, order):
@@ -155,12 +151,15 @@ class Source:
         draws a window's augmentation together); the examples and their order are those of
         `examples`.
         """
+        self._check_request(split, order)
+        return self._reader.windows(split, order)
+
+    def _check_request(self, split, order):
         _check_split(split)
         if self.num_examples(split) == 0:
             raise ValueError(f"{self.name} has no {split} examples. Received: split={split!r}")
-        if not any(isinstance(v, tf.Tensor) for v in order):
+        if order is not None and not any(isinstance(v, tf.Tensor) for v in order):
             check_seed_and_epoch(*order)
-        return self._reader.windows(split, order)
 
     def load(self, ref):
         """Encoded image bytes of a ref from `examples` (reads the file for folders)."""

@@ -217,6 +217,7 @@ def training_data(run, state):
     tf.data service), and less work for the CPUs that feed them."""
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
+    common = dict(global_batch_size=config.batch_size, stats=run.stats, seed=config.seed, raw=True)
     if config.data_service:
         # Made by the service's workers, by step (folders) or by record file; see
         # `data_service`.
@@ -224,13 +225,7 @@ def training_data(run, state):
         return run.strategy.distribute_datasets_from_function(
             lambda input_context: data_service.distribute(
                 input_pipeline.train_dataset_for_service(
-                    run.source,
-                    global_batch_size=config.batch_size,
-                    stats=run.stats,
-                    seed=config.seed,
-                    first_step=first_step,
-                    input_context=input_context,
-                    raw=True,
+                    run.source, first_step=first_step, input_context=input_context, **common
                 ),
                 config.data_service,
             )
@@ -239,14 +234,11 @@ def training_data(run, state):
     def dataset_fn(input_context):
         return input_pipeline.train_dataset(
             run.source,
-            global_batch_size=config.batch_size,
-            stats=run.stats,
-            seed=config.seed,
             epoch=epoch,
             start_step=start_step,
             input_context=input_context,
             num_epochs=config.epochs - epoch,
-            raw=True,
+            **common,
         )
 
     return run.strategy.distribute_datasets_from_function(dataset_fn)
