@@ -7,15 +7,15 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_alexnet.labels import ClassNames  # noqa: E402
-from keras_alexnet.labels import decode_predictions  # noqa: E402
-from keras_alexnet.layers import Dense  # noqa: E402
-from keras_alexnet.layers import Dropout  # noqa: E402
-from keras_alexnet.layers import GroupedConv2D  # noqa: E402
-from keras_alexnet.layers import LocalResponseNormalization  # noqa: E402
-from keras_alexnet.model import AlexNet  # noqa: E402
-from keras_alexnet.pretrained import preprocess_input  # noqa: E402
-from keras_alexnet.variants import VARIANTS  # noqa: E402
+from keras_alexnet.models.alexnet import AlexNet  # noqa: E402
+from keras_alexnet.models.labels import ClassNames  # noqa: E402
+from keras_alexnet.models.labels import decode_predictions  # noqa: E402
+from keras_alexnet.models.layers import Dense  # noqa: E402
+from keras_alexnet.models.layers import Dropout  # noqa: E402
+from keras_alexnet.models.layers import GroupedConv2D  # noqa: E402
+from keras_alexnet.models.layers import LocalResponseNormalization  # noqa: E402
+from keras_alexnet.models.variants import VARIANTS  # noqa: E402
+from keras_alexnet.weights.pretrained import preprocess_input  # noqa: E402
 
 __all__ = [
     "AlexNet",

@@ -1,10 +1,8 @@
-"""What every `python -m keras_alexnet.<tool>` entry point shares, and the console scripts.
+"""What every `python -m keras_alexnet.<tool>` entry point shares.
 
 `pip install` puts a `keras-alexnet-<tool>` command beside `python -m keras_alexnet.<tool>`
-for each of `TOOLS` (setup.cfg's console_scripts); both run the same thing.
+for each of `TOOLS` (setup.cfg's console_scripts); both call the tool module's `run`.
 """
-
-import importlib
 
 from absl import app
 from absl import flags
@@ -32,38 +30,22 @@ def run(main, define_flags=None):
     app.run(quiet_main)
 
 
-TOOLS = ("train", "evaluate", "export", "predict", "convert", "verify")
-
-
-def run_tool(name):
-    """Runs `python -m keras_alexnet.<name>`: the tool's `main` with its flags."""
-    tool = importlib.import_module(f"keras_alexnet.{name}")
-    run(tool.main, getattr(tool, "define_flags", None))
-
-
-# The console scripts' entry points (setup.cfg), one per tool of TOOLS.
-def train():
-    run_tool("train")
-
-
-def evaluate():
-    run_tool("evaluate")
-
-
-def export():
-    run_tool("export")
-
-
-def predict():
-    run_tool("predict")
-
-
-def convert():
-    run_tool("convert")
-
-
-def verify():
-    run_tool("verify")
+# The tools, each `python -m keras_alexnet.<tool>` and the console script
+# `keras-alexnet-<tool>` (setup.cfg), which calls the tool module's `run`.
+TOOLS = (
+    "train",
+    "evaluate",
+    "export",
+    "predict",
+    "convert",
+    "verify",
+    "prepare",
+    "launch",
+    "data_service",
+    "benchmark",
+    "input_benchmark",
+    "format_benchmark",
+)
 
 
 def define_model_flags(model_dir_help, precisions):

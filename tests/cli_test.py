@@ -68,13 +68,15 @@ def test_console_scripts_run_each_tool():
         line.replace(" ", "").split("=")
         for line in config["options.entry_points"]["console_scripts"].strip().splitlines()
     )
-    assert scripts == {f"keras-alexnet-{tool}": f"keras_alexnet.cli:{tool}" for tool in cli.TOOLS}
+    assert scripts == {
+        f"keras-alexnet-{tool.replace('_', '-')}": f"keras_alexnet.{tool}:run" for tool in cli.TOOLS
+    }
     bin_dir = os.path.dirname(sys.executable)
     missing = [s for s in scripts if not os.path.exists(os.path.join(bin_dir, s))]
     assert not missing, f"not installed in {bin_dir} (pip install -e . again): {missing}"
     running = {
         tool: subprocess.Popen(
-            [os.path.join(bin_dir, f"keras-alexnet-{tool}"), "--helpfull"],
+            [os.path.join(bin_dir, f"keras-alexnet-{tool.replace('_', '-')}"), "--helpfull"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -82,11 +84,20 @@ def test_console_scripts_run_each_tool():
         for tool in cli.TOOLS
     }
     # A flag each tool defines, listed under the module that defines it.
-    own_flag = dict(
-        train=("config", "--epochs"), evaluate=("evaluate", "--crops"),
-        export=("export", "--output_dir"), predict=("predict", "--model_dir"),
-        convert=("convert", "--output:"), verify=("verify", "--format"),
-    )  # fmt: skip
+    own_flag = {
+        "train": ("training.config", "--epochs"),
+        "evaluate": ("training.evaluation", "--crops"),
+        "export": ("serving.saved_model", "--output_dir"),
+        "predict": ("serving.prediction", "--model_dir"),
+        "convert": ("weights.conversion", "--output:"),
+        "verify": ("paper.report", "--format"),
+        "prepare": ("data.shard_writer", "--output_dir"),
+        "launch": ("training.launcher", "--workers"),
+        "data_service": ("data.service", "--dispatcher"),
+        "benchmark": ("benchmarks.model_speed", "--batch_size"),
+        "input_benchmark": ("benchmarks.input_speed", "--encoding"),
+        "format_benchmark": ("benchmarks.format_speed", "--model_dir"),
+    }
     for tool, process in running.items():
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 1 and "Traceback" not in stderr, (tool, stderr[-2000:])

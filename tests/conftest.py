@@ -15,10 +15,10 @@ import keras
 import pytest
 import tiny
 
-from keras_alexnet import export
-from keras_alexnet import shapes_dataset
-from keras_alexnet import sources
-from keras_alexnet import train
+from keras_alexnet.data import shapes as shapes_dataset
+from keras_alexnet.data import sources
+from keras_alexnet.serving import saved_model as export
+from keras_alexnet.training import trainer as train
 
 
 @pytest.fixture(scope="session")

@@ -152,7 +152,7 @@ def _main():
     import tiny
 
     from keras_alexnet import cli
-    from keras_alexnet import launch
+    from keras_alexnet.training import launcher as launch
 
     tiny.register()
     # The launcher's workers run the same way, the tiny variant known to them too.

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import preprocessing
-from keras_alexnet import stats as stats_lib
+from keras_alexnet.data import preprocessing
+from keras_alexnet.data import stats as stats_lib
 
 SIZE = preprocessing.IMAGE_SIZE
 

@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import config
-from keras_alexnet import variants
+from keras_alexnet.models import variants
+from keras_alexnet.training import config
 
 # 4 classes of 12 training and 4 validation images: 6 steps an epoch at batch 8.
 SHAPES = dict(num_classes=4, train_per_class=12, val_per_class=4, image_size=(64, 80))

@@ -1,0 +1,216 @@
+"""The paper's 256x256 preparation, done once: `python -m keras_alexnet.prepare`.
+
+    python -m keras_alexnet.prepare --dataset=folder --data_dir=DIR --output_dir=PREPARED
+    python -m keras_alexnet.train --dataset=prepared:PREPARED ...
+
+Reads any source the training tool reads (same --dataset, --data_dir, --manual_dir,
+--validation_split, --on_bad_image flags), makes each image what training decodes first
+(`preprocessing.decode_and_center_crop`: shorter side to 256, central 256x256), and writes
+the images, encoded again, to sharded TFRecord files (`prepared`). Training then decodes a
+256x256 image instead of a full-size photo and resizes nothing. The images of each split
+are written in one fixed shuffled order, so that every shard holds all classes.
+
+Decoding and encoding run in parallel over the CPU's cores. An interrupted preparation
+resumes: finished shards are kept (each is written aside and renamed when complete), and
+prepared.json is written last.
+"""
+
+import json
+import os
+import sys
+import time
+
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet.data import bad_images
+from keras_alexnet.data import pipelines as input_pipeline
+from keras_alexnet.data import preprocessing
+from keras_alexnet.data import shards as prepared
+from keras_alexnet.data import sources
+from keras_alexnet.training import config as config_lib
+
+_PLAN = "prepare_plan.json"
+# The fixed order of the written images (a seed of their own, not the training run's).
+ORDER = (0, 0)
+
+
+def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard=1024):
+    """Writes a source's images at 256x256 into sharded TFRecord files.
+
+    Args:
+      source: a `sources.Source`.
+      output_dir: the prepared folder (made if needed; a finished one is left as it is).
+      encoding: "jpeg" (4:2:0 chroma), "jpeg444" (full chroma) or "png" (lossless).
+      quality: JPEG quality, 1-100.
+      images_per_shard: images per TFRecord file.
+
+    Returns:
+      The prepared.json metadata, a dict.
+
+    Raises:
+      ValueError: a bad argument, or an output_dir that holds another preparation.
+    """
+    if encoding not in prepared.ENCODINGS:
+        raise ValueError(
+            f"encoding must be one of {prepared.ENCODINGS}. Received: encoding={encoding!r}"
+        )
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100]. Received: quality={quality}")
+    if images_per_shard < 1:
+        raise ValueError(f"images_per_shard must be >= 1. Received: {images_per_shard}")
+    plan = dict(
+        format=prepared.FORMAT,
+        source=source.name,
+        class_names=list(source.class_names),
+        image_size=preprocessing.IMAGE_SIZE,
+        encoding=encoding,
+        quality=None if encoding == "png" else quality,
+        images_per_shard=images_per_shard,
+        splits={},
+    )
+    for split in sources.SPLITS:
+        count = source.num_examples(split)
+        if count:
+            shards = -(-count // images_per_shard)
+            names = [prepared.shard_name(split, i, shards) for i in range(shards)]
+            plan["splits"][split] = dict(num_examples=count, shards=names)
+    _claim(output_dir, plan)
+    for split in plan["splits"]:
+        _write_split(source, split, output_dir, plan)
+    metadata = dict(plan, bad_files=[list(b) for b in source.bad_files])
+    _write_json(os.path.join(output_dir, prepared.METADATA), metadata)
+    return metadata
+
+
+def _claim(output_dir, plan):
+    """Records the plan in output_dir, or checks that it is the plan recorded there."""
+    tf.io.gfile.makedirs(output_dir)
+    path = os.path.join(output_dir, _PLAN)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            recorded = json.load(f)
+        differ = [key for key in plan if recorded.get(key) != plan[key]]
+        if differ:
+            key = differ[0]
+            raise ValueError(
+                f"{output_dir} holds a preparation with {key}={recorded.get(key)!r}; this one "
+                f"has {key}={plan[key]!r}. Use another --output_dir, or the same settings to "
+                f"resume it. Received: output_dir={output_dir}"
+            )
+        return
+    _write_json(path, plan)
+
+
+def _write_json(path, value):
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def _write_split(source, split, output_dir, plan):
+    """Writes the shards of one split that are not written yet, with progress lines."""
+    total, names = plan["splits"][split]["num_examples"], plan["splits"][split]["shards"]
+    per_shard = plan["images_per_shard"]
+    encoding, quality = plan["encoding"], plan["quality"]
+
+    def prepare_one(ref, label):
+        image = preprocessing.decode_and_center_crop(source.load(ref))
+        return prepared.encode(image, encoding, quality), label
+
+    start, done = time.perf_counter(), 0
+    for index, name in enumerate(names):
+        path = os.path.join(output_dir, name)
+        count = min(per_shard, total - index * per_shard)
+        if tf.io.gfile.exists(path):
+            done += count
+            continue
+        ds = source.examples(split, order=ORDER).skip(index * per_shard).take(count)
+        ds = ds.map(prepare_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        try:
+            with tf.io.TFRecordWriter(path + ".tmp") as writer:
+                for encoded, label in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+                    writer.write(prepared.example_bytes(encoded, label))
+        except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail
+            raise input_pipeline.undecodable_error(
+                error,
+                source,
+                split,
+                f"{split} image(s)",
+                "preparing",
+                ". Remove or replace them, or leave them out with --on_bad_image=skip; "
+                f"the {index} shards written are kept.",
+            ) from error
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+        done += count
+        rate = done / (time.perf_counter() - start)
+        print(
+            f"  {split}: {done:,}/{total:,} images, shard {index + 1}/{len(names)}, "
+            f"{rate:,.0f} images/s",
+            flush=True,
+        )
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    config_lib.define_data_flags()
+    flags.DEFINE_string("output_dir", None, "The prepared folder to write.")
+    flags.DEFINE_enum(
+        "encoding",
+        "jpeg",
+        list(prepared.ENCODINGS),
+        "How images are stored: jpeg (4:2:0 chroma, the fastest to train from), jpeg444 (full "
+        "chroma) or png (lossless, the slowest).",
+    )
+    flags.DEFINE_integer("quality", 90, "JPEG quality.")
+    flags.DEFINE_integer("images_per_shard", 1024, "Images per TFRecord file.")
+    flags.mark_flag_as_required("output_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = config_lib.resolve(
+            config_lib.TrainConfig(
+                model_dir=FLAGS.output_dir,
+                dataset=FLAGS.dataset,
+                data_dir=FLAGS.data_dir,
+                manual_dir=FLAGS.manual_dir,
+                validation_split=FLAGS.validation_split,
+                on_bad_image=FLAGS.on_bad_image,
+                seed=FLAGS.seed,
+            )
+        )
+        source = config_lib.load_source(config)
+        if config.on_bad_image == "skip":
+            source, _ = bad_images.check_decoding(
+                source, model_dir=FLAGS.output_dir, write_list=True
+            )
+        print(
+            f"Preparing {source.name} ({source.num_classes} classes; "
+            + ", ".join(f"{source.num_examples(s):,} {s}" for s in sources.SPLITS)
+            + f") into {FLAGS.output_dir} at 256x256, {FLAGS.encoding}",
+            flush=True,
+        )
+        metadata = prepare(
+            source,
+            FLAGS.output_dir,
+            encoding=FLAGS.encoding,
+            quality=FLAGS.quality,
+            images_per_shard=FLAGS.images_per_shard,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    shards = sum(len(info["shards"]) for info in metadata["splits"].values())
+    print(
+        f"Done: {shards} shards in {FLAGS.output_dir}; train with "
+        f"--dataset=prepared:{FLAGS.output_dir}",
+        flush=True,
+    )
+    return 0

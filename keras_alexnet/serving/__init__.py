@@ -1,0 +1,7 @@
+"""Serving: the exports, the other formats, loading model files, and prediction.
+
+- `saved_model`: the SavedModel and .keras export of a trained run.
+- `formats`: LiteRT (TensorFlow Lite) and ONNX files, and the runtimes that run them.
+- `model_files`: the model a tool works on, a run (--model_dir) or a file (--model).
+- `prediction`: top-5 predictions for image files.
+"""

@@ -1,0 +1,367 @@
+"""LiteRT (TensorFlow Lite) and ONNX files of a trained model, and the runtimes that run them.
+
+`python -m keras_alexnet.export --format=litert,onnx` writes them into the export's version
+folder, beside the SavedModel, `labels.txt` and `dataset_stats.npz`:
+
+    model.tflite            LiteRT, float32.
+    model_float16.tflite    LiteRT, weights stored in float16 (computed in float32).
+    model_dynamic.tflite    LiteRT, dynamic-range quantization: int8 weights; the
+                            activations are quantized on the fly for the int8 kernels.
+    model_int8.tflite       LiteRT, full-integer post-training quantization: int8 weights
+                            and activations, calibrated on training images of the run.
+                            TFLite's LOCAL_RESPONSE_NORMALIZATION has float kernels only, so
+                            each LRN runs in float32 between a DEQUANTIZE and a QUANTIZE.
+    model.onnx              ONNX, opset `ONNX_OPSET`, through tf2onnx (the optional extra
+                            `pip install keras-alexnet[onnx]`); the LRNs are ONNX LRN nodes.
+
+Every file takes what the SavedModel's `predict_pixels` takes, float32 pixels [batch, 227,
+227, 3] with the training mean subtracted (the int8 file too: it quantizes them itself),
+and returns float32 probabilities [batch, classes]. The batch size is free.
+
+`load(path)` runs any of them (and a `.keras` file) behind one interface: `.tflite` through
+the LiteRT interpreter (`ai_edge_litert`, or TensorFlow's own `tf.lite.Interpreter` where it
+is not installed), `.onnx` through onnxruntime.
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet.data import preprocessing
+from keras_alexnet.models import layers
+from keras_alexnet.training.run import folder as run_dir
+
+FORMATS = ("saved_model", "litert", "onnx")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+ONNX_OPSET = 17
+ONNX_FILE = "model.onnx"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+ONNX_EXTRA = "pip install keras-alexnet[onnx]"
+
+
+def litert_file(quantize):
+    """The file name of the LiteRT model of a quantization: model.tflite, model_int8.tflite..."""
+    check_choices("quantize", [quantize], QUANTIZATIONS)
+    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+
+
+def check_choices(name, values, choices):
+    """The values of a list flag, checked against its choices, without repeats.
+
+    Args:
+        name: the flag's name, for the error.
+        values: a comma-separated string or a list of strings.
+        choices: the allowed values.
+
+    Returns:
+        A tuple of the values, in the order given.
+
+    Raises:
+        ValueError: a value that is not a choice, or no value.
+    """
+    if isinstance(values, str):
+        values = values.split(",")
+    values = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+    bad = [v for v in values if v not in choices]
+    if bad or not values:
+        raise ValueError(
+            f"{name} must be one or more of {', '.join(choices)}, comma-separated. "
+            f"Received: {name}={','.join(values)!r}"
+        )
+    return values
+
+
+def _pixel_signature(model):
+    crop = model.input_shape[1]
+    return [tf.TensorSpec([None, crop, crop, 3], tf.float32, name=INPUT_NAME)]
+
+
+def _probabilities(model):
+    return lambda pixels: {OUTPUT_NAME: tf.cast(model(pixels, training=False), tf.float32)}
+
+
+def litert_bytes(model, quantize="none", calibration=None):
+    """Converts a model to a LiteRT flatbuffer.
+
+    Args:
+        model: the Keras model (preprocessed pixels in, probabilities out).
+        quantize: "none", "float16", "dynamic" or "int8".
+        calibration: for "int8", float32 preprocessed pixels [n, 227, 227, 3] whose
+            activation ranges set the int8 scales.
+
+    Returns:
+        The .tflite file's bytes.
+    """
+    if quantize == "int8" and (calibration is None or not len(calibration)):
+        raise ValueError("int8 quantization needs calibration images. Received: none")
+    with tempfile.TemporaryDirectory() as scratch:
+        # GroupedConv2D traced without its tf.cond guard (see layers.graph_for_conversion),
+        # so every convolution and its weights are in the main graph, where the converter
+        # folds the weights into constants and quantizes them.
+        with layers.graph_for_conversion():
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serve", _probabilities(model), _pixel_signature(model))
+            archive.write_out(scratch, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=["serve"])
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+            # Integer kernels wherever TFLite has them; the float builtins for LRN, which
+            # has none (the converter puts a DEQUANTIZE before each LRN, a QUANTIZE after).
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+        return converter.convert()
+
+
+def onnx_model(model, opset=ONNX_OPSET):
+    """Converts a model to ONNX through tf2onnx, checked by `onnx.checker`.
+
+    Returns:
+        The `onnx.ModelProto`: input "pixels", output "probabilities".
+
+    Raises:
+        ImportError: tf2onnx or onnx is not installed (the `onnx` extra).
+    """
+    tf2onnx, onnx = _import_onnx_converter()
+    with layers.graph_for_conversion():
+        proto, _ = tf2onnx.convert.from_function(
+            tf.function(_probabilities(model)),
+            input_signature=_pixel_signature(model),
+            opset=opset,
+        )
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _import_onnx_converter():
+    try:
+        import onnx
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError(
+            f"--format=onnx needs tf2onnx and onnx: {ONNX_EXTRA}. ({error})"
+        ) from error
+    return tf2onnx, onnx
+
+
+def check_formats(formats, quantize):
+    """Checks the formats and quantizations before any work; returns them as tuples.
+
+    Raises:
+        ValueError: an unknown format or quantization, or quantizations without litert.
+        ImportError: onnx asked for without the onnx extra.
+    """
+    formats = check_choices("format", formats, FORMATS)
+    quantize = check_choices("quantize", quantize, QUANTIZATIONS)
+    if quantize != ("none",) and "litert" not in formats:
+        raise ValueError(
+            "quantize applies to LiteRT files: add litert to --format. "
+            f"Received: quantize={','.join(quantize)!r}, format={','.join(formats)!r}"
+        )
+    if "onnx" in formats:
+        _import_onnx_converter()
+    return formats, quantize
+
+
+def write(model, folder, formats, quantize=("none",), calibration=None):
+    """Writes the LiteRT and ONNX files of `formats` into `folder` (the SavedModel is not
+    written here). An existing file is never overwritten.
+
+    Args:
+        model: the Keras model (preprocessed pixels in, probabilities out).
+        folder: an existing folder, e.g. an export version being written.
+        formats: formats from `FORMATS`; "saved_model" is skipped here.
+        quantize: the LiteRT quantizations to write, from `QUANTIZATIONS`.
+        calibration: float32 pixels [n, 227, 227, 3] for "int8".
+
+    Returns:
+        The names of the files written, in `folder`.
+    """
+    formats, quantize = check_formats(formats, quantize)
+    targets = []
+    if "litert" in formats:
+        targets += [(litert_file(q), q) for q in quantize]
+    if "onnx" in formats:
+        targets.append((ONNX_FILE, None))
+    for name, _ in targets:
+        if tf.io.gfile.exists(os.path.join(folder, name)):
+            raise ValueError(f"{os.path.join(folder, name)} exists; not overwriting it.")
+    for name, q in targets:
+        if name == ONNX_FILE:
+            data = onnx_model(model).SerializeToString()
+        else:
+            data = litert_bytes(model, q, calibration)
+        with tf.io.gfile.GFile(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    return [name for name, _ in targets]
+
+
+def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0):
+    """Preprocessed training images to calibrate int8 quantization with.
+
+    The first `count` images of the training split in the shuffled order of (seed, epoch
+    0), so every class is represented, preprocessed as evaluation and serving preprocess
+    them (central patch, training mean subtracted): the inputs the model will see.
+
+    Returns:
+        float32 [n, crop, crop, 3], n = min(count, training images).
+    """
+    if count < 1:
+        raise ValueError(f"calibration_images must be >= 1. Received: {count}")
+    ds = source.examples("train", order=(seed, 0)).take(count)
+    ds = ds.map(
+        lambda ref, label: preprocessing.preprocess_for_eval(source.load(ref), stats, crop=crop),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return np.stack(list(ds.as_numpy_iterator()))
+
+
+class LiteRTModel:
+    """A .tflite file in the LiteRT interpreter: float32 pixels in, probabilities out."""
+
+    def __init__(self, path, num_threads=None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            Interpreter = tf.lite.Interpreter
+        self.path = path
+        self.interpreter = Interpreter(model_path=path, num_threads=num_threads or os.cpu_count())
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_size = int(self.input["shape"][1])
+        self._batch = None
+
+    def __call__(self, pixels):
+        pixels = np.asarray(pixels, np.float32)
+        if self._batch != len(pixels):
+            self.interpreter.resize_tensor_input(self.input["index"], pixels.shape)
+            self.interpreter.allocate_tensors()
+            self._batch = len(pixels)
+        self.interpreter.set_tensor(self.input["index"], _quantize(pixels, self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def _quantize(values, details):
+    dtype = details["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(dtype)
+    scale, zero = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(values, details):
+    if np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float32)
+    scale, zero = details["quantization"]
+    return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+class OnnxModel:
+    """A .onnx file in onnxruntime: float32 pixels in, probabilities out."""
+
+    def __init__(self, path):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError(f"Running .onnx files needs onnxruntime: {ONNX_EXTRA}") from error
+        self.path = path
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_size = int(self.session.get_inputs()[0].shape[1])
+
+    def __call__(self, pixels):
+        feed = {self.input_name: np.asarray(pixels, np.float32)}
+        return self.session.run(None, feed)[0].astype(np.float32)
+
+
+class KerasModel:
+    """A .keras file saved by this package: float32 pixels in, probabilities out."""
+
+    def __init__(self, path):
+        self.path = path
+        self.model = keras.models.load_model(path)
+        self.input_size = int(self.model.input_shape[1])
+
+    def __call__(self, pixels):
+        outputs = self.model(np.asarray(pixels, np.float32), training=False)
+        return keras.ops.convert_to_numpy(outputs).astype(np.float32)
+
+
+RUNTIMES = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel}
+
+
+def is_model_file(path):
+    """Whether `path` names a model file that `load` runs (.tflite, .onnx, .keras)."""
+    return os.path.splitext(str(path))[1].lower() in RUNTIMES
+
+
+def load(path):
+    """Loads a .tflite, .onnx or .keras file in its runtime.
+
+    Returns:
+        A callable from float32 pixels [batch, size, size, 3] to float32 probabilities,
+        with `input_size` (the side of its square input) and `path`.
+
+    Raises:
+        ValueError: the file does not exist or is of another kind.
+    """
+    extension = os.path.splitext(str(path))[1].lower()
+    if extension not in RUNTIMES:
+        raise ValueError(f"A model file must end in {', '.join(RUNTIMES)}. Received: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"No such model file. Received: {path}")
+    return RUNTIMES[extension](path)
+
+
+def serving_function(path, top_k=5):
+    """Runs a model file of an export folder on image files, as the SavedModel's
+    `serving_default` does: decoding and the evaluation preprocessing, then the model.
+
+    The folder must hold the export's `labels.txt` and `dataset_stats.npz` (the mean image).
+
+    Returns:
+        A function of `images` (a string tensor of encoded image files) returning a dict of
+        tensors: probabilities [batch, classes], top5_indices and top5_labels [batch, k].
+
+    Raises:
+        ValueError: the file, its labels or its mean image is missing.
+    """
+    model = load(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    labels_path = os.path.join(folder, run_dir.LABELS_FILE)
+    if not tf.io.gfile.exists(labels_path):
+        raise ValueError(f"{run_dir.LABELS_FILE} must sit beside the model file. Received: {path}")
+    labels = run_dir.read_labels(folder)
+    stats = run_dir.read_stats(folder)
+    if stats is None:
+        raise ValueError(f"{run_dir.STATS_FILE} must sit beside the model file. Received: {path}")
+    k = min(top_k, len(labels))
+
+    def serve(images):
+        pixels = np.stack(
+            [
+                preprocessing.preprocess_for_eval(image, stats, crop=model.input_size).numpy()
+                for image in tf.unstack(images)
+            ]
+        )
+        probs = model(pixels)
+        top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+        return {
+            "probabilities": tf.constant(probs),
+            "top5_indices": tf.constant(top.astype(np.int32)),
+            "top5_labels": tf.constant([[labels[i].encode() for i in row] for row in top]),
+        }
+
+    return serve

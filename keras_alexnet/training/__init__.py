@@ -1,0 +1,10 @@
+"""Training: the run's settings, strategies, steps, state, and the loop that ties them.
+
+- `config`: the recipes and `TrainConfig`.
+- `distribute`: `tf.distribute` strategies; `steps`: the per-replica train and eval steps.
+- `schedule`, `metrics`: the learning-rate schedules; top-1 and top-5.
+- `state`: what a run saves and resumes; `run/`: the run's folder, lock and record.
+- `trainer`: the training loop; `evaluation`: the paper's test measure.
+- `launcher`: several training workers on one machine.
+- `preemption`, `write_errors`, `summaries`: signals, failing writes, TensorBoard.
+"""

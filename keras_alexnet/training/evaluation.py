@@ -1,0 +1,299 @@
+"""The paper's test measure: `python -m keras_alexnet.evaluate`.
+
+Top-1 and top-5 error of a trained model on a labelled set, with the central 227x227 patch
+or the paper's ten patches (section 4.1: the four corners and the centre of the 256x256
+image, and their mirror images, softmax averaged). The preprocessing is the training run's
+own evaluation path, with the mean image it stored; a model file's (--model), with the
+normalisation and mean image that travel with it (`model_files`).
+
+    python -m keras_alexnet.evaluate --model_dir=runs/alexnet --crops=10
+    python -m keras_alexnet.evaluate --model=alexnet.keras --dataset=imagenet2012 --data_dir=TFDS
+
+It runs where training runs (`distribute.make_strategy`): on one GPU, mirrored over all GPUs
+where there are several, or on the CPU (over --cpu_replicas logical CPUs, if given).
+"""
+
+import json
+import os
+import sys
+
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from keras_alexnet import cli
+from keras_alexnet.data import bad_images
+from keras_alexnet.data import pipelines as input_pipeline
+from keras_alexnet.data import sources
+from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import imagenet_classes
+from keras_alexnet.paper import numbers as paper
+from keras_alexnet.serving import model_files
+from keras_alexnet.training import config as config_lib
+from keras_alexnet.training import distribute
+from keras_alexnet.training import steps
+from keras_alexnet.training.run import folder as run_dir
+
+CROPS = {"center": "center", "10": "ten", "ten": "ten"}
+
+
+def evaluate(
+    model_dir=None,
+    *,
+    model=None,
+    checkpoint=None,
+    source=None,
+    dataset=None,
+    data_dir=None,
+    manual_dir=None,
+    split="validation",
+    crops="center",
+    batch_size=64,
+    on_bad_image="skip",
+    strategy=None,
+    write_summaries=True,
+    mixed_precision="none",
+):
+    """Evaluates a training run's checkpoint, or a model file.
+
+    The dataset's classes must be the model's, or some of them (matched by class id, e.g.
+    a folder of a few ImageNet synsets for a 1000-class ImageNet model); top-1 and top-5
+    rank all of the model's classes.
+
+    Args:
+        model_dir: the training run's model_dir (checkpoints, statistics, labels); or
+        model: a .keras file or exported model folder (see `model_files.load`).
+        checkpoint: with model_dir, a checkpoint path; default: the latest in model_dir.
+        source: a `sources.Source`; default: the one named by dataset/data_dir,
+            or, when dataset is None too, the run's own dataset (a model file has none).
+        dataset, data_dir, manual_dir, on_bad_image: as for training.
+        split: "validation", "train" or "test".
+        crops: "center" or "10" (the paper's ten patches).
+        batch_size: images per batch.
+        strategy: a `tf.distribute.Strategy`; default: `distribute.make_strategy("auto")`,
+            the GPU, all GPUs where there are several, or else the CPU.
+        write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>
+            (a training run's only).
+        mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
+
+    Returns:
+        A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
+        out), checkpoint, step, dataset, split, crops, replicas (of the strategy) and
+        devices (this worker's, e.g. ["GPU:0"]).
+
+    Raises:
+        ValueError: no run or checkpoint in model_dir, a model file that does not load, a
+            bad crops value, bad data, no dataset for a model file, or a dataset whose
+            classes are not the model's.
+    """
+    if str(crops) not in CROPS:
+        raise ValueError(f"crops must be center or 10. Received: crops={crops!r}")
+    crops = CROPS[str(crops)]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
+    if split not in sources.SPLITS:
+        raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
+    # The run (when there is one) and the data are checked before the model is loaded.
+    run = run_dir.read_run(model_dir) if model is None and model_dir is not None else None
+    if run is not None:
+        checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
+        if not checkpoint:
+            raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    if run is None and source is None and dataset is None:
+        raise ValueError(
+            "A model file has no training run whose data it would default to: name the "
+            f"dataset (--dataset, --data_dir). Received: model={model!r}, dataset=None"
+        )
+    source = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image)
+    if on_bad_image == "skip":
+        # The run's list of files that do not decode, when the files are the same; the
+        # evaluation writes only its own outputs.
+        list_dir = model_dir if run is not None else None
+        source, _ = bad_images.check_decoding(source, model_dir=list_dir, splits=[split])
+    skipped = len(source.bad_files)
+    if source.num_examples(split) == 0:
+        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    strategy = strategy or distribute.make_strategy("auto")
+    with strategy.scope():
+        loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
+    label_map = _label_map(source.class_names, loaded.class_names)
+    result = _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy)
+    report = dict(
+        top1_error=result["top1_error"],
+        top5_error=result["top5_error"],
+        loss=result["loss"],
+        images=result["count"],
+        skipped=skipped,
+        checkpoint=loaded.origin,
+        step=loaded.step,
+        dataset=source.name,
+        split=split,
+        crops="10" if crops == "ten" else "center",
+        replicas=strategy.num_replicas_in_sync,
+        devices=[name.rsplit("device:", 1)[-1] for name in strategy.extended.worker_devices],
+    )
+    if write_summaries and loaded.model_dir and distribute.is_chief(strategy):
+        _write_summaries(loaded.model_dir, report)
+    return report
+
+
+def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy):
+    """steps.evaluate_dataset over a split; an image that does not decode is named."""
+
+    def dataset(ctx):
+        data = input_pipeline.eval_dataset(
+            source,
+            batch_size=batch_size,
+            stats=loaded.stats,
+            split=split,
+            crops=crops,
+            input_context=ctx,
+        )
+        if label_map is None:
+            return data
+        table = tf.constant(label_map, tf.int32)
+        # Padding examples keep their negative label, which counts for nothing.
+        return data.map(lambda x, y: (x, tf.where(y >= 0, tf.gather(table, tf.maximum(y, 0)), y)))
+
+    data = strategy.distribute_datasets_from_function(dataset)
+    try:
+        return steps.evaluate_dataset(loaded.model, data, strategy=strategy, crops=crops)
+    except tf.errors.InvalidArgumentError as error:
+        raise input_pipeline.undecodable_error(
+            error, source, split, f"{split} image(s)", "evaluating"
+        ) from error
+
+
+def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
+    """The source to evaluate on: by default the run's own (when there is one), with its
+    validation_split.
+
+    Raises:
+        ValueError: bad data.
+    """
+    run = run or {}
+    if source is None:
+        own = dataset is None
+        if own:
+            dataset = run.get("dataset_flag", config_lib.BUILTIN_DATASET)
+            data_dir = data_dir or run.get("data_dir")
+            manual_dir = manual_dir or run.get("manual_dir")
+        config = config_lib.TrainConfig(
+            model_dir="unused",  # only the data fields matter here
+            dataset=dataset,
+            data_dir=data_dir,
+            manual_dir=manual_dir,
+            on_bad_image=on_bad_image,
+            validation_split=run.get("validation_split") if own else None,
+            seed=run.get("seed", 0),
+        )
+        source = config_lib.load_source(config_lib.resolve(config))  # applies on_bad_image
+    else:
+        sources.check_bad_files(source.bad_files, on_bad_image)
+    return source
+
+
+def _label_map(dataset_classes, model_classes):
+    """The model's class index of each dataset label, or None where they are the same.
+
+    Classes are matched by id (`imagenet_classes.split_label`): a dataset labelled with
+    ImageNet synsets ("n02123045") matches a model's "n02123045 tabby, tabby cat".
+
+    Raises:
+        ValueError: naming the dataset's classes the model does not have.
+    """
+    dataset_classes, model_classes = list(dataset_classes), list(model_classes)
+    if dataset_classes == model_classes:
+        return None
+    index = {imagenet_classes.split_label(n)[0]: i for i, n in enumerate(model_classes)}
+    ids = [imagenet_classes.split_label(n)[0] for n in dataset_classes]
+    unknown = [i for i in ids if i not in index]
+    if unknown:
+        raise ValueError(
+            f"The dataset's classes are not the model's ({len(model_classes)} classes: "
+            f"{model_classes[:3]}...): the model has no class {unknown[:5]}. Received: "
+            f"{len(dataset_classes)} classes {dataset_classes[:3]}..."
+        )
+    return [index[i] for i in ids]
+
+
+def _write_summaries(model_dir, report):
+    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10."""
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
+    with writer.as_default(step=report["step"]):
+        tf.summary.scalar("top1_error", report["top1_error"])
+        tf.summary.scalar("top5_error", report["top5_error"])
+        tf.summary.scalar("loss", report["loss"])
+        tf.summary.scalar("skipped_images", report["skipped"])
+    writer.flush()
+
+
+def format_report(report):
+    """The report as a small console table, with the paper's figures for comparison."""
+    crops = "ten patches" if report["crops"] == "10" else "central patch"
+    paper_1, paper_5 = paper.RESULTS["ILSVRC-2012 val, 1 CNN"]
+    rows = [
+        ("top-1 error", f"{report['top1_error']:.2%}", f"{paper_1}%"),
+        ("top-5 error", f"{report['top5_error']:.2%}", f"{paper_5}%"),
+        ("images evaluated", f"{report['images']:,}", "50,000"),
+        ("images skipped as bad", f"{report['skipped']:,}", ""),
+    ]
+    replicas = f"{report['replicas']} replica" + ("s" if report["replicas"] > 1 else "")
+    lines = [
+        f"{report['dataset']} {report['split']}, {crops}, {report['checkpoint']}, "
+        f"on {replicas} ({', '.join(report['devices'])})",
+        f"{'':22}{'this model':>12}  {'paper (ILSVRC-2012 val, 1 CNN)':>32}",
+    ]
+    lines += [f"{name:22}{value:>12}  {ref:>32}" for name, value, ref in rows]
+    return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    cli.define_model_flags("The training run's model_dir.", model_lib.PRECISIONS)
+    flags.DEFINE_string(
+        "dataset", None, "As for training; default: the run's dataset (needed with --model)."
+    )
+    flags.DEFINE_string("data_dir", None, "As for training.")
+    flags.DEFINE_string("manual_dir", None, "As for training (imagenet2012).")
+    flags.DEFINE_enum(
+        "split", "validation", list(sources.SPLITS), "Split to evaluate (test: a folder's test/)."
+    )
+    flags.DEFINE_enum("crops", "center", ["center", "10"], "Central patch, or the paper's ten.")
+    flags.DEFINE_integer("batch_size", 64, "Images per batch.")
+    flags.DEFINE_enum("on_bad_image", "skip", list(sources.ON_BAD_IMAGE), "As for training.")
+    flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
+    distribute.define_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        # The strategy comes first: it must exist before any other TensorFlow work.
+        strategy = distribute.from_flags(FLAGS)
+        report = evaluate(
+            FLAGS.model_dir,
+            model=FLAGS.model,
+            checkpoint=FLAGS.checkpoint,
+            dataset=FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            manual_dir=FLAGS.manual_dir,
+            split=FLAGS.split,
+            crops=FLAGS.crops,
+            batch_size=FLAGS.batch_size,
+            on_bad_image=FLAGS.on_bad_image,
+            strategy=strategy,
+            mixed_precision=FLAGS.mixed_precision,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    print(format_report(report), flush=True)
+    if FLAGS.output:
+        with tf.io.gfile.GFile(FLAGS.output, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0

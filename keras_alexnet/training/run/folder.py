@@ -1,0 +1,183 @@
+"""What a training run leaves in its model_dir, and how to read it back."""
+
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.training import write_errors
+
+STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
+LABELS_FILE = "labels.txt"  # class names, one a line, in label order
+RUN_FILE = "run.json"  # the run's settings; a resumed run must keep RUN_KEYS
+CHECKPOINTS = "checkpoints"
+WORKERS = "workers"  # other workers' scratch checkpoints, removed when they finish
+
+# What a resumed run must share with the run that wrote the checkpoints.
+RUN_KEYS = (
+    "dataset",
+    "variant",
+    "num_classes",
+    "batch_size",
+    "seed",
+    "init",
+    "input_scale",
+    "validation_split",
+)
+
+
+def input_scale_value(input_scale, stats):
+    """The input scale a run uses: a number as given, or for "auto" 1 / the pixel std.
+
+    The pixel std is that of 0-255 RGB values about their mean, from the training set's
+    colour PCA: the eigenvalues sum to the total variance of RGB in [0, 1].
+    """
+    if input_scale != "auto":
+        return float(input_scale)
+    return float(1.0 / (255.0 * np.sqrt(np.mean(stats.eigval))))
+
+
+def read_stats(model_dir):
+    """The training set's `stats.Stats` a run recorded, or None before it has any."""
+    path = os.path.join(model_dir, STATS_FILE)
+    return stats_lib.Stats.load(path) if tf.io.gfile.exists(path) else None
+
+
+def write_stats(model_dir, stats):
+    """Records the training set's `stats.Stats` (written aside, then renamed)."""
+    path = os.path.join(model_dir, STATS_FILE)
+    try:
+        tf.io.gfile.makedirs(model_dir)
+        stats.save(path)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the training set's statistics", path, error) from error
+
+
+def write_labels(model_dir, class_names):
+    """Writes the class names, one a line, in label order."""
+    path = os.path.join(model_dir, LABELS_FILE)
+    try:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("\n".join(class_names) + "\n")
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the class names", path, error) from error
+
+
+def read_labels(model_dir):
+    """The class names a run wrote, in label order."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, LABELS_FILE)) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def check_run(model_dir, run):
+    """Checks that a resumed run keeps the settings the run recorded (`RUN_KEYS`).
+
+    Raises:
+        ValueError: naming the first setting that differs.
+    """
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    previous = read_run(model_dir)
+    for key in RUN_KEYS:
+        if key in previous and previous[key] != run.get(key):
+            raise ValueError(
+                f"model_dir {model_dir} holds a run with {key}={previous[key]!r}; resuming it "
+                f"with {key}={run.get(key)!r} would not continue that run. Use another "
+                f"--model_dir, or the same --{key}. Received: {key}={run.get(key)!r}"
+            )
+
+
+def write_run(model_dir, run):
+    """Records the run's settings, once: a resumed run keeps the first record."""
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        try:
+            tf.io.gfile.makedirs(model_dir)
+            with tf.io.gfile.GFile(path, "w") as f:
+                json.dump(run, f, indent=1)
+        except write_errors.WRITE_ERRORS as error:
+            raise write_errors.failed("the run's settings", path, error) from error
+
+
+def read_run(model_dir):
+    """The settings a training run recorded in its model_dir (see `RUN_KEYS`)."""
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(
+            f"model_dir holds no training run ({RUN_FILE} is missing). Received: {model_dir}"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def worker_dir(model_dir, task_name):
+    """The scratch folder of a worker that is not the chief."""
+    return os.path.join(model_dir, WORKERS, task_name)
+
+
+def remove_worker_dir(model_dir, task_name):
+    """Removes a finished worker's scratch folder, and the workers folder once empty."""
+    tf.io.gfile.rmtree(worker_dir(model_dir, task_name))
+    workers = os.path.join(model_dir, WORKERS)
+    if tf.io.gfile.isdir(workers) and not tf.io.gfile.listdir(workers):
+        tf.io.gfile.rmtree(workers)
+
+
+def latest_checkpoint(model_dir):
+    """The newest complete checkpoint in a run's model_dir, or None.
+
+    `tf.train.CheckpointManager` writes a checkpoint's files first and then names it in
+    the directory's state file; a run killed between the two leaves a good checkpoint that
+    `tf.train.latest_checkpoint` does not see. This reads the files themselves: the newest
+    ckpt-N whose index reads back (TensorFlow writes the index after the data).
+    """
+    pattern = os.path.join(model_dir, CHECKPOINTS, "ckpt-*.index")
+    numbered = []
+    for index in tf.io.gfile.glob(pattern):
+        prefix = index[: -len(".index")]
+        match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
+        if match:
+            numbered.append((int(match.group(1)), prefix))
+    for _, prefix in sorted(numbered, reverse=True):
+        try:
+            tf.train.list_variables(prefix)
+        except (tf.errors.OpError, ValueError):
+            continue  # cut short while being written
+        return prefix
+    return None
+
+
+def restore_model(model_dir, checkpoint=None, dtype_policy=None):
+    """Rebuilds a trained model from a training run's checkpoint.
+
+    Args:
+        model_dir: the run's model_dir.
+        checkpoint: a checkpoint path (e.g. model_dir/checkpoints/ckpt-500); default: the
+            latest.
+        dtype_policy: the Keras dtype policy to build with (checkpoints hold float32
+            variables, whatever precision trained them); default: Keras' global policy.
+
+    Returns:
+        (model, run): the Keras model with the checkpoint's weights, and the run's
+        recorded settings (variant, class names, ...).
+
+    Raises:
+        ValueError: no run or no checkpoint in model_dir.
+    """
+    run = read_run(model_dir)
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    if not checkpoint:
+        raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    if "model_args" not in run:
+        raise ValueError(
+            f"{RUN_FILE} in model_dir does not record the model's arguments (model_args). "
+            f"Received: model_dir={model_dir}"
+        )
+    model = model_lib.AlexNet(**run["model_args"], dtype_policy=dtype_policy)
+    tf.train.Checkpoint(state=tf.train.Checkpoint(model=model)).restore(checkpoint).expect_partial()
+    return model, run

@@ -1,0 +1,259 @@
+"""A training run's setup: the `Run` record, checked and written before the first step.
+
+`prepare_run` refuses everything it can before any training work (the config, the
+strategy, the data, a resumed run's settings), opens the data, reads or computes the
+training set's statistics, and records the run in its model_dir (`run_dir`).
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet.data import bad_images
+from keras_alexnet.data import pipelines as input_pipeline
+from keras_alexnet.data import service as data_service
+from keras_alexnet.data import sources
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.training import config as config_lib
+from keras_alexnet.training import distribute
+from keras_alexnet.training.run import folder as run_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a training run works with, fixed before its first step.
+
+    Attributes:
+        config: the resolved `config.TrainConfig` (its variant filled in).
+        strategy: the `tf.distribute.Strategy`.
+        source: the `sources.Source` of the images.
+        stats: the training set's `stats.Stats`.
+        model_args: the `model.AlexNet` arguments, as recorded in run.json.
+        start_from: the model of `config.init_from`, or None.
+        skipped: how many bad image files the source left out.
+        chief: whether this process writes the run's files.
+    """
+
+    config: config_lib.TrainConfig
+    strategy: tf.distribute.Strategy
+    source: sources.Source
+    stats: stats_lib.Stats
+    model_args: dict
+    start_from: keras.Model
+    skipped: int
+    chief: bool
+
+    @property
+    def steps_per_epoch(self):
+        return input_pipeline.steps_per_epoch(self.source, self.config.batch_size)
+
+    @property
+    def total_steps(self):
+        return self.steps_per_epoch * self.config.epochs
+
+
+def prepare_run(config, strategy=None, source=None):
+    """Checks the config, opens the data, records the run and its statistics.
+
+    Everything that can be refused is refused here, before any training work.
+
+    Returns:
+        A `Run`.
+    """
+    config = config_lib.resolve(config)
+    strategy = strategy or distribute.make_strategy("auto")
+    _check_strategy(config, strategy)
+    if config.data_service:
+        data_service.check_reachable(config.data_service)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if source is None:
+        source = config_lib.load_source(config)  # applies on_bad_image to the files it scans
+    else:
+        sources.check_bad_files(source.bad_files, config.on_bad_image)
+    chief = distribute.is_chief(strategy)
+    if config.on_bad_image == "skip":
+        source, _ = bad_images.check_decoding(source, model_dir=config.model_dir, write_list=chief)
+    skipped = len(source.bad_files)
+    if config.lr_schedule == "plateau" and not source.num_validation:
+        raise ValueError(
+            "lr_schedule=plateau lowers the learning rate when the validation error stops "
+            f"improving, and {source.name} has no validation images: the rate would stay "
+            f"at {config.learning_rate:g} for the whole run. Give the data a validation "
+            "split, or use --lr_schedule=cosine. Received: lr_schedule='plateau'"
+        )
+    start_from = None
+    if config.init_from:
+        start_from = _load_start_from(config)
+        config = dataclasses.replace(config, variant=model_lib.variant_of(start_from))
+    elif config.variant is None:
+        config = dataclasses.replace(config, variant="paper")
+    record = dict(
+        dataset=source.name,
+        variant=config.variant,
+        num_classes=source.num_classes,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        init=config.init,
+        input_scale=config.input_scale,
+        class_names=list(source.class_names),
+        validation_split=config.validation_split,
+        layout=source.layout,
+        # How to find the data again (evaluate's default), not checked on resume.
+        dataset_flag=config.dataset,
+        data_dir=config.data_dir and os.path.abspath(config.data_dir),
+        manual_dir=config.manual_dir,
+        init_from=config.init_from and os.path.abspath(config.init_from),
+        freeze=list(config.freeze),
+    )
+    run_dir.check_run(config.model_dir, record)
+    stats = _load_or_compute_stats(config, source, chief, start_from)
+    model_args = _model_args(config, source, stats, start_from)
+    if chief:
+        run_dir.write_run(config.model_dir, dict(record, model_args=model_args))
+        run_dir.write_labels(config.model_dir, source.class_names)
+    run = Run(config, strategy, source, stats, model_args, start_from, skipped, chief)
+    print_run(run)
+    return run
+
+
+def _check_strategy(config, strategy):
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"batch_size (the global batch) must divide by the {replicas} replicas. "
+            f"Received: batch_size={config.batch_size}"
+        )
+    if config.jit_compile and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        raise ValueError(
+            f"jit_compile works on one device only: Keras does not compile with XLA under "
+            f"{type(strategy).__name__}. Use --strategy=one_device, or leave jit_compile off. "
+            "Received: jit_compile=True"
+        )
+
+
+def _load_start_from(config):
+    """The model of `config.init_from`, checked to be an AlexNet of the config's variant."""
+    if not os.path.exists(config.init_from):
+        raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
+    start_from = keras.models.load_model(config.init_from, compile=False)
+    found = model_lib.variant_of(start_from)
+    if found is None:
+        raise ValueError(
+            "init_from is not an AlexNet of a known variant (layer names, channels, "
+            f"towers, LRN). Received: init_from={config.init_from}"
+        )
+    if config.variant not in (None, found):
+        raise ValueError(
+            f"init_from holds a {found!r} model; variant must match it or be left out. "
+            f"Received: variant={config.variant!r}"
+        )
+    return start_from
+
+
+def _load_or_compute_stats(config, source, chief, start_from):
+    """The run's mean image and colour PCA: computed once per model_dir, then read."""
+    stats = run_dir.read_stats(config.model_dir)
+    if stats is not None:
+        return stats
+    print(
+        f"Computing the mean image and colour PCA over "
+        f"{min(config.stats_images, source.num_train)} training images (once per model_dir).",
+        flush=True,
+    )
+    try:
+        stats = stats_lib.compute_stats(source, max_images=config.stats_images, seed=config.seed)
+    except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail: a file did not decode
+        raise input_pipeline.undecodable_error(
+            error,
+            source,
+            "train",
+            "training image(s)",
+            "training",
+            ". Remove or replace them, or leave them out with --on_bad_image=skip.",
+        ) from error
+    if start_from is not None and model_lib.normalizes_input(start_from):
+        # The starting model subtracts its own mean (converted pretrained weights take raw
+        # 0-255 RGB): the pipeline must not subtract one as well. The colour PCA stays.
+        stats = dataclasses.replace(stats, mean_image=np.zeros_like(stats.mean_image))
+        print("  the starting model normalises its own input: no mean image is subtracted")
+    if chief:
+        run_dir.write_stats(config.model_dir, stats)
+    return stats
+
+
+def _model_args(config, source, stats, start_from):
+    """The `model.AlexNet` arguments of the run; init_from's input normalisation if any."""
+    args = dict(
+        num_classes=source.num_classes,
+        variant=config.variant,
+        init=config.init,
+        input_scale=run_dir.input_scale_value(config.input_scale, stats),
+        input_offset=0.0,
+    )
+    if start_from is not None:
+        rescaling = model_lib.layer_or_none(start_from, "input_rescaling")
+        args.update(
+            input_scale=rescaling.get_config()["scale"] if rescaling else 1.0,
+            input_offset=rescaling.get_config()["offset"] if rescaling else 0.0,
+        )
+    return args
+
+
+def copy_start_from(run, model):
+    """Copies init_from's weights into the new model (all but fc8 when the classes differ)."""
+    fc8 = run.start_from.get_layer("fc8")
+    new_top = fc8.units != run.source.num_classes
+    model_lib.copy_weights(run.start_from, model, skip=("fc8",) if new_top else ())
+    print(
+        f"Starting from {run.config.init_from} ({run.config.variant})"
+        + (f"; fc8 replaced: {fc8.units} -> {run.source.num_classes} classes" if new_top else ""),
+        flush=True,
+    )
+
+
+def print_run(run):
+    """Prints what the run will do: the data, the recipe, the strategy and where it writes."""
+    config, source = run.config, run.source
+    recipe = (
+        "demo" if config_lib.recipe_for(config.dataset) is config_lib.DEMO_RECIPE else "paper's"
+    )
+    print(
+        f"Training AlexNet ({config.variant}) on {source.name}: {source.num_classes} classes, "
+        f"{source.num_train} training and {source.num_validation} validation images"
+        + (f" ({source.layout})" if source.layout else "")
+        + (f", {run.skipped} bad files left out" if run.skipped else ""),
+        flush=True,
+    )
+    print(
+        f"  {config.epochs} epochs of {run.steps_per_epoch} steps, global batch "
+        f"{config.batch_size} over {run.strategy.num_replicas_in_sync} replica(s) "
+        f"({type(run.strategy).__name__}); {config.optimizer} lr {config.learning_rate:g}"
+        + (f", momentum {config.momentum:g}" if config.optimizer == "sgd" else "")
+        + ", weight decay "
+        f"{config.weight_decay:g}, dropout {config.dropout:g}, init {config.init}, "
+        f"input scale {config.input_scale}, precision {config.mixed_precision}; "
+        + (
+            f"lr /10 after {config.lr_patience} epochs without progress, at most "
+            f"{config.lr_max_reductions} times"
+            if config.lr_schedule == "plateau"
+            else "lr cosine decay to 0 over the run"
+        )
+        + f" ({recipe} defaults where no flag was given)",
+        flush=True,
+    )
+    if config.data_service:
+        print(
+            f"  training batches from the tf.data service at {config.data_service}, in the "
+            "order its workers deliver them",
+            flush=True,
+        )
+    print(
+        f"  model_dir {config.model_dir}: checkpoints every {config.checkpoint_every} steps "
+        "and at each epoch end; TensorBoard: tensorboard --logdir " + config.model_dir,
+        flush=True,
+    )

@@ -1,0 +1,234 @@
+"""LiteRT and ONNX exports of a tiny trained run (`trained`, conftest.py): each file run by
+its own runtime in a fresh process against the Keras model, the int8 file's integer
+weights, the ONNX graph's checker and LRN nodes, and `predict` on every format."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from fresh_process import run_module
+
+from keras_alexnet.data import preprocessing
+from keras_alexnet.serving import formats
+from keras_alexnet.serving import prediction as predict
+from keras_alexnet.serving import saved_model as export
+from keras_alexnet.training.run import folder as run_dir
+
+# The test extra installs them (pip install -e ".[test]").
+onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+Interpreter = pytest.importorskip(
+    "ai_edge_litert.interpreter", reason="the litert extra is not installed"
+).Interpreter
+
+QUANTIZED = ("float16", "dynamic", "int8")
+FILES = [formats.litert_file(q) for q in formats.QUANTIZATIONS] + [formats.ONNX_FILE]
+
+
+@pytest.fixture(scope="module")
+def version(exported_formats):
+    return exported_formats
+
+
+@pytest.fixture(scope="module")
+def validation(trained):
+    """The run's 18 validation images: (paths, preprocessed pixels, Keras probabilities)."""
+    model_dir, root = trained
+    model, _ = run_dir.restore_model(model_dir)
+    stats = run_dir.read_stats(model_dir)
+    paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))
+    pixels = np.stack(
+        [preprocessing.preprocess_for_eval(tf.io.read_file(p), stats).numpy() for p in paths]
+    )
+    return paths, pixels, model(pixels, training=False).numpy()
+
+
+# Only the runtimes: neither TensorFlow nor keras_alexnet is imported.
+RUNTIMES = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+    folder, names, pixels = sys.argv[1], sys.argv[2].split(","), np.load(sys.argv[3])
+    out = {}
+    for name in names:
+        path = f"{folder}/{name}"
+        if name.endswith(".onnx"):
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            probs = session.run(["probabilities"], {"pixels": pixels})[0]
+        else:
+            interpreter = Interpreter(model_path=path)
+            (inp,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+            interpreter.resize_tensor_input(inp["index"], pixels.shape)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(inp["index"], pixels)
+            interpreter.invoke()
+            probs = interpreter.get_tensor(output["index"])
+        out[name] = probs.tolist()
+    out["tensorflow_imported"] = "tensorflow" in sys.modules
+    print(json.dumps(out))
+""")
+
+
+def test_export_writes_every_format_beside_the_saved_model(version):
+    names = set(os.listdir(version))
+    assert set(FILES) | {"saved_model.pb", export.KERAS_FILE, "labels.txt"} <= names
+    sizes = {name: os.path.getsize(os.path.join(version, name)) for name in FILES}
+    # The tiny model's flatbuffer overhead is large beside its 120k weights; AlexNet's
+    # ratios are in the README's table.
+    assert sizes["model_int8.tflite"] < 0.4 * sizes["model.tflite"]
+    assert sizes["model_dynamic.tflite"] < 0.4 * sizes["model.tflite"]
+    assert sizes["model_float16.tflite"] < 0.6 * sizes["model.tflite"]
+
+
+def test_every_file_runs_in_its_own_runtime_in_a_fresh_process(version, validation, tmp_path):
+    _, pixels, want = validation
+    np.save(tmp_path / "pixels.npy", pixels)
+    result = subprocess.run(
+        [sys.executable, "-c", RUNTIMES, version, ",".join(FILES), str(tmp_path / "pixels.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got.pop("tensorflow_imported") is False
+    for name in ("model.tflite", "model.onnx"):
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
+    for q in QUANTIZED:
+        probs = np.array(got[formats.litert_file(q)])
+        agreement = np.mean(probs.argmax(-1) == want.argmax(-1))
+        print(
+            f"{q}: top-1 agreement with Keras {agreement:.0%}, max |dp| "
+            f"{np.max(np.abs(probs - want)):.4f}"
+        )
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-2)
+        assert agreement >= 0.5, (q, agreement)
+        assert np.max(np.abs(probs - want)) < 0.25, q
+
+
+def test_quantized_files_hold_integer_weights(version, trained):
+    model, _ = run_dir.restore_model(trained[0])
+    # conv1 ... fc8; a grouped kernel is stored as one tensor per tower.
+    kernels = []
+    for layer in model.layers:
+        if hasattr(layer, "kernel"):
+            groups = getattr(layer, "groups", 1)
+            kernels += [int(np.prod(layer.kernel.shape)) // groups] * groups
+    assert len(kernels) == 8 + 3  # conv1 ... fc8, conv2, conv4 and conv5 in two towers
+    for q, dtype in (("int8", np.int8), ("dynamic", np.int8), ("float16", np.float16)):
+        tensors = Interpreter(model_path=os.path.join(version, formats.litert_file(q)))
+        stored = [
+            int(np.prod(t["shape"])) for t in tensors.get_tensor_details() if t["dtype"] == dtype
+        ]
+        # Every kernel (transposed as TFLite stores them) is a tensor of dtype; dynamic
+        # range quantization leaves tensors under 1024 values (tiny's fc8) in float32.
+        for size in kernels if q != "dynamic" else [k for k in kernels if k >= 1024]:
+            assert size in stored, (q, size)
+            stored.remove(size)
+    float_file = Interpreter(model_path=os.path.join(version, "model.tflite"))
+    assert not [t for t in float_file.get_tensor_details() if t["dtype"] == np.int8]
+
+
+def test_onnx_file_passes_the_checker_and_normalises_with_lrn(version):
+    proto = onnx.load(os.path.join(version, formats.ONNX_FILE))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [
+        formats.ONNX_OPSET
+    ]
+    lrns = [n for n in proto.graph.node if n.op_type == "LRN"]
+    assert len(lrns) == 2
+    for node in lrns:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        # ONNX divides alpha by the window size, as Caffe does: the paper's 1e-4 on the
+        # plain sum of 5 squares is 5e-4 there.
+        assert attrs["size"] == 5 and attrs["bias"] == 2.0 and attrs["beta"] == 0.75
+        assert attrs["alpha"] == pytest.approx(5e-4)
+    assert [i.name for i in proto.graph.input] == ["pixels"]
+    assert [o.name for o in proto.graph.output] == ["probabilities"]
+
+
+def test_predict_gives_the_same_top5_on_every_format(version, validation):
+    paths, _, _ = validation
+    saved = tf.saved_model.load(version).signatures["serving_default"]
+    want = predict.predict_files(saved, paths[:3])
+    for name in [export.KERAS_FILE, *FILES]:
+        got = predict.predict_files(
+            formats.serving_function(os.path.join(version, name)), paths[:3]
+        )
+        for (path, result, error), (_, expected, _) in zip(got, want):
+            assert error is None, (name, error)
+            labels = [label for label, _ in result]
+            assert labels[0] == expected[0][0] or name in {
+                formats.litert_file(q) for q in QUANTIZED
+            }
+            if name in ("model.tflite", "model.onnx", export.KERAS_FILE):
+                assert labels == [label for label, _ in expected], (name, path)
+                np.testing.assert_allclose(
+                    [p for _, p in result], [p for _, p in expected], rtol=1e-4, atol=1e-6
+                )
+
+
+def test_predict_cli_runs_a_litert_file(version, validation, tmp_path):
+    paths, _, _ = validation
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    model = os.path.join(version, "model_int8.tflite")
+    result = run_module("predict", f"--model={model}", paths[0], str(bad))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"Model {model}" in result.stdout and paths[0] in result.stdout
+    assert result.stdout.count("%") == 5
+    assert f"error: {bad}: not a readable JPEG, PNG, BMP, GIF or WebP image" in result.stderr
+
+
+def test_bad_formats_and_missing_calibration_images_fail_before_writing(trained, tmp_path):
+    model_dir, _ = trained
+    with pytest.raises(
+        ValueError, match=r"format must be one or more of .* Received: format='tflite'"
+    ):
+        export.export_run(model_dir, str(tmp_path), formats="tflite")
+    with pytest.raises(ValueError, match="add litert to --format"):
+        export.export_run(model_dir, str(tmp_path), quantize="int8")
+    with pytest.raises(ValueError, match="Point --data_dir at them"):
+        export.export_run(
+            model_dir,
+            str(tmp_path),
+            formats="litert",
+            quantize="int8",
+            data_dir=str(tmp_path / "nowhere"),
+        )
+    with pytest.raises(ValueError, match="without --mixed_precision"):
+        export.export_run(model_dir, str(tmp_path), formats="onnx", mixed_precision="bfloat16")
+    assert not os.listdir(tmp_path)
+
+
+def test_onnx_without_the_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    with pytest.raises(ImportError, match=r"pip install keras-alexnet\[onnx\]"):
+        formats.check_formats("onnx", "none")
+
+
+def test_model_files_need_their_labels_and_mean_image(version, tmp_path):
+    lone = tmp_path / "model.tflite"
+    lone.write_bytes(open(os.path.join(version, "model.tflite"), "rb").read())
+    with pytest.raises(ValueError, match="labels.txt must sit beside the model file"):
+        formats.serving_function(str(lone))
+    with pytest.raises(ValueError, match="must end in"):
+        formats.load(str(tmp_path / "model.pt"))
+
+
+def test_without_ai_edge_litert_tensorflows_interpreter_runs_the_file(
+    version, validation, monkeypatch
+):
+    _, pixels, want = validation
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    model = formats.load(os.path.join(version, "model.tflite"))
+    assert isinstance(model.interpreter, tf.lite.Interpreter)
+    np.testing.assert_allclose(model(pixels[:2]), want[:2], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,49 @@
+"""TensorBoard pictures and scalars."""
+
+import glob
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alexnet.training import summaries
+
+
+def test_conv1_grid_puts_each_tower_in_its_own_block():
+    kernel = np.zeros((11, 11, 3, 96), np.float32)
+    kernel[0, 0, 0, :] = 1.0  # every kernel: one bright red corner pixel, the rest 0
+    grid = summaries.conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4)[0]
+    tower_w = 8 * 12 - 1
+    assert grid.shape == (6 * 12 - 1, 2 * tower_w + 4, 3)
+    # Kernel 48 (the second tower's first) starts right of the first tower and the gap.
+    assert grid[0, tower_w + 4, 0] == 1.0 and grid[0, tower_w + 4, 1] == 0.0
+    assert (grid[:, tower_w : tower_w + 4] == 1.0).all()  # the gap is white
+    with pytest.raises(ValueError, match="groups must divide filters"):
+        summaries.conv1_grid(kernel, groups=5)
+
+
+def test_displayable_adds_the_mean_back_and_clips():
+    images = np.array([[[[-200.0, 0.0, 100.0]]]], np.float32)
+    got = summaries.displayable(images, mean_rgb=[100.0, 100.0, 100.0])
+    np.testing.assert_allclose(got[0, 0, 0], [0.0, 100 / 255, 200 / 255])
+
+
+def test_writer_writes_scalars_and_pictures_only_when_enabled(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv1")(inputs))
+    writer = summaries.Writer(str(tmp_path / "chief"), enabled=True)
+    writer.scalars("validation", 3, {"top1_error": 0.25})
+    writer.epoch_pictures(model, 3)
+    writer.train.flush()
+    writer.validation.flush()
+    tags = {}
+    for path in glob.glob(str(tmp_path / "chief" / "*" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags[value.tag] = event.step
+    assert tags["top1_error"] == 3 and tags["conv1_kernels"] == 3
+    assert "conv1/kernel" in tags
+    summaries.Writer(str(tmp_path / "worker"), enabled=False).scalars("train", 1, {"x": 1.0})
+    assert not (tmp_path / "worker").exists()
