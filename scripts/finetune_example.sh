@@ -8,7 +8,7 @@ set -euo pipefail
 python -m keras_alexnet.train --model_dir=runs/base --epochs=2
 python -m keras_alexnet.export --model_dir=runs/base --name=base
 base=$(ls -d saved_models/base/* | sort -t/ -k3 -n | tail -1)
-python -c "from keras_alexnet import shapes_dataset as s; s.ensure_shapes_dataset('data/shapes6', num_classes=6, seed=1)"
+python -c "from keras_alexnet.data import shapes; shapes.ensure_shapes_dataset('data/shapes6', num_classes=6, seed=1)"
 python -m keras_alexnet.train --model_dir=runs/finetuned --init_from="$base/model.keras" \
   --dataset=folder --data_dir=data/shapes6 --freeze=conv1,conv2,conv3,conv4,conv5 \
   --epochs=2 --batch_size=32 --learning_rate=0.01
