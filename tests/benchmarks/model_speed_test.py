@@ -75,7 +75,7 @@ def test_the_printed_ratio_to_pytorch_is_the_median_of_the_rounds():
     groups = result("keras_groups", 20.0)
     peer = result("pytorch", 10.0, torch="2.0")
     lines = benchmark.format_results([ours, groups, peer]).splitlines()
-    assert lines[2].startswith("pytorch 2.0") and "GEMM peak" in lines[3]
+    assert lines[2].lstrip().startswith("pytorch 2.0") and "GEMM peak" in lines[3]
     assert lines[4] == "towers float32 / keras_groups float32: train x1.50, inference x1.50"
     # Not 30 / 10: the ratio of the steps of each round, measured under the same load.
     assert lines[5] == "towers float32 / pytorch float32: train x1.40, inference x1.60"
