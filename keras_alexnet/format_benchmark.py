@@ -1,11 +1,61 @@
-"""What each exported format costs and keeps: `python -m keras_alexnet.format_benchmark`."""
+"""What each exported format costs and keeps: `python -m keras_alexnet.format_benchmark`.
+
+    python -m keras_alexnet.format_benchmark --model_dir=runs/alexnet \
+        --version=saved_models/alexnet/1
+
+Measures the SavedModel, model.keras and every LiteRT and ONNX file of an export version on
+the run's validation images (`benchmarks.format_speed`). It prints a Markdown table
+(README.md's) and, with --output, writes the figures as JSON.
+"""
+
+import json
+import os
+import sys
+
+from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet.benchmarks import format_speed
+from keras_alexnet.serving import saved_model
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_string("model_dir", None, "The training run (its validation images).")
+    flags.DEFINE_string("version", None, "An export version folder (default: the latest).")
+    flags.DEFINE_string("data_dir", None, "The run's images, if moved since.")
+    flags.DEFINE_integer("batch_size", 32, "Batch of the images/s figure.")
+    flags.DEFINE_integer("rounds", 20, "Timed rounds, every format in turn in each.")
+    flags.DEFINE_string("output", None, "Also write the figures as JSON to this file.")
+    flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    del argv
+    version = FLAGS.version
+    try:
+        if version and not os.path.exists(os.path.join(version, "saved_model.pb")):
+            version = saved_model.latest_version(version)
+        if not version:
+            raise ValueError("Name an export version with --version. Received: none")
+        report = format_speed.run_benchmark(
+            FLAGS.model_dir, version, FLAGS.data_dir, FLAGS.batch_size, FLAGS.rounds
+        )
+    except (ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    print(f"{version}\n")
+    print(format_speed.format_table(report), flush=True)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
 
 
 def run():
-    cli.run(format_speed.main, format_speed.define_flags)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,4 @@
-"""What each exported format costs and keeps: `python -m keras_alexnet.format_benchmark`.
-
-    python -m keras_alexnet.format_benchmark --model_dir=runs/alexnet \
-        --version=saved_models/alexnet/1
+"""What each exported format costs and keeps (`python -m keras_alexnet.format_benchmark`).
 
 For the SavedModel, model.keras and every LiteRT and ONNX file of an export version (see
 formats.py), on the run's validation images (central patch), in one run:
@@ -15,26 +12,23 @@ formats.py), on the run's validation images (central patch), in one run:
 - for the int8 file, what its float LRNs (DEQUANTIZE, float LRN, QUANTIZE) cost: the same
   network without its LRNs, quantized the same way, timed in the same rounds.
 
-It prints a Markdown table (README.md's) and, with --output, writes the figures as JSON.
+`format_table` makes the report a Markdown table (README.md's).
 Absolute times move with the machine and its load: compare the ratios of one run.
 """
 
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.serving import formats
-from keras_alexnet.serving import saved_model as export_lib
+from keras_alexnet.serving import saved_model
 from keras_alexnet.training.run import folder as run_dir
 
 SAVED_MODEL = "SavedModel"
@@ -44,7 +38,7 @@ NO_LRN = "int8 without LRN"
 def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
     """The run's validation images, preprocessed as evaluation does: (pixels, labels)."""
     run = run_dir.read_run(model_dir)
-    source = export_lib.run_source(run, model_dir, data_dir, "The benchmark measures on")
+    source = saved_model.run_source(run, model_dir, data_dir, "The benchmark measures on")
     stats = run_dir.read_stats(model_dir)
     ds = source.examples("validation").map(
         lambda ref, label: (
@@ -58,7 +52,7 @@ def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
 
 
 class _SavedModelRunner:
-    """The SavedModel's predict_pixels signature, the same callable shape as formats.load."""
+    """The SavedModel's predict_pixels signature, called as `formats.open_runtime`'s runners."""
 
     def __init__(self, version):
         self.path = version
@@ -84,13 +78,13 @@ def _saved_model_size(version):
 def runners(version):
     """(name, file size in bytes, runner) of every format in an export version folder."""
     found = [(SAVED_MODEL, _saved_model_size(version), _SavedModelRunner(version))]
-    names = [export_lib.KERAS_FILE]
+    names = [saved_model.KERAS_FILE]
     names += [formats.litert_file(q) for q in formats.QUANTIZATIONS]
     names += [formats.ONNX_FILE]
     for name in names:
         path = os.path.join(version, name)
         if os.path.exists(path):
-            found.append((name, os.path.getsize(path), formats.load(path)))
+            found.append((name, os.path.getsize(path), formats.open_runtime(path)))
     return found
 
 
@@ -119,7 +113,7 @@ def int8_without_lrn(model, calibration, path):
         path: where to write the .tflite file.
 
     Returns:
-        The file's runner (`formats.load`).
+        The file's runner (`formats.open_runtime`).
     """
 
     def clone(layer):
@@ -131,7 +125,7 @@ def int8_without_lrn(model, calibration, path):
     stripped.set_weights(model.get_weights())  # LRN has no weights: the same list
     with open(path, "wb") as f:
         f.write(formats.litert_bytes(stripped, "int8", calibration))
-    return formats.load(path)
+    return formats.open_runtime(path)
 
 
 def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
@@ -152,11 +146,11 @@ def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
     found = runners(version)
     pixels, labels = validation_pixels(model_dir, data_dir, crop=found[1][2].input_size)
     probabilities = {name: _predict_all(r, pixels, batch_size) for name, _, r in found}
-    reference = probabilities[export_lib.KERAS_FILE].argmax(-1)
+    reference = probabilities[saved_model.KERAS_FILE].argmax(-1)
     batch = pixels[:batch_size]
     with tempfile.TemporaryDirectory() as scratch:
         if os.path.exists(os.path.join(version, formats.litert_file("int8"))):
-            keras_model = keras.models.load_model(os.path.join(version, export_lib.KERAS_FILE))
+            keras_model = keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
             runner = int8_without_lrn(
                 keras_model, pixels[:64], os.path.join(scratch, "no_lrn.tflite")
             )
@@ -207,7 +201,7 @@ def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
 
 RUNTIME = {
     SAVED_MODEL: "TensorFlow",
-    export_lib.KERAS_FILE: "Keras (TensorFlow)",
+    saved_model.KERAS_FILE: "Keras (TensorFlow)",
     formats.ONNX_FILE: "onnxruntime",
 }
 
@@ -252,39 +246,3 @@ def format_table(report):
         f"at the end; TensorFlow {report['tensorflow']}, Keras {report['keras']}."
     )
     return "\n".join(lines)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("model_dir", None, "The training run (its validation images).")
-    flags.DEFINE_string("version", None, "An export version folder (default: the latest).")
-    flags.DEFINE_string("data_dir", None, "The run's images, if moved since.")
-    flags.DEFINE_integer("batch_size", 32, "Batch of the images/s figure.")
-    flags.DEFINE_integer("rounds", 20, "Timed rounds, every format in turn in each.")
-    flags.DEFINE_string("output", None, "Also write the figures as JSON to this file.")
-    flags.mark_flag_as_required("model_dir")
-
-
-def main(argv):
-    del argv
-    version = FLAGS.version
-    try:
-        if version and not os.path.exists(os.path.join(version, "saved_model.pb")):
-            version = export_lib.latest_version(version)
-        if not version:
-            raise ValueError("Name an export version with --version. Received: none")
-        report = run_benchmark(
-            FLAGS.model_dir, version, FLAGS.data_dir, FLAGS.batch_size, FLAGS.rounds
-        )
-    except (ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    print(f"{version}\n")
-    print(format_table(report), flush=True)
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            json.dump(report, f, indent=1)
-    return 0

@@ -1,9 +1,8 @@
 """How fast is the training input pipeline, on image files and on prepared shards?
 
-    python -m keras_alexnet.input_benchmark [--data_dir DIR] [--num_images N] [--batch_size 128]
-
-prints, from one run, for the same images as files and prepared (`prepare`: 256x256 JPEG
-shards), the images/s and CPU ms per image of each stage:
+`run_benchmark` (`python -m keras_alexnet.input_benchmark`) measures, in one run, for the
+same images as files and prepared (`prepare`: 256x256 JPEG shards), the images/s and CPU
+ms per image of each stage:
 
 - read: the training order (per-epoch permutation, shuffled windows for shards) and the
   bytes of each image, nothing decoded;
@@ -16,14 +15,13 @@ shards), the images/s and CPU ms per image of each stage:
   cost per image on this CPU is printed too.
 
 and the ratios the project aims at: full on shards / full on files >= 2.5, and full on
-shards / plain decode of shards >= 0.90. Without --data_dir it writes --num_images JPEGs of
+shards / plain decode of shards >= 0.90. Without a data_dir it writes num_images JPEGs of
 500x375 (about ImageNet's average size) into a temporary folder. Every stage handles as
 many images per epoch as a training epoch uses (its full batches). The pipelines run
-alternately, best of --repeats each; compare ratios, not absolute numbers from other runs.
+alternately, best of `repeats` each; compare ratios, not absolute numbers from other runs.
 """
 
 import gc
-import json
 import os
 import shutil
 import tempfile
@@ -31,7 +29,6 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import flags
 
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
@@ -62,13 +59,13 @@ def write_benchmark_images(root, num_images, image_size=(375, 500), seed=0):
     time is dominated by the entropy-coded data, so file size matters as much as pixel count.
 
     Args:
-      root: folder to write into.
-      num_images: number of images.
-      image_size: (height, width).
-      seed: generator seed.
+        root: folder to write into.
+        num_images: number of images.
+        image_size: (height, width).
+        seed: generator seed.
 
     Returns:
-      `root`.
+        `root`.
     """
     rng = np.random.default_rng(seed)
     names = shapes_dataset.class_names(4)
@@ -162,13 +159,13 @@ def prepared_difference(source, prepared_dir, limit=64):
     """How far prepared images are from decoding on the fly (0-255 scale).
 
     Args:
-      source: the `sources.Source` that was prepared.
-      prepared_dir: the prepared folder.
-      limit: images compared.
+        source: the `sources.Source` that was prepared.
+        prepared_dir: the prepared folder.
+        limit: images compared.
 
     Returns:
-      (mean, largest) over the first `limit` training images of the mean absolute
-      difference per value of an image.
+        (mean, largest) over the first `limit` training images of the mean absolute
+        difference per value of an image.
     """
     shards = prepared.prepared_source(prepared_dir)
     # The shards, read one after the other, hold the images in `prepare.ORDER`.
@@ -197,25 +194,26 @@ def run_benchmark(
     """Measures both pipelines over the same files, as they are and prepared.
 
     Args:
-      data_dir: image folder, or None to generate `num_images` 500x375 JPEGs.
-      num_images: images to generate when data_dir is None.
-      batch_size: batch size of both pipelines.
-      epochs: passes over the files in one timed run.
-      repeats: timed runs of each pipeline (alternated); the best counts.
-      with_prepared: also prepare the files (`prepare`) and measure both pipelines on the
-        prepared shards.
-      encoding, quality: how `prepare` stores them.
+        data_dir: image folder, or None to generate `num_images` 500x375 JPEGs.
+        num_images: images to generate when data_dir is None.
+        batch_size: batch size of both pipelines.
+        epochs: passes over the files in one timed run.
+        repeats: timed runs of each pipeline (alternated); the best counts.
+        with_prepared: also prepare the files (`prepare`) and measure both pipelines on
+            the prepared shards.
+        encoding, quality: how `prepare` stores them.
 
     Returns:
-      dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms" (least
-      CPU time per image, which other processes disturb less), "ratio" (full/plain images/s),
-      "cpu_ratio" (plain/full CPU time), "plain_images", "full_images", "read" and
-      "read_cpu_ms" (the read stage), "finish_cpu_ms" (the training step's float work
-      per image, on this CPU), and "num_files"; with with_prepared the same keys
-      prefixed "prepared_", and "prepared_speedup" (the training pipeline's images/s on the
-      prepared shards / on the files), "prepared_cpu_speedup" (the same in CPU time),
-      "prepare_images_per_s", "prepared_bytes_per_image", "prepared_encoding" and
-      "prepared_difference" / "prepared_max_difference" (`prepared_difference`).
+        dict with "plain" and "full" (best images/s), "plain_cpu_ms" and "full_cpu_ms"
+        (least CPU time per image, which other processes disturb less), "ratio"
+        (full/plain images/s), "cpu_ratio" (plain/full CPU time), "plain_images",
+        "full_images", "read" and "read_cpu_ms" (the read stage), "finish_cpu_ms" (the
+        training step's float work per image, on this CPU), and "num_files"; with
+        with_prepared the same keys prefixed "prepared_", and "prepared_speedup" (the
+        training pipeline's images/s on the prepared shards / on the files),
+        "prepared_cpu_speedup" (the same in CPU time), "prepare_images_per_s",
+        "prepared_bytes_per_image", "prepared_encoding" and "prepared_difference" /
+        "prepared_max_difference" (`prepared_difference`).
     """
     tmp = prepared_dir = None
     if data_dir is None:
@@ -223,69 +221,18 @@ def run_benchmark(
         data_dir = write_benchmark_images(tmp, num_images)
     try:
         source = sources.folder_source(data_dir)
-        # Statistics only change values, not cost: a flat mean and the ImageNet PCA.
-        stats = stats_lib.Stats(
-            np.full([preprocessing.IMAGE_SIZE] * 2 + [3], 120.0, np.float32),
-            stats_lib.IMAGENET_PCA.eigval,
-            stats_lib.IMAGENET_PCA.eigvec,
-        )
+        stats = _benchmark_stats()
         result = {"num_files": source.num_train}
         pipelines = {"": source}
         if with_prepared:
             prepared_dir = tempfile.mkdtemp(prefix="input_benchmark-prepared-")
-            start = time.perf_counter()
-            plan = prepare.prepare(
-                source, prepared_dir, encoding=encoding, quality=quality, images_per_shard=256
-            )
-            result["prepare_images_per_s"] = source.num_train / (time.perf_counter() - start)
+            result.update(_prepare_shards(source, prepared_dir, encoding, quality))
             pipelines["prepared_"] = prepared.prepared_source(prepared_dir)
-            result["prepared_encoding"] = plan["encoding"] + (
-                f" q{plan['quality']}" if plan["quality"] else ""
-            )
-            result["prepared_difference"], result["prepared_max_difference"] = prepared_difference(
-                source, prepared_dir
-            )
-            result["prepared_bytes_per_image"] = (
-                sum(
-                    os.path.getsize(os.path.join(prepared_dir, f)) for f in os.listdir(prepared_dir)
-                )
-                / source.num_train
-            )
-        kinds = ("read", "plain", "full")
-        runs = {f"{prefix}{kind}": [] for prefix in pipelines for kind in kinds}
-        for _ in range(repeats):
-            for prefix, data in pipelines.items():
-                runs[f"{prefix}read"].append(_measure(read_dataset(data, batch_size, epochs)))
-                ragged = tmp is None and not prefix
-                runs[f"{prefix}plain"].append(
-                    _measure(plain_decode_dataset(data, batch_size, epochs, ragged=ragged))
-                )
-                runs[f"{prefix}full"].append(
-                    _measure(
-                        input_pipeline.train_dataset(
-                            data,
-                            global_batch_size=batch_size,
-                            stats=stats,
-                            seed=0,
-                            epoch=0,
-                            num_epochs=epochs,
-                            raw=True,
-                        )
-                    )
-                )
+        runs = _time_pipelines(
+            pipelines, stats, batch_size, epochs, repeats, generated=tmp is not None
+        )
         result["finish_cpu_ms"] = finish_cost(stats, batch_size)
-        for name, measured in runs.items():
-            result[name] = max(m[0] for m in measured)
-            result[f"{name}_cpu_ms"] = min(m[1] for m in measured)
-            result[f"{name}_images"] = measured[0][2]
-        for prefix in pipelines:
-            result[f"{prefix}ratio"] = result[f"{prefix}full"] / result[f"{prefix}plain"]
-            result[f"{prefix}cpu_ratio"] = (
-                result[f"{prefix}plain_cpu_ms"] / result[f"{prefix}full_cpu_ms"]
-            )
-        if with_prepared:
-            result["prepared_speedup"] = result["prepared_full"] / result["full"]
-            result["prepared_cpu_speedup"] = result["full_cpu_ms"] / result["prepared_full_cpu_ms"]
+        result.update(_summarize(runs, pipelines))
         return result
     finally:
         if tmp is not None:
@@ -294,77 +241,85 @@ def run_benchmark(
             shutil.rmtree(prepared_dir, ignore_errors=True)
 
 
-FLAGS = flags.FLAGS
+def _benchmark_stats():
+    """Statistics only change values, not cost: a flat mean and the ImageNet PCA."""
+    return stats_lib.Stats(
+        np.full([preprocessing.IMAGE_SIZE] * 2 + [3], 120.0, np.float32),
+        stats_lib.IMAGENET_PCA.eigval,
+        stats_lib.IMAGENET_PCA.eigvec,
+    )
 
 
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string(
-        "data_dir", None, "Image folder (DIR/train/<class>/*.jpg); default: generated."
+def _prepare_shards(source, prepared_dir, encoding, quality):
+    """Prepares `source` into `prepared_dir`; the "prepare*" and "prepared_*" figures."""
+    start = time.perf_counter()
+    plan = prepare.prepare(
+        source, prepared_dir, encoding=encoding, quality=quality, images_per_shard=256
     )
-    flags.DEFINE_integer("num_images", 500, "Images to generate when --data_dir is not given.")
-    flags.DEFINE_integer("batch_size", 128, "Batch size of both pipelines.")
-    flags.DEFINE_integer("epochs", 3, "Passes over the files in one timed run.")
-    flags.DEFINE_integer("repeats", 3, "Timed runs of each pipeline, alternated; the best counts.")
-    flags.DEFINE_enum(
-        "encoding", "jpeg", list(prepared.ENCODINGS), "How the shards store images (prepare's)."
+    result = {"prepare_images_per_s": source.num_train / (time.perf_counter() - start)}
+    result["prepared_encoding"] = plan["encoding"] + (
+        f" q{plan['quality']}" if plan["quality"] else ""
     )
-    flags.DEFINE_integer("quality", 90, "JPEG quality of the shards (prepare's).")
-    flags.DEFINE_boolean("json", False, "Print the results as one JSON line instead of text.")
+    result["prepared_difference"], result["prepared_max_difference"] = prepared_difference(
+        source, prepared_dir
+    )
+    result["prepared_bytes_per_image"] = (
+        sum(os.path.getsize(os.path.join(prepared_dir, f)) for f in os.listdir(prepared_dir))
+        / source.num_train
+    )
+    return result
 
 
-def main(argv):
-    del argv
-    r = run_benchmark(
-        FLAGS.data_dir,
-        num_images=FLAGS.num_images,
-        batch_size=FLAGS.batch_size,
-        epochs=FLAGS.epochs,
-        repeats=FLAGS.repeats,
-        encoding=FLAGS.encoding,
-        quality=FLAGS.quality,
-    )
-    if FLAGS.json:
-        print(json.dumps(dict(r, cpus=os.cpu_count(), load_average=os.getloadavg()[0])))
-        return
-    where = FLAGS.data_dir or f"{r['num_files']} generated 500x375 JPEGs"
-    print(
-        f"files: {where}; batch {FLAGS.batch_size}; best of {FLAGS.repeats} runs each; "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the runs"
-    )
-    if "prepared_full" in r:
-        print(
-            f"prepare (256x256, {r['prepared_encoding']}): {r['prepare_images_per_s']:.1f} "
-            f"images/s, {r['prepared_bytes_per_image'] / 1024:.1f} KB per image, differs from "
-            f"decoding on the fly by {r['prepared_difference']:.2f} per value on average "
-            f"(worst image {r['prepared_max_difference']:.2f})"
+def _time_pipelines(pipelines, stats, batch_size, epochs, repeats, generated):
+    """Times the read, plain and full pipelines of each source in turn, `repeats` times.
+
+    Args:
+        pipelines: {prefix of the result keys: source}.
+        stats: the `stats.Stats` of the training pipeline.
+        batch_size, epochs, repeats: as for `run_benchmark`.
+        generated: whether the files are the generated ones (all of one size, which
+            batch without ragged tensors).
+
+    Returns:
+        {"<prefix><stage>": a list of `_measure`'s (images/s, CPU ms, images) per repeat}.
+    """
+    runs = {f"{prefix}{kind}": [] for prefix in pipelines for kind in ("read", "plain", "full")}
+    for _ in range(repeats):
+        for prefix, data in pipelines.items():
+            runs[f"{prefix}read"].append(_measure(read_dataset(data, batch_size, epochs)))
+            ragged = not generated and not prefix
+            runs[f"{prefix}plain"].append(
+                _measure(plain_decode_dataset(data, batch_size, epochs, ragged=ragged))
+            )
+            runs[f"{prefix}full"].append(
+                _measure(
+                    input_pipeline.train_dataset(
+                        data,
+                        global_batch_size=batch_size,
+                        stats=stats,
+                        seed=0,
+                        epoch=0,
+                        num_epochs=epochs,
+                        raw=True,
+                    )
+                )
+            )
+    return runs
+
+
+def _summarize(runs, pipelines):
+    """The best of each stage's repeats, and the ratios between stages and pipelines."""
+    result = {}
+    for name, measured in runs.items():
+        result[name] = max(m[0] for m in measured)
+        result[f"{name}_cpu_ms"] = min(m[1] for m in measured)
+        result[f"{name}_images"] = measured[0][2]
+    for prefix in pipelines:
+        result[f"{prefix}ratio"] = result[f"{prefix}full"] / result[f"{prefix}plain"]
+        result[f"{prefix}cpu_ratio"] = (
+            result[f"{prefix}plain_cpu_ms"] / result[f"{prefix}full_cpu_ms"]
         )
-    stages = (
-        ("read", "read (order, bytes; no decode)"),
-        ("plain", "plain decode (decode_jpeg, batch)"),
-        ("full", "full training pipeline (to the step)"),
-    )
-    print(f"{'stage':36s} {'files img/s':>12s} {'CPU ms':>7s} {'shards img/s':>13s} {'CPU ms':>7s}")
-    for key, name in stages:
-        line = f"{name:36s} {r[key]:12.1f} {r[key + '_cpu_ms']:7.2f}"
-        if f"prepared_{key}" in r:
-            line += f" {r['prepared_' + key]:13.1f} {r['prepared_' + key + '_cpu_ms']:7.2f}"
-        print(line)
-    print(
-        f"the training step's float work (train_batch_finisher, batch {FLAGS.batch_size}), "
-        f"where the model runs: {r['finish_cpu_ms']:.2f} CPU ms per image on this CPU"
-    )
-    print(
-        f"files: full/plain {r['ratio']:.2f} in images/s, {r['cpu_ratio']:.2f} in CPU time per "
-        f"image"
-    )
-    if "prepared_full" not in r:
-        return
-    print(
-        f"shards full / files full: {r['prepared_speedup']:.2f}x in images/s, "
-        f"{r['prepared_cpu_speedup']:.2f}x in CPU time (target >= 2.5)"
-    )
-    print(
-        f"shards full / shards plain: {r['prepared_ratio']:.2f} in images/s, "
-        f"{r['prepared_cpu_ratio']:.2f} in CPU time (target >= 0.90)"
-    )
+    if "prepared_" in pipelines:
+        result["prepared_speedup"] = result["prepared_full"] / result["full"]
+        result["prepared_cpu_speedup"] = result["full_cpu_ms"] / result["prepared_full_cpu_ms"]
+    return result

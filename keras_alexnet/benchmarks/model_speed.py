@@ -1,82 +1,25 @@
-"""Training and inference speed of AlexNet: `python -m keras_alexnet.benchmark`.
+"""Training and inference speed of AlexNet (`python -m keras_alexnet.benchmark`).
 
 Measures this package's model and, in the same run, the same network built with
 `keras.layers.Conv2D(groups=2)` (which Keras compiles with XLA), the GEMM peak of the
-environment (a large `tf.linalg.matmul`) and, with --torch, the PyTorch build of the same
-network (--torch_peer). They run in turn, one step of each after the other, so that a
-machine shared with other jobs slows them alike (see `run`). Prints each figure, as
-images/s, GFLOP/s and a fraction of the GEMM peak, and the ratios to the first
-implementation; with --per_layer, the forward and backward time of each layer.
-
-    python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --torch --per_layer
+environment (a large `tf.linalg.matmul`) and, with a PyTorch peer, the same network in
+PyTorch, trained and run in a process of its own (`torch_process`). They run in turn, one
+step of each after the other, so that a machine shared with other jobs slows them alike
+(see `run`). `per_layer` times each layer's forward and backward pass.
 """
 
-import importlib.util
-import json
 import os
 import statistics
 import time
 
-from absl import app
-from absl import flags
-
+from keras_alexnet.benchmarks import torch_process
 from keras_alexnet.models import alexnet as model_lib
-from keras_alexnet.models import variants
 from keras_alexnet.training import steps as steps_lib
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-# The PyTorch peer: ../shared/bench/torch_peer.py beside the repository, when it is there.
-DEFAULT_TORCH_PEER = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    os.pardir,
-    "shared",
-    "bench",
-    "torch_peer.py",
-)
+# The PyTorch peer: the package's own, the paper's network in PyTorch.
+DEFAULT_TORCH_PEER = torch_process.DEFAULT_PEER
 GEMM_SIZE = 4096
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
-    flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
-    flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).", lower_bound=1)
-    flags.DEFINE_list(
-        "implementation",
-        ["towers", "keras_groups"],
-        f"Grouped-convolution implementations to measure, from {model_lib.IMPLEMENTATIONS}; "
-        "the first is the reference of the ratios.",
-    )
-    flags.DEFINE_enum("variant", "paper", sorted(variants.VARIANTS), "Network variant.")
-    flags.DEFINE_list(
-        "dtype_policy",
-        ["float32"],
-        f"Keras dtype policies to measure, from {POLICIES}, e.g. float32,mixed_float16.",
-    )
-    flags.DEFINE_integer("num_classes", 1000, "Classes of fc8.", lower_bound=1)
-    flags.DEFINE_boolean("json", False, "Print one JSON line per measurement instead of text.")
-    flags.DEFINE_boolean(
-        "per_layer", False, "Also time each layer's forward and backward pass (float32)."
-    )
-    flags.DEFINE_boolean(
-        "torch",
-        False,
-        "Also measure the PyTorch build of the same network (--torch_peer; needs torch), "
-        "in turn with the others, step by step. The paper variant only.",
-    )
-    flags.DEFINE_string(
-        "torch_peer",
-        DEFAULT_TORCH_PEER,
-        "Python file defining paper_alexnet(num_classes), the PyTorch network of --torch.",
-    )
-    flags.DEFINE_integer(
-        "threads",
-        0,
-        "Threads of TensorFlow's (intra-op) and PyTorch's pools; 0 for one per CPU this "
-        "process may use.",
-        lower_bound=0,
-    )
 
 
 def cpu_count():
@@ -91,7 +34,9 @@ def alternate(fns, steps, warmup):
     figures of separate runs do not.
 
     Args:
-        fns: functions of no arguments, each returning when its work is done.
+        fns: functions of no arguments, each returning when its work is done: None, or
+            the seconds the work took as measured where it ran (a step in another
+            process), which count instead of the call's time here.
         steps: timed rounds.
         warmup: untimed rounds first.
 
@@ -105,8 +50,9 @@ def alternate(fns, steps, warmup):
     for _ in range(steps):
         for fn, durations in zip(fns, seconds):
             start = time.perf_counter()
-            fn()
-            durations.append(time.perf_counter() - start)
+            measured = fn()
+            elapsed = time.perf_counter() - start
+            durations.append(elapsed if measured is None else measured)
     return seconds
 
 
@@ -145,52 +91,6 @@ class KerasSubject:
         self._predict(self._images).numpy()
 
 
-class TorchSubject:
-    """The PyTorch network of a peer file, trained and run as PyTorch users do.
-
-    Training: train() mode, SGD with momentum 0.9 and weight decay 5e-4 (the paper's), a
-    cross-entropy loss, backward and the optimizer's step; inference: eval() mode under
-    no_grad. float32, `threads` threads. PyTorch is imported here only: it is not a
-    dependency of this package.
-    """
-
-    def __init__(self, peer_path, *, batch_size, num_classes, threads, input_size=227):
-        import torch
-
-        spec = importlib.util.spec_from_file_location("torch_peer", peer_path)
-        peer = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(peer)
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        self._torch = torch
-        self.model = peer.paper_alexnet(num_classes)
-        self._optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4
-        )
-        self._loss = torch.nn.CrossEntropyLoss()
-        self._images = torch.randn(batch_size, 3, input_size, input_size)
-        self._labels = torch.randint(0, num_classes, (batch_size,))
-        self.batch_size = batch_size
-        self.info = dict(
-            implementation="pytorch",
-            peer=os.path.basename(peer_path),
-            torch=torch.__version__,
-            dtype_policy="float32",
-            batch=batch_size,
-        )
-
-    def train(self):
-        self.model.train()
-        self._optimizer.zero_grad()
-        self._loss(self.model(self._images), self._labels).backward()
-        self._optimizer.step()
-
-    def infer(self):
-        self.model.eval()
-        with self._torch.no_grad():
-            self.model(self._images)
-
-
 def _gemm(size):
     """A function that multiplies two float32 size x size matrices, and its FLOPs."""
     import tensorflow as tf
@@ -198,7 +98,11 @@ def _gemm(size):
     a = tf.random.normal((size, size))
     b = tf.random.normal((size, size))
     matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
-    return lambda: matmul().numpy(), 2 * size**3
+
+    def multiply():
+        matmul().numpy()
+
+    return multiply, 2 * size**3
 
 
 def gemm_peak(size=GEMM_SIZE, steps=5):
@@ -240,7 +144,9 @@ def run(
         dtype_policies: Keras dtype policies ("float32", "mixed_float16",
             "mixed_bfloat16"); float16 trains with loss scaling, as `keras_alexnet.train`.
         torch_peer: None, or the path of a Python file defining `paper_alexnet(num_classes)`,
-            the same network in PyTorch, measured in float32 with `threads` threads.
+            the same network in PyTorch (`DEFAULT_TORCH_PEER`, the package's own, for
+            one), trained and run in a process of its own (`torch_process`), in turn
+            with the Keras models, in float32 with `threads` threads.
         threads: PyTorch's threads; default: TensorFlow's intra-op threads.
         gemm_size: the side of the GEMM's square matrices.
 
@@ -262,29 +168,52 @@ def run(
             f"Received: variant={variant!r}"
         )
     threads = threads or tf.config.threading.get_intra_op_parallelism_threads() or cpu_count()
-    subjects = [
-        KerasSubject(
-            impl,
-            batch_size=batch_size,
-            variant=variant,
-            num_classes=num_classes,
-            dtype_policy=policy,
+    peer = None
+    if torch_peer is not None:  # started first: PyTorch loads while Keras builds its models
+        peer = torch_process.TorchProcess(
+            torch_peer, batch_size=batch_size, num_classes=num_classes, threads=threads
         )
+    try:
+        subjects = _keras_subjects(
+            implementations, dtype_policies, batch_size, variant=variant, num_classes=num_classes
+        )
+        if peer is not None:
+            peer.ready()
+            subjects.append(peer)
+        gflop = subjects[0].forward_gflop  # the same network: the same arithmetic
+        speeds, gemm_speeds = _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size)
+    finally:
+        if peer is not None:
+            peer.close()
+    results = [
+        _result(subject, speed, gemm_speeds, gflop, threads)
+        for subject, speed in zip(subjects, speeds)
+    ]
+    if peer is not None:
+        _add_ratios_to_torch(results[:-1], speeds[:-1], speeds[-1])
+    return results
+
+
+def _keras_subjects(implementations, dtype_policies, batch_size, **kwargs):
+    """A `KerasSubject` per dtype policy and implementation, in that order."""
+    return [
+        KerasSubject(impl, batch_size=batch_size, dtype_policy=policy, **kwargs)
         for policy in dtype_policies
         for impl in implementations
     ]
-    if torch_peer is not None:
-        subjects.append(
-            TorchSubject(
-                torch_peer, batch_size=batch_size, num_classes=num_classes, threads=threads
-            )
-        )
+
+
+def _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size):
+    """The GFLOP/s of each step of each subject and of the GEMM after each round.
+
+    Returns:
+        (speeds, gemm_speeds): one dict per subject and one for the GEMM, each of lists
+        "train" and "infer", one figure per round.
+    """
     gemm, gemm_flop = _gemm(gemm_size)
     *train, gemm_train = alternate([s.train for s in subjects] + [gemm], steps, warmup)
     *infer, gemm_infer = alternate([s.infer for s in subjects] + [gemm], steps, warmup)
-    gflop = subjects[0].forward_gflop  # the same network: the same arithmetic
-    # GFLOP/s of each step; a training step is about three forward passes (forward, two
-    # backward products).
+    # A training step is about three forward passes (forward, two backward products).
     speeds = [
         dict(
             train=[3 * gflop * batch_size / t for t in train_s],
@@ -296,29 +225,32 @@ def run(
         train=[gemm_flop / 1e9 / t for t in gemm_train],
         infer=[gemm_flop / 1e9 / t for t in gemm_infer],
     )
-    results = []
-    for subject, speed in zip(subjects, speeds):
-        result = dict(subject.info, threads=threads, forward_gflop_per_img=round(gflop, 3))
-        for key, flop in (("train", 3 * gflop), ("infer", gflop)):
-            median = statistics.median(speed[key])
-            result[f"{key}_img_per_s"] = round(median / flop, 2)
-            result[f"{key}_gflop_per_s"] = round(median, 1)
-            # Each step against the GEMM of its own round, which ran under the same load.
-            result[f"{key}_fraction_of_peak"] = round(
-                _median_ratio(speed[key], gemm_speeds[key]), 3
-            )
-        result["gemm_peak_gflop_per_s"] = round(
-            statistics.median(gemm_speeds["train"] + gemm_speeds["infer"]), 1
-        )
-        results.append(result)
-    if torch_peer is not None:
-        for result, speed in zip(results[:-1], speeds[:-1]):
-            if result["dtype_policy"] == "float32":
-                for key in ("train", "infer"):
-                    result[f"{key}_ratio_to_torch"] = round(
-                        _median_ratio(speed[key], speeds[-1][key]), 3
-                    )
-    return results
+    return speeds, gemm_speeds
+
+
+def _result(subject, speed, gemm_speeds, gflop, threads):
+    """The dict `run` reports for one subject, from its speeds of `_speeds_in_turn`."""
+    result = dict(subject.info, threads=threads, forward_gflop_per_img=round(gflop, 3))
+    for key, flop in (("train", 3 * gflop), ("infer", gflop)):
+        median = statistics.median(speed[key])
+        result[f"{key}_img_per_s"] = round(median / flop, 2)
+        result[f"{key}_gflop_per_s"] = round(median, 1)
+        # Each step against the GEMM of its own round, which ran under the same load.
+        result[f"{key}_fraction_of_peak"] = round(_median_ratio(speed[key], gemm_speeds[key]), 3)
+    result["gemm_peak_gflop_per_s"] = round(
+        statistics.median(gemm_speeds["train"] + gemm_speeds["infer"]), 1
+    )
+    return result
+
+
+def _add_ratios_to_torch(results, speeds, torch_speeds):
+    """Adds train_ratio_to_torch and infer_ratio_to_torch to the float32 models' results."""
+    for result, speed in zip(results, speeds):
+        if result["dtype_policy"] == "float32":
+            for key in ("train", "infer"):
+                result[f"{key}_ratio_to_torch"] = round(
+                    _median_ratio(speed[key], torch_speeds[key]), 3
+                )
 
 
 def _median_ratio(a, b):
@@ -366,7 +298,7 @@ def _fetch(tensors):
     """Waits for the tensors' values (a call is timed to its results)."""
     import tensorflow as tf
 
-    return tf.nest.map_structure(lambda t: t.numpy(), tensors)
+    tf.nest.map_structure(lambda t: t.numpy(), tensors)
 
 
 def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, implementation="towers"):
@@ -387,7 +319,8 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
         A list of dicts, one per layer in order: name, forward_ms, backward_ms (the
         gradients with respect to the layer's input, but for the first layer's, and its
         weights: the time of forward and backward together less the forward's), gflop
-        (forward, the whole batch).
+        (forward, the whole batch), share (of the time of all layers) and
+        train_gflop_per_s (None for a layer without multiply-adds).
     """
     import keras
     import tensorflow as tf
@@ -427,91 +360,40 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
                 gflop=round(2 * counts.get(layer.name, 0) * batch_size / 1e9, 2),
             )
         )
+    _add_shares(rows)
     return rows
 
 
-def main(argv):
-    del argv
-    import keras
-    import tensorflow as tf
-
-    for impl in FLAGS.implementation:
-        if impl not in model_lib.IMPLEMENTATIONS:
-            raise app.UsageError(
-                f"--implementation must be from {model_lib.IMPLEMENTATIONS}. Received: {impl!r}"
-            )
-    for policy in FLAGS.dtype_policy:
-        if policy not in POLICIES:
-            raise app.UsageError(f"--dtype_policy must be from {POLICIES}. Received: {policy!r}")
-    torch_peer = _torch_peer() if FLAGS.torch else None
-    threads = FLAGS.threads or cpu_count()
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, "
-        f"batch {FLAGS.batch_size}, {threads} threads, median of {FLAGS.steps} steps, "
-        "all measured in turn",
-        flush=True,
-    )
-    results = run(
-        FLAGS.implementation,
-        batch_size=FLAGS.batch_size,
-        steps=FLAGS.steps,
-        warmup=FLAGS.warmup,
-        variant=FLAGS.variant,
-        num_classes=FLAGS.num_classes,
-        dtype_policies=FLAGS.dtype_policy,
-        torch_peer=torch_peer,
-        threads=threads,
-    )
-    if FLAGS.json:
-        for result in results:
-            print(json.dumps(result), flush=True)
-    else:
-        _print_results(results)
-    if FLAGS.per_layer:
-        _print_per_layer(
-            per_layer(
-                batch_size=FLAGS.batch_size,
-                variant=FLAGS.variant,
-                num_classes=FLAGS.num_classes,
-                implementation=FLAGS.implementation[0],
-            ),
-            FLAGS.json,
+def _add_shares(rows):
+    """Adds each layer's share of the step's time and its training GFLOP/s to its row."""
+    total = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
+    for r in rows:
+        ms = r["forward_ms"] + r["backward_ms"]
+        r["share"] = round(ms / total, 3)
+        # Forward and two backward products; the first layer has no input gradient.
+        products = 2 if r is rows[0] else 3
+        r["train_gflop_per_s"] = (
+            round(products * r["gflop"] / (ms / 1000), 1) if r["gflop"] and ms else None
         )
 
 
-def _torch_peer():
-    try:
-        import torch  # noqa: F401
-    except ImportError as e:
-        raise app.UsageError(f"--torch needs PyTorch installed ({e}).") from e
-    if not os.path.isfile(FLAGS.torch_peer):
-        raise app.UsageError(
-            f"--torch_peer must be a Python file. Received: --torch_peer={FLAGS.torch_peer}"
-        )
-    if FLAGS.variant != "paper":
-        raise app.UsageError(
-            f"--torch compares the paper's network. Received: --variant={FLAGS.variant}"
-        )
-    return FLAGS.torch_peer
-
-
-def _print_results(results):
+def format_results(results):
+    """The text the benchmark prints for `run`'s results: a line per model, the GEMM peak,
+    and the ratios of the first model to each other (to PyTorch: the median of the rounds'
+    ratios)."""
+    lines = []
     for r in results:
         name = r["implementation"] + (f" {r['torch']}" if "torch" in r else "")
-        print(
+        lines.append(
             f"{name:>18} {r['dtype_policy']:>14}: "
             f"train {r['train_img_per_s']:7.2f} img/s ({r['train_gflop_per_s']:6.1f} GFLOP/s, "
             f"{r['train_fraction_of_peak']:4.0%} of peak)   "
             f"inference {r['infer_img_per_s']:7.2f} img/s ({r['infer_gflop_per_s']:6.1f} "
-            f"GFLOP/s, {r['infer_fraction_of_peak']:4.0%} of peak)",
-            flush=True,
+            f"GFLOP/s, {r['infer_fraction_of_peak']:4.0%} of peak)"
         )
-    print(
+    lines.append(
         f"GEMM peak (tf.linalg.matmul {GEMM_SIZE}x{GEMM_SIZE}, float32): "
-        f"{results[0]['gemm_peak_gflop_per_s']:.1f} GFLOP/s",
-        flush=True,
+        f"{results[0]['gemm_peak_gflop_per_s']:.1f} GFLOP/s"
     )
     reference = results[0]
     for other in results[1:]:
@@ -522,32 +404,21 @@ def _print_results(results):
                 reference[f"{key}_img_per_s"] / other[f"{key}_img_per_s"]
                 for key in ("train", "infer")
             ]
-        print(
+        lines.append(
             f"{reference['implementation']} {reference['dtype_policy']} / "
             f"{other['implementation']} {other['dtype_policy']}: "
-            f"train x{ratios[0]:.2f}, inference x{ratios[1]:.2f}",
-            flush=True,
+            f"train x{ratios[0]:.2f}, inference x{ratios[1]:.2f}"
         )
+    return "\n".join(lines)
 
 
-def _print_per_layer(rows, as_json):
-    total = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
-    if not as_json:
-        print(f"{'layer':>9} {'forward ms':>11} {'backward ms':>12} {'share':>6} {'GFLOP/s':>8}")
+def format_per_layer(rows):
+    """`per_layer`'s rows as the benchmark prints them: a table of the layers' times."""
+    lines = [f"{'layer':>9} {'forward ms':>11} {'backward ms':>12} {'share':>6} {'GFLOP/s':>8}"]
     for r in rows:
-        ms = r["forward_ms"] + r["backward_ms"]
-        r["share"] = round(ms / total, 3)
-        # Forward and two backward products; the first layer has no input gradient.
-        products = 2 if r is rows[0] else 3
-        r["train_gflop_per_s"] = (
-            round(products * r["gflop"] / (ms / 1000), 1) if r["gflop"] and ms else None
+        speed = f"{r['train_gflop_per_s']:8.1f}" if r["train_gflop_per_s"] else f"{'':>8}"
+        lines.append(
+            f"{r['name']:>9} {r['forward_ms']:11.2f} {r['backward_ms']:12.2f} "
+            f"{r['share']:6.1%} {speed}"
         )
-        if as_json:
-            print(json.dumps(dict(per_layer=r)), flush=True)
-        else:
-            speed = f"{r['train_gflop_per_s']:8.1f}" if r["train_gflop_per_s"] else f"{'':>8}"
-            print(
-                f"{r['name']:>9} {r['forward_ms']:11.2f} {r['backward_ms']:12.2f} "
-                f"{r['share']:6.1%} {speed}",
-                flush=True,
-            )
+    return "\n".join(lines)

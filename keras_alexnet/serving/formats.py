@@ -18,7 +18,7 @@ Every file takes what the SavedModel's `predict_pixels` takes, float32 pixels [b
 227, 3] with the training mean subtracted (the int8 file too: it quantizes them itself),
 and returns float32 probabilities [batch, classes]. The batch size is free.
 
-`load(path)` runs any of them (and a `.keras` file) behind one interface: `.tflite` through
+`open_runtime(path)` runs any of them (and a `.keras` file) behind one interface: `.tflite` through
 the LiteRT interpreter (`ai_edge_litert`, or TensorFlow's own `tf.lite.Interpreter` where it
 is not installed), `.onnx` through onnxruntime.
 """
@@ -34,7 +34,7 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.training.run import folder as run_dir
 
-FORMATS = ("saved_model", "litert", "onnx")
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
@@ -161,7 +161,7 @@ def check_formats(formats, quantize):
         ValueError: an unknown format or quantization, or quantizations without litert.
         ImportError: onnx asked for without the onnx extra.
     """
-    formats = check_choices("format", formats, FORMATS)
+    formats = check_choices("format", formats, EXPORT_FORMATS)
     quantize = check_choices("quantize", quantize, QUANTIZATIONS)
     if quantize != ("none",) and "litert" not in formats:
         raise ValueError(
@@ -180,7 +180,7 @@ def write(model, folder, formats, quantize=("none",), calibration=None):
     Args:
         model: the Keras model (preprocessed pixels in, probabilities out).
         folder: an existing folder, e.g. an export version being written.
-        formats: formats from `FORMATS`; "saved_model" is skipped here.
+        formats: formats from `EXPORT_FORMATS`; "saved_model" is skipped here.
         quantize: the LiteRT quantizations to write, from `QUANTIZATIONS`.
         calibration: float32 pixels [n, 227, 227, 3] for "int8".
 
@@ -303,12 +303,12 @@ RUNTIMES = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel}
 
 
 def is_model_file(path):
-    """Whether `path` names a model file that `load` runs (.tflite, .onnx, .keras)."""
+    """Whether `path` names a model file that `open_runtime` runs (.tflite, .onnx, .keras)."""
     return os.path.splitext(str(path))[1].lower() in RUNTIMES
 
 
-def load(path):
-    """Loads a .tflite, .onnx or .keras file in its runtime.
+def open_runtime(path):
+    """Opens a .tflite, .onnx or .keras file in its runtime.
 
     Returns:
         A callable from float32 pixels [batch, size, size, 3] to float32 probabilities,
@@ -338,7 +338,7 @@ def serving_function(path, top_k=5):
     Raises:
         ValueError: the file, its labels or its mean image is missing.
     """
-    model = load(path)
+    model = open_runtime(path)
     folder = os.path.dirname(os.path.abspath(path))
     labels_path = os.path.join(folder, run_dir.LABELS_FILE)
     if not tf.io.gfile.exists(labels_path):

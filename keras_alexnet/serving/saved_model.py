@@ -1,7 +1,4 @@
-"""Export for serving and reuse: `python -m keras_alexnet.export`.
-
-    python -m keras_alexnet.export --model_dir=runs/alexnet             # a training run
-    python -m keras_alexnet.export --model=pretrained/bvlc_alexnet.keras  # a model file
+"""The SavedModel and .keras export of a trained model (`python -m keras_alexnet.export`).
 
 Writes `OUTPUT_DIR/<name>/<version>/`, the layout TensorFlow Serving watches, with a new
 numeric version each time (an existing version is never touched):
@@ -28,17 +25,12 @@ Serving on GPU cannot load.
 import os
 import re
 import shutil
-import sys
 
 import keras
 import tensorflow as tf
-from absl import app
-from absl import flags
 
-from keras_alexnet import cli
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import sources
-from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import labels
 from keras_alexnet.serving import formats as formats_lib
 from keras_alexnet.serving import model_files
@@ -121,8 +113,8 @@ def export(
         class_names: label names in label order.
         output_dir: the base folder, e.g. "saved_models".
         name: the model's name: its folder under output_dir.
-        formats: from `formats.FORMATS`. The SavedModel (and model.keras) is written
-            whatever they are: the version folder is one TensorFlow Serving loads.
+        formats: from `formats.EXPORT_FORMATS`. The SavedModel (and model.keras) is
+            written whatever they are: the version folder is one TensorFlow Serving loads.
         quantize: the LiteRT files' quantizations, from `formats.QUANTIZATIONS`.
         calibration: float32 preprocessed pixels [n, 227, 227, 3] for int8 quantization.
 
@@ -134,42 +126,17 @@ def export(
             read-only folder); nothing of it is left.
     """
     formats, quantize = formats_lib.check_formats(formats, quantize)
-    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
-        raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
-    if model.output_shape[-1] != len(class_names):
-        raise ValueError(
-            f"The model has {model.output_shape[-1]} classes but {len(class_names)} labels "
-            f"were given. Received: {len(class_names)} class_names"
-        )
+    _check_name_and_classes(model, class_names, name)
     base = os.path.join(output_dir, name)
-    try:
-        tf.io.gfile.makedirs(base)
-    except write_errors.WRITE_ERRORS as error:
-        raise write_errors.failed("the export folder", base, error) from error
-    version = (_versions(base) or [0])[-1] + 1
+    version = _next_version(base)
     final = os.path.join(base, str(version))
     # Written aside and renamed into place, so that a server watching `base` never sees a
     # half-written version, and an interrupted export leaves no numeric folder behind.
     partial = os.path.join(base, f".partial-{version}-{os.getpid()}")
-    from_bytes, from_pixels = serving_functions(model, stats, class_names)
-    crop = model.input_shape[1]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    serve = archive.add_endpoint(
-        "serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
-    )
-    pixels = archive.add_endpoint(
-        "predict_pixels",
-        from_pixels,
-        input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
-    )
-    del serve, pixels
+    archive = _serving_archive(model, stats, class_names)
     try:
         archive.write_out(partial, verbose=False)
-        labels.with_class_names(model, class_names).save(os.path.join(partial, KERAS_FILE))
-        with tf.io.gfile.GFile(os.path.join(partial, run_dir.LABELS_FILE), "w") as f:
-            f.write("\n".join(class_names) + "\n")
-        run_dir.write_stats(partial, stats)
+        _write_beside(partial, model, stats, class_names)
         formats_lib.write(model, partial, formats, quantize, calibration)
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
@@ -190,6 +157,51 @@ def export(
         if tf.io.gfile.exists(partial):
             shutil.rmtree(partial, ignore_errors=True)
     return final
+
+
+def _check_name_and_classes(model, class_names, name):
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
+    if model.output_shape[-1] != len(class_names):
+        raise ValueError(
+            f"The model has {model.output_shape[-1]} classes but {len(class_names)} labels "
+            f"were given. Received: {len(class_names)} class_names"
+        )
+
+
+def _next_version(base):
+    """Creates the model folder `base` if needed; the number its next version takes."""
+    try:
+        tf.io.gfile.makedirs(base)
+    except write_errors.WRITE_ERRORS as error:
+        raise write_errors.failed("the export folder", base, error) from error
+    return (_versions(base) or [0])[-1] + 1
+
+
+def _serving_archive(model, stats, class_names):
+    """The `keras.export.ExportArchive` of the model's two signatures (see the module's
+    docstring), ready to be written."""
+    from_bytes, from_pixels = serving_functions(model, stats, class_names)
+    crop = model.input_shape[1]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    archive.add_endpoint(
+        "predict_pixels",
+        from_pixels,
+        input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
+    )
+    return archive
+
+
+def _write_beside(folder, model, stats, class_names):
+    """Writes model.keras, labels.txt and dataset_stats.npz beside the SavedModel."""
+    labels.with_class_names(model, class_names).save(os.path.join(folder, KERAS_FILE))
+    with tf.io.gfile.GFile(os.path.join(folder, run_dir.LABELS_FILE), "w") as f:
+        f.write("\n".join(class_names) + "\n")
+    run_dir.write_stats(folder, stats)
 
 
 def export_run(
@@ -292,62 +304,3 @@ def run_source(run, model_dir, data_dir=None, purpose="this needs"):
             f"{config.data_dir} with classes {list(source.class_names)[:3]}..."
         )
     return source
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    cli.define_model_flags("The training run to export.", model_lib.PRECISIONS)
-    flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
-    flags.DEFINE_string(
-        "name", None, "The model's folder name (default: model_dir's name, or the file's)."
-    )
-    flags.DEFINE_list(
-        "format",
-        ["saved_model"],
-        "Formats to write, comma-separated: saved_model (always written), litert, onnx "
-        f"(needs {formats_lib.ONNX_EXTRA}).",
-    )
-    flags.DEFINE_list(
-        "quantize",
-        ["none"],
-        "LiteRT files to write, comma-separated: none (float32), float16, dynamic, int8.",
-    )
-    flags.DEFINE_integer("calibration_images", 200, "For int8: training images to calibrate on.")
-    flags.DEFINE_string(
-        "data_dir", None, "For int8: the run's images, if moved since (with --model: a folder)."
-    )
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        path = export_run(
-            FLAGS.model_dir,
-            FLAGS.output_dir,
-            FLAGS.name,
-            FLAGS.checkpoint,
-            FLAGS.mixed_precision,
-            formats=FLAGS.format,
-            quantize=FLAGS.quantize,
-            calibration_images=FLAGS.calibration_images,
-            data_dir=FLAGS.data_dir,
-            model=FLAGS.model,
-        )
-    except (ValueError, ImportError, write_errors.WriteFailed) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    base = os.path.abspath(os.path.dirname(path))
-    print(f"Exported {path}", flush=True)
-    print(
-        f"  serve:   tensorflow_model_server --model_base_path={base} "
-        f"--model_name={os.path.basename(base)} --rest_api_port=8501"
-    )
-    print(f"  predict: python -m keras_alexnet.predict --model {os.path.dirname(path)} IMAGE...")
-    for file in sorted(os.listdir(path)):
-        if file != KERAS_FILE and formats_lib.is_model_file(file):
-            print(f"           python -m keras_alexnet.predict --model {path}/{file} IMAGE...")
-    return 0

@@ -1,7 +1,6 @@
 """The benchmark runs and reports consistent figures (speed itself is not asserted)."""
 
 import importlib.util
-import os
 import textwrap
 
 import fresh_process
@@ -34,6 +33,8 @@ FULL_SIZE_SCRIPT = textwrap.dedent("""
             gemm_size=256,
         )
         print("TORCH " + json.dumps([ours, peer]), flush=True)
+        # PyTorch ran in a process of its own: this one never imported it.
+        print("TORCH_IMPORTED " + json.dumps("torch" in sys.modules), flush=True)
 """)
 
 
@@ -44,18 +45,40 @@ def test_alternate_runs_the_functions_in_turn():
     assert [len(s) for s in seconds] == [3, 3] and all(t >= 0 for s in seconds for t in s)
 
 
-# Where the peer file is not beside the repository (it is not part of it), a small PyTorch
-# network stands in for it: the benchmark's handling of a peer is what is tested here.
-STAND_IN_PEER = """
-from torch import nn
+def test_alternate_takes_the_seconds_a_function_measured_itself():
+    # A step timed in another process returns its own seconds; the others are timed here.
+    seconds = benchmark.alternate([lambda: 0.25, lambda: None], 2, 1)
+    assert seconds[0] == [0.25, 0.25]
+    assert len(seconds[1]) == 2 and all(0 <= t < 0.25 for t in seconds[1])
 
 
-def paper_alexnet(num_classes):
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 11, 4), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-        nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )
-"""
+def test_the_printed_ratio_to_pytorch_is_the_median_of_the_rounds():
+    def result(implementation, img_per_s, **more):
+        figures = {
+            f"{key}_{name}": value
+            for key in ("train", "infer")
+            for name, value in (
+                ("img_per_s", img_per_s),
+                ("gflop_per_s", 1.0),
+                ("fraction_of_peak", 0.5),
+            )
+        }
+        return dict(
+            figures,
+            implementation=implementation,
+            dtype_policy="float32",
+            gemm_peak_gflop_per_s=100.0,
+            **more,
+        )
+
+    ours = result("towers", 30.0, train_ratio_to_torch=1.4, infer_ratio_to_torch=1.6)
+    groups = result("keras_groups", 20.0)
+    peer = result("pytorch", 10.0, torch="2.0")
+    lines = benchmark.format_results([ours, groups, peer]).splitlines()
+    assert lines[2].lstrip().startswith("pytorch 2.0") and "GEMM peak" in lines[3]
+    assert lines[4] == "towers float32 / keras_groups float32: train x1.50, inference x1.50"
+    # Not 30 / 10: the ratio of the steps of each round, measured under the same load.
+    assert lines[5] == "towers float32 / pytorch float32: train x1.40, inference x1.60"
 
 
 def test_the_torch_peer_needs_the_paper_variant():
@@ -80,24 +103,21 @@ def test_gemm_peak_and_per_layer_times():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def full_size_process(tmp_path_factory):
+def full_size_process():
     """The fresh process of FULL_SIZE_SCRIPT, started with the module: the tests that do
     not need it run in the meantime."""
     torch_peer = ""
     if importlib.util.find_spec("torch") is not None:
         torch_peer = benchmark.DEFAULT_TORCH_PEER
-        if not os.path.isfile(torch_peer):
-            torch_peer = str(tmp_path_factory.mktemp("peer") / "stand_in_peer.py")
-            with open(torch_peer, "w") as f:
-                f.write(STAND_IN_PEER)
     with fresh_process.started_script(FULL_SIZE_SCRIPT, torch_peer) as process:
         yield process
 
 
 @pytest.fixture(scope="module")
 def full_size(full_size_process):
-    """{"MEASURE": measure's dict, "TORCH": run's (ours, peer) or absent without PyTorch}."""
-    return fresh_process.printed_json(full_size_process, ("MEASURE", "TORCH"))
+    """{"MEASURE": measure's dict, "TORCH": run's (ours, peer) and "TORCH_IMPORTED", or
+    neither without PyTorch}."""
+    return fresh_process.printed_json(full_size_process, ("MEASURE", "TORCH", "TORCH_IMPORTED"))
 
 
 def test_measure_reports_consistent_figures(full_size):
@@ -120,6 +140,8 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     ours, peer = full_size["TORCH"]
     assert ours["implementation"] == "towers" and peer["implementation"] == "pytorch"
     assert peer["torch"] and peer["dtype_policy"] == "float32" and peer["batch"] == 2
+    # The package's own peer, the paper's network, trained in a process of its own.
+    assert peer["peer"] == "torch_alexnet.py" and full_size["TORCH_IMPORTED"] is False
     assert ours["threads"] == peer["threads"] == 2
     for key in ("train", "infer"):
         assert peer[f"{key}_img_per_s"] > 0
@@ -135,3 +157,21 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     # One GEMM peak and the same network's arithmetic for both.
     assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
     assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]
+
+
+def test_the_command_line_takes_torch_peer_alone_or_with_a_file(tmp_path):
+    """--torch_peer alone names the package's peer (and --torch is its alias); with a
+    value, a peer file. Both are checked before anything is measured."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs PyTorch (the test extra installs it)")
+    missing = tmp_path / "missing_peer.py"
+    alone, with_file = fresh_process.run_together(
+        fresh_process.command("benchmark", "--torch", "--variant=caffe"),
+        fresh_process.command("benchmark", f"--torch_peer={missing}"),
+    )
+    assert alone.returncode == 1
+    assert "--torch_peer compares the paper's network. Received: --variant=caffe" in alone.stderr
+    assert with_file.returncode == 1
+    assert f"--torch_peer must be a Python file. Received: --torch_peer={missing}" in (
+        with_file.stderr
+    )

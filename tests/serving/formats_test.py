@@ -220,7 +220,7 @@ def test_model_files_need_their_labels_and_mean_image(version, tmp_path):
     with pytest.raises(ValueError, match="labels.txt must sit beside the model file"):
         formats.serving_function(str(lone))
     with pytest.raises(ValueError, match="must end in"):
-        formats.load(str(tmp_path / "model.pt"))
+        formats.open_runtime(str(tmp_path / "model.pt"))
 
 
 def test_without_ai_edge_litert_tensorflows_interpreter_runs_the_file(
@@ -229,6 +229,6 @@ def test_without_ai_edge_litert_tensorflows_interpreter_runs_the_file(
     _, pixels, want = validation
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    model = formats.load(os.path.join(version, "model.tflite"))
+    model = formats.open_runtime(os.path.join(version, "model.tflite"))
     assert isinstance(model.interpreter, tf.lite.Interpreter)
     np.testing.assert_allclose(model(pixels[:2]), want[:2], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,226 @@
+"""The speed benchmark's PyTorch peer, trained and run in a process of its own.
+
+A user comparing Keras and PyTorch runs each in its own process. In one process their
+thread pools compete for the same cores: PyTorch trained the paper's network at 17.5
+images/s inside TensorFlow's process against 24.3 in a process of its own, on the same
+machine. `TorchProcess` starts this file as a script,
+
+    python .../keras_alexnet/benchmarks/torch_process.py --peer=FILE --batch_size=N ...
+
+which imports PyTorch and the peer file, and nothing of keras_alexnet (importing the
+package loads TensorFlow), then runs one step at a time on request, so that the
+benchmark's rounds alternate: a Keras step in the benchmark's process, a PyTorch step in
+this one, the next Keras step, ...
+
+The two talk in lines of JSON: once ready, the process prints {"info": ...}; for each line
+"train" or "infer" it reads, it runs that step and prints {"seconds": ...}, the step's time
+measured where it ran; it ends at "quit" or at the end of its input.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+# The package's own peer: the paper's network in PyTorch.
+DEFAULT_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_alexnet.py")
+STEPS = ("train", "infer")
+
+
+class TorchProcess:
+    """A peer network in a child process, trained or run one step per call.
+
+    The process starts at construction and loads PyTorch meanwhile; `ready` waits for it.
+
+    Args:
+        peer: a Python file defining `paper_alexnet(num_classes)`, a `torch.nn.Module`
+            from float32 images [batch, 3, 227, 227] to logits.
+        batch_size: images per step.
+        num_classes: classes of the network's last layer.
+        threads: PyTorch's threads.
+    """
+
+    def __init__(self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads):
+        self.batch_size = batch_size
+        self.info = None
+        self.tensorflow_loaded = None
+        # stderr is this process's: the peer's errors and warnings show where ours do.
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                f"--peer={peer}",
+                f"--batch_size={batch_size}",
+                f"--num_classes={num_classes}",
+                f"--threads={threads}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self._process.pid
+
+    def ready(self):
+        """Waits until the process has built its network; returns its `info` dict."""
+        if self.info is None:
+            reply = self._reply()
+            self.info = reply["info"]
+            self.tensorflow_loaded = reply["tensorflow_loaded"]
+        return self.info
+
+    def train(self):
+        """One training step; returns its seconds, as measured in the child process."""
+        return self._request("train")
+
+    def infer(self):
+        """One inference step; returns its seconds, as measured in the child process."""
+        return self._request("infer")
+
+    def close(self):
+        """Ends the process (and waits for it)."""
+        if self._process.poll() is None:
+            try:
+                self._send("quit")
+                self._process.wait(timeout=60)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
+        for stream in (self._process.stdin, self._process.stdout):
+            try:
+                stream.close()
+            except OSError:  # the pipe of a process that ended
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _request(self, step):
+        self.ready()
+        self._send(step)
+        return self._reply()["seconds"]
+
+    def _send(self, line):
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError) as error:
+            raise RuntimeError(self._ended()) from error
+
+    def _reply(self):
+        # Anything else a library prints on stdout is not a reply: the replies are objects.
+        for line in self._process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(self._ended())
+
+    def _ended(self):
+        return (
+            f"The PyTorch process ended (exit status {self._process.wait()}); its error is "
+            "printed above."
+        )
+
+
+class TorchSubject:
+    """A PyTorch network trained and run as PyTorch users do, on random data.
+
+    Training: train() mode, SGD with momentum 0.9 and weight decay 5e-4 (the paper's), a
+    cross-entropy loss, backward and the optimizer's step; inference: eval() mode under
+    no_grad. float32.
+
+    Args:
+        network: the `torch.nn.Module`, from images [batch, 3, size, size] to logits.
+        batch_size: images per step.
+        num_classes: classes of the network's logits.
+        input_size: the side of its square images.
+    """
+
+    def __init__(self, network, *, batch_size, num_classes, input_size=227):
+        import torch
+
+        self._torch = torch
+        self.model = network
+        self._optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4
+        )
+        self._loss = torch.nn.CrossEntropyLoss()
+        self._images = torch.randn(batch_size, 3, input_size, input_size)
+        self._labels = torch.randint(0, num_classes, (batch_size,))
+
+    def train(self):
+        self.model.train()
+        self._optimizer.zero_grad()
+        self._loss(self.model(self._images), self._labels).backward()
+        self._optimizer.step()
+
+    def infer(self):
+        self.model.eval()
+        with self._torch.no_grad():
+            self.model(self._images)
+
+
+def load_peer(path):
+    """Imports a peer file by its path: the module defining `paper_alexnet(num_classes)`."""
+    spec = importlib.util.spec_from_file_location("torch_peer", path)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    return peer
+
+
+def serve(subject, requests, replies):
+    """Runs the subject's steps as `requests` (lines) ask, timing each, until "quit".
+
+    Args:
+        subject: an object with `train()` and `infer()`.
+        requests: an iterable of lines, "train", "infer" or "quit".
+        replies: a text stream; one {"seconds": ...} line per step.
+
+    Raises:
+        ValueError: a request that is none of those.
+    """
+    for line in requests:
+        request = line.strip()
+        if request == "quit":
+            return
+        if request not in STEPS:
+            raise ValueError(f"A request must be one of {STEPS} or 'quit'. Received: {request!r}")
+        start = time.perf_counter()
+        getattr(subject, request)()
+        seconds = time.perf_counter() - start
+        replies.write(json.dumps({"seconds": seconds}) + "\n")
+        replies.flush()
+
+
+def main(argv=None):
+    """The child process: builds the peer network, says it is ready, serves the steps."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peer", default=DEFAULT_PEER)
+    parser.add_argument("--batch_size", type=int, required=True)
+    parser.add_argument("--num_classes", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    network = load_peer(args.peer).paper_alexnet(args.num_classes)
+    subject = TorchSubject(network, batch_size=args.batch_size, num_classes=args.num_classes)
+    info = dict(
+        implementation="pytorch",
+        peer=os.path.basename(args.peer),
+        torch=torch.__version__,
+        dtype_policy="float32",
+        batch=args.batch_size,
+    )
+    ready = dict(info=info, tensorflow_loaded="tensorflow" in sys.modules)
+    print(json.dumps(ready), flush=True)
+    serve(subject, sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
