@@ -62,13 +62,24 @@ def AlexNet(
             converted weights) when it has num_classes of them.
 
     Returns:
-        The builder's `keras.Model`, holding the file's weights.
+        The builder's `keras.Model`, holding the file's weights if any.
 
     Raises:
         ValueError: the builder's errors; a weights file that is missing or does not fit.
         ImportError: for a torch file when PyTorch is not installed.
     """
-    architecture = dict(
+    # The cheap checks first: a file may take a while to read and convert.
+    alexnet.check_top(pooling, class_names, include_top)
+    source = None
+    if weights is not None:
+        source = _load_weights_file(weights, allow_pickle, variant)
+        input_scale, input_offset = _file_normalization(source, input_scale, input_offset)
+        variant = variant or inspection.variant_of(source)
+        if class_names is None and include_top:
+            class_names = _file_class_names(source, num_classes)
+    model = alexnet.AlexNet(
+        num_classes,
+        variant=variant,
         input_shape=input_shape,
         input_tensor=input_tensor,
         dropout=dropout,
@@ -78,33 +89,13 @@ def AlexNet(
         classifier_activation=classifier_activation,
         implementation=implementation,
         init=init,
+        input_scale=input_scale,
+        input_offset=input_offset,
         dtype_policy=dtype_policy,
         name=name,
     )
-    if weights is None:
-        return alexnet.AlexNet(
-            num_classes,
-            variant=variant,
-            input_scale=input_scale,
-            input_offset=input_offset,
-            class_names=class_names,
-            **architecture,
-        )
-    # The cheap checks first: a file may take a while to read and convert.
-    alexnet.check_top(pooling, class_names, include_top)
-    source = _load_weights_file(weights, allow_pickle, variant)
-    input_scale, input_offset = _file_normalization(source, input_scale, input_offset)
-    variant = variant or inspection.variant_of(source)
-    if class_names is None and include_top:
-        class_names = _file_class_names(source, num_classes)
-    model = alexnet.AlexNet(
-        num_classes,
-        variant=variant,
-        input_scale=input_scale,
-        input_offset=input_offset,
-        **architecture,
-    )
-    layer_weights.copy_weights(source, model)
+    if source is not None:
+        layer_weights.copy_weights(source, model)
     if class_names is not None:
         model = labels.with_class_names(model, class_names)
     return model
