@@ -7,23 +7,23 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_alexnet.models.alexnet import AlexNet  # noqa: E402
+from keras_alexnet.models.head_layers import FastInputGradientDense  # noqa: E402
+from keras_alexnet.models.head_layers import ReplicaDropout  # noqa: E402
 from keras_alexnet.models.labels import ClassNames  # noqa: E402
 from keras_alexnet.models.labels import decode_predictions  # noqa: E402
-from keras_alexnet.models.layers import Dense  # noqa: E402
-from keras_alexnet.models.layers import Dropout  # noqa: E402
 from keras_alexnet.models.layers import GroupedConv2D  # noqa: E402
 from keras_alexnet.models.layers import LocalResponseNormalization  # noqa: E402
 from keras_alexnet.models.variants import VARIANTS  # noqa: E402
+from keras_alexnet.weights.applications import AlexNet  # noqa: E402
 from keras_alexnet.weights.pretrained import preprocess_input  # noqa: E402
 
 __all__ = [
     "AlexNet",
     "ClassNames",
-    "Dense",
-    "Dropout",
+    "FastInputGradientDense",
     "GroupedConv2D",
     "LocalResponseNormalization",
+    "ReplicaDropout",
     "VARIANTS",
     "decode_predictions",
     "preprocess_input",

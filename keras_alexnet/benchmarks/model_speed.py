@@ -14,6 +14,7 @@ import time
 
 from keras_alexnet.benchmarks import torch_process
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.training import steps as steps_lib
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -82,7 +83,7 @@ class KerasSubject:
             dtype_policy=self.model.get_layer("conv1").dtype_policy.name,
             batch=batch_size,
         )
-        self.forward_gflop = 2 * sum(model_lib.multiply_adds(self.model).values()) / 1e9
+        self.forward_gflop = 2 * sum(inspection.multiply_adds(self.model).values()) / 1e9
 
     def train(self):
         self._step(self._images, self._labels)[0].numpy()
@@ -327,7 +328,7 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
 
     keras.utils.set_random_seed(0)
     model = model_lib.AlexNet(num_classes, variant=variant, implementation=implementation)
-    counts = model_lib.multiply_adds(model)
+    counts = inspection.multiply_adds(model)
     inputs = [tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)]
     labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
     with tf.GradientTape() as tape:

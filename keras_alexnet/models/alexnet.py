@@ -1,16 +1,14 @@
 """The AlexNet builder: the network a variant describes, layer by layer (see variants.py)."""
 
 import math
-import os
 
 import keras
-import numpy as np
 
+from keras_alexnet.models import head_layers
 from keras_alexnet.models import labels
 from keras_alexnet.models import layers
 from keras_alexnet.models import variants
 from keras_alexnet.paper import numbers as paper
-from keras_alexnet.weights import pretrained
 
 IMPLEMENTATIONS = ("towers", "native", "keras_groups")
 INITS = ("paper", "he")
@@ -73,13 +71,14 @@ def AlexNet(
     init="paper",
     input_scale=1.0,
     input_offset=0.0,
-    weights=None,
-    allow_pickle=False,
     class_names=None,
     dtype_policy=None,
     name="alexnet",
 ):
     """Builds AlexNet as a `keras.Model`, after Krizhevsky, Sutskever and Hinton (2012).
+
+    The architecture only: `keras_alexnet.AlexNet` (weights/applications.py) is this
+    builder with `weights=`, a saved or a public pretrained weight file.
 
     The default is the network of the paper: conv1 (96 11x11 kernels, stride 4), ReLU,
     LRN, overlapping max-pool; conv2 (256 5x5 kernels in two towers of 128), ReLU, LRN,
@@ -102,8 +101,7 @@ def AlexNet(
         num_classes: the number of classes of fc8.
         variant: "paper", "caffe" (Caffe's bvlc_alexnet) or "one_weird_trick"
             (torchvision's), described in variants.py, or the name of any other
-            `variants.Variant` put in `variants.VARIANTS`. Default: the weights' variant,
-            or "paper" without weights.
+            `variants.Variant` put in `variants.VARIANTS`. Default (None): "paper".
         input_shape: (height, width, channels). The paper's 224x224 does not fit its own
             conv1 arithmetic; 227x227 does (see `paper.DISCREPANCIES`). Ignored when
             input_tensor is given.
@@ -131,18 +129,9 @@ def AlexNet(
             raw pixels minus the mean image (1 and 0). He init wants inputs of unit
             variance, so the demo recipe passes 1 / (the training set's pixel std); converted
             pretrained weights carry their own normalisation here.
-        weights: None, or the path of a .keras file saved from an AlexNet (a converted
-            pretrained model from `python -m keras_alexnet.convert`, or an exported one),
-            or a public weight file that `convert` reads (.caffemodel, caffe-tensorflow
-            .npy, torchvision .pth), converted on the fly: its weights are loaded layer by
-            layer, by name; with include_top=False only up to pool5. The file's input
-            normalisation (input_scale, input_offset) is kept unless other values are
-            passed, and so are its class names.
-        allow_pickle: allow unpickling a .npy weights file; a pickle can run code: only
-            for files from sources you trust (as `convert --allow_pickle`).
         class_names: the names of the num_classes classes, carried inside the model (a
             `labels.ClassNames` layer after fc8) for `decode_predictions`, export and
-            predict; default: the weights file's (ILSVRC-2012's for converted weights).
+            predict; default: none.
         dtype_policy: a Keras dtype policy for the layers, e.g. "mixed_float16" or
             "mixed_bfloat16"; default: Keras' global policy. Under a mixed policy the
             variables stay float32, LRN computes in float32, and fc8 (logits and softmax)
@@ -159,16 +148,9 @@ def AlexNet(
             rate outside [0, 1), an input shape that is not (H, W, C), or an input too small
             to leave a 6x6 pool5 map when include_top is True; pooling with
             include_top=True, or class_names with include_top=False; an input_tensor that
-            is not a Keras tensor; a weights file that is missing or does not fit.
+            is not a Keras tensor.
     """
-    _check_top(pooling, class_names, include_top)
-    source = None
-    if weights is not None:
-        source = _load_weights_file(weights, allow_pickle, variant)
-        input_scale, input_offset = _file_normalization(source, input_scale, input_offset)
-        variant = variant or variant_of(source)
-        if class_names is None and include_top:
-            class_names = _file_class_names(source, num_classes)
+    check_top(pooling, class_names, include_top)
     variant = variant or "paper"
     spec = variants.get(variant)
     _check_options(num_classes, include_top, dropout, weight_decay, implementation, init)
@@ -204,14 +186,13 @@ def AlexNet(
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(dtype=policy, name="max_pool")(x)
     model = keras.Model(inputs, x, name=name)
-    if source is not None:
-        copy_weights(source, model)
     if class_names is not None:
         model = labels.with_class_names(model, class_names)
     return model
 
 
-def _check_top(pooling, class_names, include_top):
+def check_top(pooling, class_names, include_top):
+    """Raises unless pooling and class_names agree with include_top (see `AlexNet`)."""
     if class_names is not None and not include_top:
         raise ValueError(
             "class_names name fc8's classes: they need include_top=True. "
@@ -224,20 +205,6 @@ def _check_top(pooling, class_names, include_top):
             "pooling applies to the pool5 maps of include_top=False; fc6 takes them whole. "
             f"Received: pooling={pooling!r} with include_top=True"
         )
-
-
-def _file_class_names(source, num_classes):
-    """The weights file's class names, when the model keeps its number of classes."""
-    names = labels.class_names_of(source)
-    return names if names is not None and len(names) == num_classes else None
-
-
-def _file_normalization(source, input_scale, input_offset):
-    """The weights file's input_scale and input_offset, unless others were passed."""
-    rescaling = layer_or_none(source, "input_rescaling")
-    if rescaling is not None and input_scale == 1.0 and input_offset == 0.0:
-        return rescaling.get_config()["scale"], rescaling.get_config()["offset"]
-    return input_scale, input_offset
 
 
 def _check_options(num_classes, include_top, dropout, weight_decay, implementation, init):
@@ -368,10 +335,12 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
         kernel_init, bias_init = _initializers(
             spec, spec.dense_stddev[i], spec.dense_bias_init[i], x.shape[-1], init
         )
-        dropout_layer = layers.Dropout(dropout, dtype=policy, name=f"dropout{dense_name[2:]}")
+        dropout_layer = head_layers.ReplicaDropout(
+            dropout, dtype=policy, name=f"dropout{dense_name[2:]}"
+        )
         if spec.dropout_before_dense and not last:
             x = dropout_layer(x)
-        x = layers.Dense(
+        x = head_layers.FastInputGradientDense(
             units[i],
             activation=activation if last else "relu",
             kernel_initializer=kernel_init,
@@ -384,139 +353,6 @@ def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer,
         if not spec.dropout_before_dense and not last:
             x = dropout_layer(x)
     return x
-
-
-def _load_weights_file(path, allow_pickle, variant):
-    """The model a weights file holds: a .keras file, or a public weight file converted."""
-    if pretrained.is_weight_file(path):
-        return pretrained.converted_model(path, allow_pickle=allow_pickle, variant=variant)
-    if not str(path).endswith(".keras"):
-        raise ValueError(
-            "weights must be the path of a .keras file or of a weight file convert reads "
-            f"(.caffemodel, .npy, .pth). Received: weights={path!r}"
-        )
-    if not os.path.exists(path):
-        raise ValueError(f"weights file does not exist. Received: weights={path!r}")
-    return keras.models.load_model(path, compile=False)
-
-
-def layer_or_none(model, name):
-    """The model's layer of that name, or None."""
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
-def copy_weights(source, target, skip=()):
-    """Copies weights from one AlexNet to another, layer by layer, by name.
-
-    Args:
-        source: the model to copy from.
-        target: the model to copy into; every one of its layers with weights, except those
-            in `skip`, must exist in `source` with the same weight shapes.
-        skip: names of target layers to leave as they are (e.g. a new fc8).
-
-    Raises:
-        ValueError: naming the layer and both shapes, before any weight is changed.
-    """
-
-    def source_weights():
-        # A generator, so that a missing layer and a shape mismatch are found in the
-        # target's layer order, as `set_weights_checked` walks it.
-        for layer in target.layers:
-            if not layer.weights or layer.name in skip:
-                continue
-            other = layer_or_none(source, layer.name)
-            if other is None:
-                raise ValueError(
-                    f"The weights have no layer {layer.name!r}; they hold "
-                    f"{[other.name for other in source.layers if other.weights]}."
-                )
-            yield layer.name, other.weights
-
-    set_weights_checked(
-        target,
-        source_weights(),
-        lambda name, want, have: (
-            f"Layer {name!r}: the model needs weights of shapes {list(want)}, the file "
-            f"holds {list(have)}."
-        ),
-    )
-
-
-def set_weights_checked(model, weights, mismatch_message):
-    """Sets layers' weights by name, once every shape is checked.
-
-    A mismatch raises before any weight is set, so it leaves the model as it was.
-
-    Args:
-        model: the model whose layers are set.
-        weights: (layer name, arrays) pairs, e.g. a dict's items(); the arrays (NumPy
-            arrays or Keras variables) in the order of the layer's `weights`.
-        mismatch_message: (layer name, the model's shapes, the given shapes) -> the message
-            of the error; the shapes are tuples of tuples.
-
-    Raises:
-        ValueError: with mismatch_message's message, for the first layer whose shapes differ.
-    """
-    checked = []
-    for name, arrays in weights:
-        layer = model.get_layer(name)
-        want = tuple(tuple(w.shape) for w in layer.weights)
-        have = tuple(tuple(a.shape) for a in arrays)
-        if have != want:
-            raise ValueError(mismatch_message(name, want, have))
-        checked.append((layer, arrays))
-    for layer, arrays in checked:
-        layer.set_weights([np.asarray(a) for a in arrays])
-
-
-def variant_of(model):
-    """The name of the variant whose layout a model has, or None.
-
-    Every variant of `variants.VARIANTS` is tried, in order: the layout is the filters and
-    towers of conv1 ... conv5, the LRN settings and, when the model has them, the units of
-    fc6 and fc7.
-    """
-    for name, spec in variants.VARIANTS.items():
-        if _has_layout(model, spec):
-            return name
-    return None
-
-
-def _has_layout(model, spec):
-    convs_ok = all(
-        (layer := layer_or_none(model, conv.name)) is not None
-        and layer.filters == conv.filters
-        and getattr(layer, "groups", 1) == conv.groups
-        for conv in spec.convs
-    )
-    lrn = layer_or_none(model, "lrn1")
-    if spec.lrn is None:
-        lrn_ok = lrn is None
-    else:
-        lrn_ok = lrn is not None and all(
-            math.isclose(getattr(lrn, key), value) for key, value in spec.lrn.items()
-        )
-    dense_ok = all(
-        (layer := layer_or_none(model, name)) is None or layer.units == units
-        for name, units in zip(("fc6", "fc7"), spec.dense_units)
-    )
-    return convs_ok and lrn_ok and dense_ok
-
-
-def normalizes_input(model):
-    """Whether a model subtracts its own input mean (converted pretrained weights do).
-
-    Such a model takes raw 0-255 RGB pixels: the input pipeline must not subtract a mean
-    image as well.
-    """
-    rescaling = layer_or_none(model, "input_rescaling")
-    if rescaling is None:
-        return False
-    offset = rescaling.get_config()["offset"]
-    return any(o != 0 for o in (offset if isinstance(offset, (list, tuple)) else [offset]))
 
 
 def precision_policy(mixed_precision):
@@ -540,27 +376,3 @@ def _per_channel(name, value, channels):
             f"Received: {name}={value!r}"
         )
     return tuple(float(v) for v in values)
-
-
-def multiply_adds(model):
-    """Multiply-adds of one forward pass for one image, over conv and dense layers.
-
-    Args:
-        model: a built AlexNet (any variant or implementation).
-
-    Returns:
-        A dict from layer name to multiply-adds; the network's total is their sum. A
-        training step costs about three times the forward pass.
-    """
-    counts = {}
-    for layer in model.layers:
-        kernel = getattr(layer, "kernel", None)
-        if kernel is None or not isinstance(
-            layer, (keras.layers.Conv2D, keras.layers.Dense, layers.GroupedConv2D)
-        ):
-            continue
-        # Each output value needs one multiply-add per kernel weight feeding it.
-        fan_in = math.prod(kernel.shape[:-1])
-        outputs = math.prod(layer.output.shape[1:])
-        counts[layer.name] = fan_in * outputs
-    return counts

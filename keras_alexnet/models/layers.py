@@ -1,12 +1,12 @@
-"""The layers AlexNet needs beyond stock Keras: LRN and grouped convolution; and Keras'
-Dropout and Dense with a TensorFlow twist (per-replica masks; a fast input gradient).
+"""The layers AlexNet needs beyond stock Keras: LRN and grouped convolution (fc6 ... fc8's
+Dense and Dropout with a TensorFlow twist are in head_layers.py).
 
 They compute with TensorFlow's ops under the TensorFlow backend (its fused LRN kernel, and
 convolutions that export as standard SavedModel ops) and with `keras.ops` under any other
 backend, so a saved model loads and predicts under JAX and PyTorch too. In training
-(training=True) LRN and Dense take faster paths on TensorFlow (XLA; a transposed GEMM) that
-give the same numbers; inference and exported graphs keep the standard ops. TensorFlow is
-imported only where the TensorFlow backend runs: this module imports under any backend.
+(training=True) LRN takes a faster path on TensorFlow (XLA) that gives the same numbers;
+inference and exported graphs keep the standard op. TensorFlow is imported only where the
+TensorFlow backend runs: this module imports under any backend.
 """
 
 import contextlib
@@ -26,26 +26,37 @@ def _on_tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
-# Whether GroupedConv2D guards TensorFlow's convolution against an empty batch (see its
-# `call`); only `graph_for_conversion` turns it off.
-_empty_batch_guard = True
-
-
 @contextlib.contextmanager
-def graph_for_conversion():
-    """Traces GroupedConv2D without its empty-batch guard, for the LiteRT and ONNX converters.
+def graph_for_conversion(model):
+    """Traces a model's GroupedConv2D layers without their empty-batch guard, for converters.
 
-    The guard is a `tf.cond` that only TensorFlow's own oneDNN kernels need. In a converted
-    graph it would put each convolution, and its weights, inside an If subgraph, where the
-    LiteRT converter keeps the weights as variables that no quantization reaches. Trace
-    the functions to convert inside this context; the layers' outputs are the same.
+    The guard is a `tf.cond` that only TensorFlow's own oneDNN kernels need. In a LiteRT or
+    ONNX graph it would put each convolution, and its weights, inside an If subgraph, where
+    the LiteRT converter keeps the weights as variables that no quantization reaches. Trace
+    the functions to convert inside this context; the layers' outputs are the same. Each
+    layer holds its own switch (`GroupedConv2D.empty_batch_guard`), so other models are
+    untouched while this one is converted.
+
+    Args:
+        model: the model to trace; its GroupedConv2D layers, nested models' included, run
+            without the guard inside the context and get it back after.
     """
-    global _empty_batch_guard
-    previous, _empty_batch_guard = _empty_batch_guard, False
+    grouped = [layer for layer in _layers_within(model) if isinstance(layer, GroupedConv2D)]
+    previous = [layer.empty_batch_guard for layer in grouped]
+    for layer in grouped:
+        layer.empty_batch_guard = False
     try:
         yield
     finally:
-        _empty_batch_guard = previous
+        for layer, guard in zip(grouped, previous):
+            layer.empty_batch_guard = guard
+
+
+def _layers_within(layer):
+    """The layer and, for a model, every layer inside it, nested models' too."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _layers_within(inner)
 
 
 def _positive_int(name, value):
@@ -256,6 +267,11 @@ class GroupedConv2D(keras.layers.Layer):
             as in `keras.layers.Conv2D`.
         implementation: "towers" or "native" (see above).
         **kwargs: base layer arguments (name, dtype, ...).
+
+    Attributes:
+        empty_batch_guard: whether `call` skips the convolution of an empty batch (True;
+            see `call`). Not an argument and not saved: only `graph_for_conversion` turns
+            it off, for the duration of a conversion.
     """
 
     def __init__(
@@ -298,6 +314,7 @@ class GroupedConv2D(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.empty_batch_guard = True
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
@@ -326,7 +343,7 @@ class GroupedConv2D(keras.layers.Layer):
     def call(self, inputs):
         if not _on_tensorflow():
             return self._convolve_keras_ops(inputs)
-        if not _empty_batch_guard:
+        if not self.empty_batch_guard:
             return self._convolve(inputs)
         tf = _tensorflow()
         # TensorFlow's oneDNN CPU kernels return an empty batch unchanged, with the input's
@@ -415,83 +432,3 @@ def _conv_output_length(length, kernel, stride, padding):
     if padding == "same":
         return -(-length // stride)
     return (length - kernel) // stride + 1
-
-
-@keras.saving.register_keras_serializable(package="keras_alexnet")
-class Dropout(keras.layers.Dropout):
-    """`keras.layers.Dropout` that draws its own masks on every replica (section 4.2).
-
-    The paper drops each hidden unit of every example independently. Under `tf.distribute`
-    every replica runs the layer with the same random state, so `keras.layers.Dropout` drops
-    the same units for example j of every replica and worker: a step of R replicas has
-    only batch / R distinct masks. This layer folds the replica's index over all workers
-    (`replica_id_in_sync_group`) into the seed, so each replica draws its own masks. The
-    state advances once per call as in Keras, so a run stays reproducible and resumes
-    exactly; on one replica the masks are those of `keras.layers.Dropout`.
-
-    Args: as `keras.layers.Dropout` (rate, noise_shape, seed, and base layer arguments).
-    """
-
-    def call(self, inputs, training=False):
-        if not _on_tensorflow():
-            return super().call(inputs, training=training)
-        tf = _tensorflow()
-        context = tf.distribute.get_replica_context()
-        if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:
-            return super().call(inputs, training=training)
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.cast(self.seed_generator.next(), tf.int64), context.replica_id_in_sync_group
-        )
-        return tf.nn.experimental.stateless_dropout(
-            inputs, self.rate, seed=seed, noise_shape=self.noise_shape
-        )
-
-
-@keras.saving.register_keras_serializable(package="keras_alexnet")
-class Dense(keras.layers.Dense):
-    """`keras.layers.Dense` whose training-time input gradient is a fast GEMM on CPU.
-
-    The same layer, weights and outputs as `keras.layers.Dense`. TensorFlow's gradient of
-    `inputs @ kernel` with respect to the inputs is `upstream @ transpose(kernel)`, a
-    product that TensorFlow's oneDNN CPU kernel runs about 3x slower than the same numbers
-    computed as `transpose(kernel @ transpose(upstream))`: for fc6 (9216 x 4096) that
-    product alone took longer than fc6's forward and weight gradient together. In training
-    (training=True, TensorFlow backend, rank-2 inputs) the layer computes its gradient that
-    way; elsewhere, and in every inference or exported graph, it is `keras.layers.Dense`.
-
-    Args: as `keras.layers.Dense`.
-    """
-
-    def call(self, inputs, training=None):
-        if (
-            not training
-            or not _on_tensorflow()
-            or len(inputs.shape) != 2
-            or self.lora_enabled
-            or self.quantization_mode is not None
-        ):
-            return super().call(inputs, training=training)
-        tf = _tensorflow()
-        x = _matmul_with_fast_input_gradient(inputs, tf.convert_to_tensor(self.kernel))
-        if self.bias is not None:
-            x = keras.ops.add(x, self.bias)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
-
-
-def _matmul_with_fast_input_gradient(x, kernel):
-    """x @ kernel, with the gradient of x computed as transpose(kernel @ transpose(dy))."""
-    tf = _tensorflow()
-
-    @tf.custom_gradient
-    def matmul(x, kernel):
-        def grad(dy):
-            return (
-                tf.transpose(tf.linalg.matmul(kernel, dy, transpose_b=True)),
-                tf.linalg.matmul(x, dy, transpose_a=True),
-            )
-
-        return tf.linalg.matmul(x, kernel), grad
-
-    return matmul(x, kernel)

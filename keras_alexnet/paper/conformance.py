@@ -5,7 +5,7 @@ model: the order of its layers, output shapes, neuron counts, kernel shapes and 
 parameters, LRN, pooling, dropout, weight decay and initialisation. A difference is
 "departs" where the variant declares that departure (the caffe and one_weird_trick variants
 do, by design), a "note" where the paper contradicts itself, and "FAIL" anywhere else.
-`keras_alexnet.verify` formats these checks as the report and is its command line.
+`report` formats these checks as the report; `python -m keras_alexnet.verify` prints it.
 """
 
 import dataclasses
@@ -13,7 +13,7 @@ import math
 
 import keras
 
-from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.models import layers as layers_lib
 from keras_alexnet.models import variants
 from keras_alexnet.paper import numbers as paper
@@ -97,7 +97,7 @@ def _check_layout(checker, model, rows):
     names = [layer.name for layer in model.layers]
     total_neurons = 0
     for spec in paper.LAYERS:
-        layer = model_lib.layer_or_none(model, spec.name)
+        layer = inspection.layer_or_none(model, spec.name)
         if layer is None:
             checker.compare("layout", f"{spec.name} present", True, False)
             continue
@@ -298,17 +298,17 @@ def _check_order(checker, model):
 
 def _check_totals(checker, model, total_neurons):
     """Checks the whole network: parameters, neurons, pooling and multiply-adds."""
-    num_classes = getattr(model_lib.layer_or_none(model, "fc8"), "units", paper.NUM_CLASSES)
+    num_classes = getattr(inspection.layer_or_none(model, "fc8"), "units", paper.NUM_CLASSES)
     expected_total = paper.TOTAL_PARAMS + (num_classes - paper.NUM_CLASSES) * 4097
     checker.compare("layout", "total params", expected_total, model.count_params())
     checker.compare("layout", "total neurons", paper.STATED_NEURONS, total_neurons, note=True)
     for name in paper.POOL_LAYERS:
-        layer = model_lib.layer_or_none(model, name)
+        layer = inspection.layer_or_none(model, name)
         actual = (layer.pool_size[0], layer.strides[0]) if layer is not None else None
         checker.compare(
             "layout", f"{name} size, stride", (paper.POOL_SIZE, paper.POOL_STRIDE), actual
         )
-    macs = sum(model_lib.multiply_adds(model).values())
+    macs = sum(inspection.multiply_adds(model).values())
     checker.compare(
         "layout",
         "forward multiply-adds",
@@ -326,7 +326,7 @@ def _activation_name(layer):
 def _check_lrn(checker, model):
     expected = dict(k=paper.LRN_K, n=paper.LRN_N, alpha=paper.LRN_ALPHA, beta=paper.LRN_BETA)
     for name in paper.LRN_LAYERS:
-        layer = model_lib.layer_or_none(model, name)
+        layer = inspection.layer_or_none(model, name)
         if not isinstance(layer, layers_lib.LocalResponseNormalization):
             checker.compare("lrn", f"{name} present", True, False)
             continue
@@ -345,14 +345,14 @@ def _check_lrn(checker, model):
 
 def _check_dropout(checker, model):
     for name in paper.DROPOUT_LAYERS:
-        layer = model_lib.layer_or_none(model, name)
+        layer = inspection.layer_or_none(model, name)
         checker.compare("dropout", f"{name} rate", paper.DROPOUT_RATE, getattr(layer, "rate", None))
 
 
 def _check_decay(checker, model):
     expected = paper.WEIGHT_DECAY / 2
     for spec in paper.LAYERS:
-        layer = model_lib.layer_or_none(model, spec.name)
+        layer = inspection.layer_or_none(model, spec.name)
         regularizer = getattr(layer, "kernel_regularizer", None)
         actual = getattr(regularizer, "l2", None)
         checker.compare(
@@ -366,7 +366,7 @@ def _check_decay(checker, model):
 
 def _check_init(checker, model):
     for spec in paper.LAYERS:
-        layer = model_lib.layer_or_none(model, spec.name)
+        layer = inspection.layer_or_none(model, spec.name)
         if layer is None:
             continue
         kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")

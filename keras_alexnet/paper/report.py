@@ -3,18 +3,17 @@
     python -m keras_alexnet.verify [--variant=paper] [--input_size=227] [--format=text]
     python -m keras_alexnet.verify --model=path/to/model.keras --variant=paper
 
-Builds (or loads) the model, runs the checks of `keras_alexnet.conformance` on it and
-prints them as text, markdown or JSON: the layer order, a table of the weight layers, the
-settings and the checks that differ, and the paper's own contradictions. The exit status
-is 1 when any check fails, 2 when the model cannot be built or loaded.
+The tool builds (or loads) the model, runs the checks of `conformance` on it and prints
+what `render` makes of them, as text, markdown or JSON: the layer order, a table of the
+weight layers, the settings and the checks that differ, and the paper's own
+contradictions. The exit status is 1 when any check fails, 2 when the model cannot be
+built or loaded.
 """
 
 import dataclasses
 import json
-import sys
 
 import keras
-from absl import flags
 
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
@@ -136,43 +135,23 @@ def _setting_rows(checks, rows):
     ]
 
 
-FLAGS = flags.FLAGS
+def model_to_check(model_path, variant, num_classes, input_size):
+    """The model the report checks: a saved one, or a new AlexNet of the variant.
 
+    Args:
+        model_path: a saved .keras model, or None to build one.
+        variant: the variant to build (from `variants.VARIANTS`).
+        num_classes: fc8's classes of the model to build.
+        input_size: the input height and width of the model to build.
 
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_enum(
-        "variant",
-        "paper",
-        sorted(variants.VARIANTS),
-        "The variant to build, or that --model claims to be.",
-    )
-    flags.DEFINE_integer("input_size", paper.INPUT_SIZE, "Input height and width.", lower_bound=1)
-    flags.DEFINE_integer("num_classes", paper.NUM_CLASSES, "Classes of fc8.", lower_bound=1)
-    flags.DEFINE_enum("format", "text", ["text", "markdown", "json"], "Report format.")
-    flags.DEFINE_string(
-        "model",
-        None,
-        "A saved .keras model to check instead of a new one "
-        "(its weights are not checked against the paper's initialisation).",
-    )
+    Returns:
+        The `keras.Model`; a new one is built with the random seed 0, so that its
+        initialisation checks are reproducible.
 
-
-def main(argv):
-    del argv
-    try:
-        if FLAGS.model:
-            model = keras.models.load_model(FLAGS.model, compile=False)
-        else:
-            keras.utils.set_random_seed(0)
-            model = model_lib.AlexNet(
-                FLAGS.num_classes,
-                variant=FLAGS.variant,
-                input_shape=(FLAGS.input_size, FLAGS.input_size, 3),
-            )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    checks, rows = conformance.check_model(model, FLAGS.variant, check_init=not FLAGS.model)
-    print(render(FLAGS.variant, model, checks, rows, FLAGS.format))
-    return 1 if any(c.status == conformance.FAIL for c in checks) else 0
+    Raises:
+        ValueError, OSError: when the model cannot be built or loaded.
+    """
+    if model_path:
+        return keras.models.load_model(model_path, compile=False)
+    keras.utils.set_random_seed(0)
+    return model_lib.AlexNet(num_classes, variant=variant, input_shape=(input_size, input_size, 3))

@@ -102,7 +102,7 @@ def litert_bytes(model, quantize="none", calibration=None):
         # GroupedConv2D traced without its tf.cond guard (see layers.graph_for_conversion),
         # so every convolution and its weights are in the main graph, where the converter
         # folds the weights into constants and quantizes them.
-        with layers.graph_for_conversion():
+        with layers.graph_for_conversion(model):
             archive = keras.export.ExportArchive()
             archive.track(model)
             archive.add_endpoint("serve", _probabilities(model), _pixel_signature(model))
@@ -133,7 +133,7 @@ def onnx_model(model, opset=ONNX_OPSET):
         ImportError: tf2onnx or onnx is not installed (the `onnx` extra).
     """
     tf2onnx, onnx = _import_onnx_converter()
-    with layers.graph_for_conversion():
+    with layers.graph_for_conversion(model):
         proto, _ = tf2onnx.convert.from_function(
             tf.function(_probabilities(model)),
             input_signature=_pixel_signature(model),

@@ -25,6 +25,7 @@ import tensorflow as tf
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.training.run import folder as run_dir
 
@@ -144,7 +145,7 @@ def keras_file(path):
 def _from_file(path, policy):
     path = keras_file(path)
     model = keras.models.load_model(path, compile=False)
-    if model_lib.layer_or_none(model, "fc8") is None:
+    if inspection.layer_or_none(model, "fc8") is None:
         raise ValueError(
             f"model has no fc8: a tool needs an AlexNet with its classifier. Received: {path}"
         )
@@ -162,7 +163,7 @@ def _from_file(path, policy):
 
 def _rebuilt(model, path, policy):
     """The file's model built again under a dtype policy, with the file's weights."""
-    variant = model_lib.variant_of(model)
+    variant = inspection.variant_of(model)
     if variant is None:
         raise ValueError(
             f"mixed_precision needs an AlexNet of a known variant. Received: model={path}"
@@ -200,7 +201,7 @@ def _stats(model, folder, path):
     stats = run_dir.read_stats(folder)
     if stats is not None:
         return stats
-    if model_lib.normalizes_input(model):
+    if inspection.normalizes_input(model):
         size = preprocessing.IMAGE_SIZE
         pca = stats_lib.IMAGENET_PCA
         return stats_lib.Stats(np.zeros((size, size, 3), np.float32), pca.eigval, pca.eigvec)

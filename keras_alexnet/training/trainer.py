@@ -33,6 +33,7 @@ from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import preemption
@@ -158,7 +159,7 @@ def build_state(run):
         if run.start_from is not None:
             run_setup.copy_start_from(run, model)
         for name in config.freeze:
-            layer = model_lib.layer_or_none(model, name)
+            layer = inspection.layer_or_none(model, name)
             if layer is None or not layer.weights:
                 raise ValueError(
                     f"freeze names a layer without weights or not in the model. Received: {name!r}"

@@ -1,4 +1,4 @@
-"""Pretrained AlexNet weights into this package's model: `python -m keras_alexnet.convert`.
+"""Pretrained AlexNet weights into this package's model, the work of the convert tool:
 
     python -m keras_alexnet.convert bvlc_alexnet.caffemodel --output alexnet_caffe.keras
     python -m keras_alexnet.convert bvlc_alexnet.npy --allow_pickle --output alexnet_npy.keras
@@ -20,16 +20,14 @@ caller): the normalisation the weights expect is put in the model's "input_resca
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
-from absl import app
-from absl import flags
 from absl import logging
 
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import labels
+from keras_alexnet.models import layer_weights
 from keras_alexnet.weights import weight_files
 
 
@@ -109,7 +107,7 @@ def load_pretrained(model, pretrained):
             message names the layer and both shapes.
     """
     pool5_shape = model.get_layer("pool5").output.shape[1:]
-    model_lib.set_weights_checked(
+    layer_weights.set_weights_checked(
         model,
         keras_weights(pretrained, pool5_shape).items(),
         lambda name, expected, received: (
@@ -213,61 +211,3 @@ def convert(
         os.makedirs(parent, exist_ok=True)
     model.save(output)
     return model
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_string("output", None, "The .keras file to write; it must not exist.")
-    flags.DEFINE_enum(
-        "format",
-        None,
-        list(weight_files.FORMATS),
-        f"The source's format (default: from its extension, {sorted(weight_files.EXTENSIONS)}).",
-    )
-    flags.DEFINE_bool(
-        "allow_pickle",
-        False,
-        "Allow unpickling a .npy dict. Unpickling can run code hidden in the file: "
-        "only for files from sources you trust.",
-    )
-    flags.DEFINE_integer(
-        "num_classes", None, "The number of classes fc8 must have (default: fc8's).", lower_bound=1
-    )
-    flags.DEFINE_string(
-        "variant",
-        None,
-        "The variant the weights belong to (default: the format's: caffe for .caffemodel "
-        "and .npy, one_weird_trick for torchvision's .pth).",
-    )
-    flags.mark_flag_as_required("output")
-
-
-def main(argv):
-    if len(argv) != 2:
-        raise app.UsageError(f"Expected one source file. Received: {argv[1:]}")
-    src = argv[1]
-    try:
-        model = convert(
-            src,
-            FLAGS.output,
-            FLAGS.format,
-            FLAGS.allow_pickle,
-            num_classes=FLAGS.num_classes,
-            variant=FLAGS.variant,
-        )
-    except (ValueError, OSError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    fc8 = model.get_layer("fc8")
-    names = labels.class_names_of(model)
-    print(
-        f"Wrote {FLAGS.output}: {model.name}, {fc8.units} classes"
-        + (" (ILSVRC-2012, named inside)" if names else "")
-        + f", {model.count_params():,} parameters. It takes raw RGB pixels in 0-255, "
-        f"{model.input_shape[1]}x{model.input_shape[2]}; the normalisation is inside.",
-        flush=True,
-    )
-    return 0

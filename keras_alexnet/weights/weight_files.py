@@ -1,7 +1,7 @@
 """Pretrained AlexNet weight files, read as they hold them: Caffe, caffe-tensorflow, torchvision.
 
 Each reader returns a `PretrainedWeights`: the layer arrays exactly as the file holds them,
-and the conventions they follow, which `convert.keras_weights` undoes:
+and the conventions they follow, which `conversion.keras_weights` undoes:
 
 | | Caffe .caffemodel | caffe-tensorflow .npy | torchvision .pth |
 |---|---|---|---|
@@ -38,7 +38,7 @@ CAFFE_SCALE = 1.0  # Caffe's bvlc_alexnet sees 0-255 pixels (transform_param has
 TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
 
-FORMATS = ("caffemodel", "npy", "torch")
+WEIGHT_FILE_FORMATS = ("caffemodel", "npy", "torch")
 EXTENSIONS = {".caffemodel": "caffemodel", ".npy": "npy", ".pth": "torch", ".pt": "torch"}
 LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
@@ -131,13 +131,13 @@ _CONVENTIONS = {
 }
 
 
-def input_normalization(fmt):
+def format_normalization(fmt):
     """(input_scale, input_offset), per RGB channel, that a format's weights expect.
 
     The model computes pixel * input_scale + input_offset from 0-255 RGB pixels.
     """
     if fmt not in _CONVENTIONS:
-        raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
+        raise ValueError(f"fmt must be one of {WEIGHT_FILE_FORMATS}. Received: fmt={fmt!r}")
     return _CONVENTIONS[fmt]["preprocessing"]()
 
 
@@ -338,7 +338,8 @@ def detect_format(path):
     if extension not in EXTENSIONS:
         raise ValueError(
             f"cannot tell the format from the extension {extension!r}; expected one of "
-            f"{sorted(EXTENSIONS)} or an explicit format in {FORMATS}. Received: src={path!r}"
+            f"{sorted(EXTENSIONS)} or an explicit format in {WEIGHT_FILE_FORMATS}. "
+            f"Received: src={path!r}"
         )
     return EXTENSIONS[extension]
 
@@ -359,8 +360,8 @@ def read_weights(path, fmt=None, allow_pickle=False):
     """
     if fmt is None:
         fmt = detect_format(path)
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS} or None. Received: fmt={fmt!r}")
+    if fmt not in WEIGHT_FILE_FORMATS:
+        raise ValueError(f"fmt must be one of {WEIGHT_FILE_FORMATS} or None. Received: fmt={fmt!r}")
     if fmt == "caffemodel":
         return read_caffemodel(path)
     if fmt == "npy":

@@ -9,6 +9,7 @@ import tiny
 
 from keras_alexnet.benchmarks import model_speed as benchmark
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 
 # The paper's full-size network, measured in a fresh process: the memory its steps leave
 # behind in TensorFlow and the allocator goes away with that process, not with this one.
@@ -97,7 +98,7 @@ def test_gemm_peak_and_per_layer_times():
     assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in rows)
     assert any(r["backward_ms"] > 0 for r in rows)
     # Each conv and dense layer's forward GFLOP: 2 x its multiply-adds x the batch.
-    counts = model_lib.multiply_adds(model_lib.AlexNet(10, variant=tiny.VARIANT.name))
+    counts = inspection.multiply_adds(model_lib.AlexNet(10, variant=tiny.VARIANT.name))
     for row in rows:
         assert row["gflop"] == round(2 * counts.get(row["name"], 0) * 4 / 1e9, 2), row
 

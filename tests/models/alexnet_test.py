@@ -14,6 +14,7 @@ import tiny
 
 import keras_alexnet
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.models import layers
 from keras_alexnet.models import variants
 from keras_alexnet.paper import numbers as paper
@@ -351,9 +352,9 @@ def test_a_variant_registered_at_run_time_builds_saves_and_is_recognised(
     assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 32)
     assert model_lib.pool5_size(227, "tiny") == 6
 
-    assert model_lib.variant_of(model) == "tiny"
-    assert model_lib.variant_of(keras_alexnet.AlexNet(10, variant="tiny_wide")) == "tiny_wide"
-    assert model_lib.variant_of(paper_model) == "paper"
+    assert inspection.variant_of(model) == "tiny"
+    assert inspection.variant_of(keras_alexnet.AlexNet(10, variant="tiny_wide")) == "tiny_wide"
+    assert inspection.variant_of(paper_model) == "paper"
 
     path = tmp_path / "tiny.keras"
     model.save(path)
@@ -362,5 +363,5 @@ def test_a_variant_registered_at_run_time_builds_saves_and_is_recognised(
     np.testing.assert_allclose(
         loaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-7
     )
-    assert model_lib.variant_of(loaded) == "tiny"
+    assert inspection.variant_of(loaded) == "tiny"
     assert loaded.count_params() == model.count_params()

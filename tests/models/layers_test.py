@@ -308,6 +308,33 @@ def test_grouped_conv_on_an_empty_batch_and_a_batch_of_one(implementation, group
         np.testing.assert_allclose(call(x[1:2]).numpy(), whole[1:2], rtol=1e-5, atol=1e-5)
 
 
+def _grouped_model(name):
+    """A model with a GroupedConv2D inside a nested model."""
+    inputs = keras.Input((9, 9, 4))
+    inner = keras.Sequential([layers.GroupedConv2D(4, 3, groups=2)], name=f"{name}_inner")
+    return keras.Model(inputs, inner(inputs), name=name)
+
+
+def _has_cond(model):
+    fn = tf.function(model).get_concrete_function(tf.TensorSpec((None, 9, 9, 4)))
+    return any(node.op in ("If", "StatelessIf") for node in fn.graph.as_graph_def().node)
+
+
+def test_graph_for_conversion_drops_the_guard_of_its_model_only():
+    converted, other = _grouped_model("converted"), _grouped_model("other")
+    grouped = [m.layers[-1].layers[0] for m in (converted, other)]
+    x = np.random.default_rng(6).normal(size=(2, 9, 9, 4)).astype(np.float32)
+    want = converted(x).numpy()
+    assert _has_cond(converted)
+    with layers.graph_for_conversion(converted):
+        assert [layer.empty_batch_guard for layer in grouped] == [False, True]
+        assert not _has_cond(converted) and _has_cond(other)
+        np.testing.assert_array_equal(converted(x).numpy(), want)
+    assert [layer.empty_batch_guard for layer in grouped] == [True, True]
+    assert _has_cond(converted)
+    assert "empty_batch_guard" not in grouped[0].get_config()
+
+
 def test_grouped_conv_config_round_trip():
     layer = layers.GroupedConv2D(
         8,
@@ -374,46 +401,3 @@ def test_grouped_conv_keras_ops_path_matches_block_diagonal_conv(
     want = tf.nn.conv2d(x, dense, strides, padding.upper()).numpy() + layer.bias.numpy()
     got = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_dense_matches_keras_dense_with_its_gradients(policy):
-    keras.config.set_dtype_policy(policy)
-    rng = np.random.default_rng(10)
-    x = tf.constant(rng.normal(size=(3, 17)).astype(np.float32))
-    upstream = tf.constant(rng.normal(size=(3, 5)).astype(np.float32))
-    ours = layers.Dense(5, activation="relu", bias_initializer="random_normal")
-    reference = keras.layers.Dense(5, activation="relu")
-    ours.build(x.shape)
-    reference.build(x.shape)
-    reference.set_weights(ours.get_weights())
-
-    def outputs_and_gradients(layer, training):
-        # The input in the compute dtype, as a previous layer would give it.
-        inputs = tf.cast(x, layer.compute_dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            y = tf.cast(layer(inputs, training=training), tf.float32)
-        grads = tape.gradient(y, [inputs, layer.kernel, layer.bias], output_gradients=upstream)
-        return [y] + grads
-
-    def numbers(tensors):
-        return [tf.cast(t, tf.float32).numpy() for t in tensors]
-
-    tolerance = dict(rtol=1e-5, atol=1e-6) if policy == "float32" else dict(rtol=1e-2, atol=1e-2)
-    want = numbers(outputs_and_gradients(reference, True))
-    assert np.any(want[0] == 0) and np.any(want[0] > 0)  # the ReLU cuts: its gradient counts
-    for training in (True, False):
-        for call in (outputs_and_gradients, tf.function(outputs_and_gradients)):
-            for got, expected in zip(numbers(call(ours, training)), want):
-                np.testing.assert_allclose(got, expected, **tolerance)
-
-
-def test_dense_is_a_keras_dense_and_round_trips():
-    layer = layers.Dense(7, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.1))
-    clone = layers.Dense.from_config(layer.get_config())
-    assert isinstance(clone, keras.layers.Dense)
-    assert clone.get_config() == layer.get_config()
-    # Higher-rank inputs take keras.layers.Dense's own path.
-    clone.build((2, 3, 4))
-    assert tuple(clone(np.ones((2, 3, 4), np.float32), training=True).shape) == (2, 3, 7)

@@ -1,19 +1,22 @@
-"""paper: the stated numbers agree with /work/shared/PAPER.md and with their own arithmetic.
+"""paper: the stated numbers agree with the paper's own and with their own arithmetic.
 
 Parameter counts and output shapes are recomputed here from each spec's kernel, depth,
 stride and padding, so a spec whose fields disagree with each other fails; the literals
-below are copied from PAPER.md, the project's reference sheet, so a spec that drifts from
-the paper fails too.
+below are the paper's own numbers, written out again here (each with the section, figure
+or table that gives it), so a spec that drifts from the paper fails too.
 """
 
 import math
 
 from keras_alexnet.paper import numbers as paper
 
-# From PAPER.md, "Architecture": per weight layer, as the paper and figure 2 give it:
-# (name, filters, kernel side, kernel depth, stride, padding, towers, bias init,
-#  stated neurons, parameters with 1000 classes). fc layers have no kernel side, stride or
-#  padding; their depth is the flattened input.
+# Per weight layer, as the paper gives it: filters, kernel side and depth, stride and towers
+# from section 3.5 and figure 2; the padding that keeps figure 2's map sizes (13x13 from
+# conv3 to conv5, 27x27 for conv2); the bias init from section 5; the neurons section 3.5
+# states ("253,440-186,624-64,896-64,896-43,264-4096-4096-1000"); the parameters with 1000
+# classes, kernel arithmetic that sums to section 4's "60 million". Columns: (name, filters,
+# kernel side, kernel depth, stride, padding, towers, bias init, stated neurons, parameters).
+# fc layers have no kernel side, stride or padding; their depth is the flattened input.
 REFERENCE = (
     ("conv1", 96, 11, 3, 4, 0, 1, 0.0, 253_440, 34_944),
     ("conv2", 256, 5, 48, 1, 2, 2, 1.0, 186_624, 307_456),
@@ -33,7 +36,7 @@ def conv_output_size(size, kernel, stride, padding):
     return span // stride + 1
 
 
-def test_layers_match_the_reference_sheet():
+def test_layers_match_the_papers_numbers():
     got = tuple(
         (
             s.name,
@@ -114,6 +117,8 @@ def test_stated_neurons_are_the_output_sizes_except_conv1():
 
 
 def test_lrn_pooling_dropout_and_learning_as_stated():
+    # LRN: section 3.3; pooling: section 3.4; dropout: section 4.2; learning: section 5;
+    # results: tables 1 (ILSVRC-2010) and 2 (ILSVRC-2012).
     assert (paper.LRN_K, paper.LRN_N, paper.LRN_ALPHA, paper.LRN_BETA) == (2, 5, 1e-4, 0.75)
     assert paper.LRN_LAYERS == ("lrn1", "lrn2")
     assert paper.POOL_LAYERS == ("pool1", "pool2", "pool5")

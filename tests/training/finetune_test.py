@@ -11,7 +11,7 @@ import tiny
 import keras_alexnet
 from keras_alexnet.data import shapes as shapes_dataset
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import trainer as train
@@ -51,7 +51,7 @@ def finetune_config(model_dir, root, init_from, **overrides):
 
 @pytest.mark.parametrize("variant", sorted(variants.VARIANTS))
 def test_variant_of_recognises_each_variant(variant):
-    assert model_lib.variant_of(keras_alexnet.AlexNet(5, variant=variant)) == variant
+    assert inspection.variant_of(keras_alexnet.AlexNet(5, variant=variant)) == variant
 
 
 def test_alexnet_weights_argument_loads_by_name(saved_caffe):

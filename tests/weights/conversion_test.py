@@ -19,7 +19,7 @@ from caffe_files import SMALL_SHAPES
 from caffe_files import random_weights
 from caffe_files import write_caffemodel
 
-from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.weights import conversion as convert
 from keras_alexnet.weights import weight_files
@@ -303,7 +303,7 @@ def test_a_registered_variant_converts_like_bvlc_alexnet(tmp_path, monkeypatch):
 
     model = convert.build_model(pretrained, classifier_activation=None)
 
-    assert model_lib.variant_of(model) == "tiny"
+    assert inspection.variant_of(model) == "tiny"
     assert model.get_layer("fc8").units == 10
     image = random_image(seed=9)
     conv1, pool5, fc6 = outputs(model, ["conv1", "pool5", "fc6"], image)

@@ -17,7 +17,8 @@ from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import service as data_service
 from keras_alexnet.data import sources
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import inspection
+from keras_alexnet.models import layer_weights
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training.run import folder as run_dir
@@ -89,7 +90,7 @@ def prepare_run(config, strategy=None, source=None):
     start_from = None
     if config.init_from:
         start_from = _load_start_from(config)
-        config = dataclasses.replace(config, variant=model_lib.variant_of(start_from))
+        config = dataclasses.replace(config, variant=inspection.variant_of(start_from))
     elif config.variant is None:
         config = dataclasses.replace(config, variant="paper")
     record = dict(
@@ -141,7 +142,7 @@ def _load_start_from(config):
     if not os.path.exists(config.init_from):
         raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
     start_from = keras.models.load_model(config.init_from, compile=False)
-    found = model_lib.variant_of(start_from)
+    found = inspection.variant_of(start_from)
     if found is None:
         raise ValueError(
             "init_from is not an AlexNet of a known variant (layer names, channels, "
@@ -176,7 +177,7 @@ def _load_or_compute_stats(config, source, chief, start_from):
             "training",
             ". Remove or replace them, or leave them out with --on_bad_image=skip.",
         ) from error
-    if start_from is not None and model_lib.normalizes_input(start_from):
+    if start_from is not None and inspection.normalizes_input(start_from):
         # The starting model subtracts its own mean (converted pretrained weights take raw
         # 0-255 RGB): the pipeline must not subtract one as well. The colour PCA stays.
         stats = dataclasses.replace(stats, mean_image=np.zeros_like(stats.mean_image))
@@ -196,7 +197,7 @@ def _model_args(config, source, stats, start_from):
         input_offset=0.0,
     )
     if start_from is not None:
-        rescaling = model_lib.layer_or_none(start_from, "input_rescaling")
+        rescaling = inspection.layer_or_none(start_from, "input_rescaling")
         args.update(
             input_scale=rescaling.get_config()["scale"] if rescaling else 1.0,
             input_offset=rescaling.get_config()["offset"] if rescaling else 0.0,
@@ -208,7 +209,7 @@ def copy_start_from(run, model):
     """Copies init_from's weights into the new model (all but fc8 when the classes differ)."""
     fc8 = run.start_from.get_layer("fc8")
     new_top = fc8.units != run.source.num_classes
-    model_lib.copy_weights(run.start_from, model, skip=("fc8",) if new_top else ())
+    layer_weights.copy_weights(run.start_from, model, skip=("fc8",) if new_top else ())
     print(
         f"Starting from {run.config.init_from} ({run.config.variant})"
         + (f"; fc8 replaced: {fc8.units} -> {run.source.num_classes} classes" if new_top else ""),
