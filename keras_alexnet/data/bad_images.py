@@ -42,9 +42,9 @@ def read(model_dir):
     """The decode check recorded in model_dir.
 
     Returns:
-      (checked, found): checked maps "split digest" strings of the splits checked to True;
-      found is a list of (path, reason) of the files that did not decode. Both are empty
-      when model_dir has no list.
+        (checked, found): checked maps "split digest" strings of the splits checked to True;
+        found is a list of (path, reason) of the files that did not decode. Both are empty
+        when model_dir has no list.
     """
     path = os.path.join(model_dir, FILE)
     checked, found = set(), []
@@ -86,13 +86,13 @@ def check_decoding(source, *, model_dir=None, splits=sources.SPLITS, write_list=
     """Leaves out of a folder source the files that do not decode.
 
     Args:
-      source: a folder `sources.Source` (any other source is returned as it is).
-      model_dir: where the list is read (and written); None decodes every split.
-      splits: the splits to check.
-      write_list: whether to write model_dir/bad_images.txt (the run's chief does).
+        source: a folder `sources.Source` (any other source is returned as it is).
+        model_dir: where the list is read (and written); None decodes every split.
+        splits: the splits to check.
+        write_list: whether to write model_dir/bad_images.txt (the run's chief does).
 
     Returns:
-      (source without those files, [(path, reason)] of the files that do not decode).
+        (source without those files, [(path, reason)] of the files that do not decode).
     """
     if source.kind != "folder":
         return source, []
@@ -141,6 +141,3 @@ def _decode_all(source, split):
             print(f"  {done:,}/{total:,} {split} images checked, {rate:,.0f}/s", flush=True)
 
     return input_pipeline.undecodable(source, split, progress=progress)
-
-
-__all__ = ["FILE", "check_decoding", "files_digest", "read", "write"]

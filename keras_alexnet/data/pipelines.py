@@ -18,11 +18,11 @@ def steps_per_epoch(source, global_batch_size):
     """Training steps in one epoch: full global batches only.
 
     Args:
-      source: a `sources.Source`.
-      global_batch_size: examples per step over all replicas.
+        source: a `sources.Source`.
+        global_batch_size: examples per step over all replicas.
 
     Returns:
-      int, `source.num_train // global_batch_size`.
+        int, `source.num_train // global_batch_size`.
     """
     if global_batch_size < 1 or global_batch_size > source.num_train:
         raise ValueError(
@@ -83,22 +83,22 @@ def train_dataset(
     epoch), so a resumed run sees exactly the batches the uninterrupted run would have.
 
     Args:
-      source: a `sources.Source`.
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      epoch: int >= 0, the first epoch.
-      start_step: steps already taken, counted from the start of `epoch` (may span epochs).
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      num_epochs: number of epochs in the dataset.
-      raw: yield each batch before its float work (see below), for the training step to
-        finish with `preprocessing.finish_train_batch` where the model runs.
+        source: a `sources.Source`.
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        epoch: int >= 0, the first epoch.
+        start_step: steps already taken, counted from the start of `epoch` (may span epochs).
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        num_epochs: number of epochs in the dataset.
+        raw: yield each batch before its float work (see below), for the training step to
+          finish with `preprocessing.finish_train_batch` where the model runs.
 
     Returns:
-      A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
-      227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
-      float32, and their "top", "left", "flip" and "lighting", labels).
+        A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
+        labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
+        227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
+        float32, and their "top", "left", "flip" and "lighting", labels).
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -171,18 +171,18 @@ def train_dataset_by_step(
     later steps instead and never runs out; it takes only as many batches as it needs.
 
     Args:
-      source: a `sources.Source` whose order is computed in the graph (`order_in_graph`).
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      first_step: int >= 0, the first step, counted from the start of epoch 0.
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      raw: as `train_dataset`'s.
+        source: a `sources.Source` whose order is computed in the graph (`order_in_graph`).
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        first_step: int >= 0, the first step, counted from the start of epoch 0.
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        raw: as `train_dataset`'s.
 
     Returns:
-      An infinite `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]), each step's share in whole batches; with raw, of
-      `train_dataset`'s raw batches.
+        An infinite `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
+        labels int32 [per_replica_batch]), each step's share in whole batches; with raw, of
+        `train_dataset`'s raw batches.
     """
     if not source.order_in_graph:
         raise ValueError(
@@ -262,20 +262,20 @@ def train_dataset_by_file(
     Each worker drops its own last partial batch only when the stream ends.
 
     Args:
-      source: a `sources.Source` of record files (kind "prepared" or "tfds").
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      first_step: int >= 0, the first step, counted from the start of epoch 0.
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      num_epochs: None for epochs without end (training), or the number of epochs from
-        first_step's on: a stream that ends, e.g. one pass to check.
-      raw: as `train_dataset`'s.
+        source: a `sources.Source` of record files (kind "prepared" or "tfds").
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        first_step: int >= 0, the first step, counted from the start of epoch 0.
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        num_epochs: None for epochs without end (training), or the number of epochs from
+          first_step's on: a stream that ends, e.g. one pass to check.
+        raw: as `train_dataset`'s.
 
     Returns:
-      A `tf.data.Dataset` (infinite unless num_epochs is given) of (images float32
-      [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]); with raw, of
-      `train_dataset`'s raw batches.
+        A `tf.data.Dataset` (infinite unless num_epochs is given) of (images float32
+        [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]); with raw, of
+        `train_dataset`'s raw batches.
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -373,17 +373,17 @@ def eval_dataset(
     and no replica is handed an empty or partial batch.
 
     Args:
-      source: a `sources.Source`.
-      batch_size: global batch size (per replica: `input_context`'s share of it).
-      stats: `stats.Stats` of the training set.
-      split: "validation" or "train".
-      crops: "center" (one central 227 patch) or "ten" (the paper's ten patches).
-      input_context: a `tf.distribute.InputContext`, or None.
+        source: a `sources.Source`.
+        batch_size: global batch size (per replica: `input_context`'s share of it).
+        stats: `stats.Stats` of the training set.
+        split: "validation" or "train".
+        crops: "center" (one central 227 patch) or "ten" (the paper's ten patches).
+        input_context: a `tf.distribute.InputContext`, or None.
 
     Returns:
-      A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
-      "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
-      smaller; on several, batches are full and the last ones may hold padding.
+        A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
+        "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
+        smaller; on several, batches are full and the last ones may hold padding.
     """
     if crops not in ("center", "ten"):
         raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
@@ -424,14 +424,14 @@ def undecodable_in_step(source, *, seed, epoch, step, global_batch_size):
     n-th of them). They are decoded one by one, eagerly: call this only after a step failed.
 
     Args:
-      source: the `sources.Source` of `train_dataset`.
-      seed, epoch: as given to `train_dataset`.
-      step: the failed step, counted from the start of `epoch`.
-      global_batch_size: as given to `train_dataset`.
+        source: the `sources.Source` of `train_dataset`.
+        seed, epoch: as given to `train_dataset`.
+        step: the failed step, counted from the start of `epoch`.
+        global_batch_size: as given to `train_dataset`.
 
     Returns:
-      A list of (name, reason): name is the file path for folders, and "example N of epoch
-      E's order" for TFDS datasets.
+        A list of (name, reason): name is the file path for folders, and "example N of epoch
+        E's order" for TFDS datasets.
     """
     first = step * global_batch_size
     refs = source.examples("train", order=(seed, epoch)).skip(first).take(global_batch_size)
@@ -446,13 +446,13 @@ def undecodable(source, split, progress=None):
     """Every example of a split that does not decode, and why.
 
     Args:
-      source: a `sources.Source`.
-      split: "train", "validation" or "test".
-      progress: None, or a function called with the number of examples decoded so far,
-        now and then and at the end.
+        source: a `sources.Source`.
+        split: "train", "validation" or "test".
+        progress: None, or a function called with the number of examples decoded so far,
+          now and then and at the end.
 
     Returns:
-      A list of (name, reason), as `undecodable_in_step`.
+        A list of (name, reason), as `undecodable_in_step`.
     """
     examples = source.examples(split).enumerate()
 
@@ -483,14 +483,14 @@ def undecodable_error(error, source, split, what, before, hint=""):
     """After a pass over a split failed: a ValueError naming the files that do not decode.
 
     Args:
-      error: the `tf.errors.InvalidArgumentError` the pass raised; raised again as it is
-        when every file of the split decodes (the failure was something else).
-      source, split: the data the pass read (see `undecodable`).
-      what, before: as for `describe_failures`.
-      hint: appended to the message, e.g. what to do next.
+        error: the `tf.errors.InvalidArgumentError` the pass raised; raised again as it is
+          when every file of the split decodes (the failure was something else).
+        source, split: the data the pass read (see `undecodable`).
+        what, before: as for `describe_failures`.
+        hint: appended to the message, e.g. what to do next.
 
     Returns:
-      The ValueError, to raise `from error`.
+        The ValueError, to raise `from error`.
     """
     bad = undecodable(source, split)
     if not bad:
@@ -502,10 +502,10 @@ def describe_failures(bad, what, before, limit=5):
     """The message for images that do not decode: how many, and the first `limit`.
 
     Args:
-      bad: a list of (name, reason), from `undecodable` or `undecodable_in_step`.
-      what: what they are, e.g. "validation image(s)".
-      before: the work the scan ran before, e.g. "training".
-      limit: how many to name.
+        bad: a list of (name, reason), from `undecodable` or `undecodable_in_step`.
+        what: what they are, e.g. "validation image(s)".
+        before: the work the scan ran before, e.g. "training".
+        limit: how many to name.
     """
     text = "; ".join(f"{name}: {reason}" for name, reason in bad[:limit])
     if len(bad) > limit:
@@ -547,22 +547,3 @@ def error_summary(message):
             line = re.sub(r"^Expected .* to be true\. Summarized data: b'(.*)'$", r"\1", line)
             return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", line)
     return message.strip()
-
-
-__all__ = [
-    "FILES_AT_ONCE",
-    "PADDING_LABEL",
-    "SHUFFLE_BUFFER",
-    "dataset_options",
-    "describe_failures",
-    "error_summary",
-    "eval_dataset",
-    "steps_per_epoch",
-    "train_dataset",
-    "train_dataset_by_file",
-    "train_dataset_by_step",
-    "train_dataset_for_service",
-    "undecodable",
-    "undecodable_error",
-    "undecodable_in_step",
-]

@@ -40,17 +40,17 @@ def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard
     """Writes a source's images at 256x256 into sharded TFRecord files.
 
     Args:
-      source: a `sources.Source`.
-      output_dir: the prepared folder (made if needed; a finished one is left as it is).
-      encoding: "jpeg" (4:2:0 chroma), "jpeg444" (full chroma) or "png" (lossless).
-      quality: JPEG quality, 1-100.
-      images_per_shard: images per TFRecord file.
+        source: a `sources.Source`.
+        output_dir: the prepared folder (made if needed; a finished one is left as it is).
+        encoding: "jpeg" (4:2:0 chroma), "jpeg444" (full chroma) or "png" (lossless).
+        quality: JPEG quality, 1-100.
+        images_per_shard: images per TFRecord file.
 
     Returns:
-      The prepared.json metadata, a dict.
+        The prepared.json metadata, a dict.
 
     Raises:
-      ValueError: a bad argument, or an output_dir that holds another preparation.
+        ValueError: a bad argument, or an output_dir that holds another preparation.
     """
     if encoding not in prepared.ENCODINGS:
         raise ValueError(

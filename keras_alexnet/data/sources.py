@@ -32,17 +32,17 @@ class Source:
     """A labelled image set: an image folder or a prepared TFDS dataset.
 
     Attributes:
-      name: "folder:<path>" or the TFDS name.
-      kind: "folder" or "tfds".
-      class_names: class names; a label is an index into this list.
-      num_train: number of training examples used.
-      num_validation: number of validation examples used (0 when there are none).
-      bad_files: (path, reason) of every file or folder left out (folders only).
-      num_test: number of test examples (0 when there are none).
-      layout: how a folder's splits were found, e.g. "train/ and val/", or
-        "validation_split=0.1 of DIR/ (seed 0)" (folders only).
-      jpeg_size: when every image is a JPEG of jpeg_size x jpeg_size pixels (a prepared
-        folder in a JPEG encoding), that size; else 0.
+        name: "folder:<path>" or the TFDS name.
+        kind: "folder" or "tfds".
+        class_names: class names; a label is an index into this list.
+        num_train: number of training examples used.
+        num_validation: number of validation examples used (0 when there are none).
+        bad_files: (path, reason) of every file or folder left out (folders only).
+        num_test: number of test examples (0 when there are none).
+        layout: how a folder's splits were found, e.g. "train/ and val/", or
+          "validation_split=0.1 of DIR/ (seed 0)" (folders only).
+        jpeg_size: when every image is a JPEG of jpeg_size x jpeg_size pixels (a prepared
+          folder in a JPEG encoding), that size; else 0.
     """
 
     name: str
@@ -106,11 +106,11 @@ class Source:
         """The same folder without some of its files.
 
         Args:
-          bad_files: (path, reason) pairs; their paths are left out of every split and the
-            pairs added to `bad_files`.
+            bad_files: (path, reason) pairs; their paths are left out of every split and the
+              pairs added to `bad_files`.
 
         Returns:
-          A new `Source`.
+            A new `Source`.
         """
         if not bad_files:
             return self
@@ -132,13 +132,13 @@ class Source:
         """The (ref, label) pairs of a split, before any decoding.
 
         Args:
-          split: "train" or "validation".
-          order: None for the fixed file order, or (seed, epoch) for that epoch's shuffled
-            order, the same on every worker.
+            split: "train" or "validation".
+            order: None for the fixed file order, or (seed, epoch) for that epoch's shuffled
+              order, the same on every worker.
 
         Returns:
-          A `tf.data.Dataset` of (ref: string, label: int32). A ref is a file path for
-          folders and the encoded image for TFDS; `load` turns it into encoded bytes.
+            A `tf.data.Dataset` of (ref: string, label: int32). A ref is a file path for
+            folders and the encoded image for TFDS; `load` turns it into encoded bytes.
         """
         self._check_request(split, order)
         return self._reader.examples(split, order)
@@ -187,12 +187,12 @@ def epoch_permutation(n, seed, epoch):
     """The order of an epoch: a permutation of range(n) that is a function of (seed, epoch).
 
     Args:
-      n: number of examples.
-      seed: int >= 0 or scalar tensor.
-      epoch: int >= 0 or scalar tensor (so a `tf.data` function can compute it).
+        n: number of examples.
+        seed: int >= 0 or scalar tensor.
+        epoch: int >= 0 or scalar tensor (so a `tf.data` function can compute it).
 
     Returns:
-      int64 tensor [n].
+        int64 tensor [n].
     """
     # A negative second word: never the base of an example's seed (epochs are >= 0).
     key = tf.stack([tf.cast(seed, tf.int64), -1 - tf.cast(epoch, tf.int64)])
@@ -232,11 +232,11 @@ def check_bad_files(bad_files, on_bad_image):
     """Applies the bad-file policy.
 
     Args:
-      bad_files: sequence of (path, reason).
-      on_bad_image: "skip" logs how many were left out; "fail" raises on the first.
+        bad_files: sequence of (path, reason).
+        on_bad_image: "skip" logs how many were left out; "fail" raises on the first.
 
     Returns:
-      The number of bad files.
+        The number of bad files.
     """
     check_on_bad_image(on_bad_image)
     if bad_files and on_bad_image == "fail":
@@ -396,14 +396,14 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
     this scan and still do not decode).
 
     Args:
-      data_dir: the folder.
-      on_bad_image: "skip" (log and leave them out) or "fail" (raise on the first).
-      validation_split: None, or the fraction of the training images to validate on.
-      seed: seed of the validation_split.
-      num_threads: threads of the scan.
+        data_dir: the folder.
+        on_bad_image: "skip" (log and leave them out) or "fail" (raise on the first).
+        validation_split: None, or the fraction of the training images to validate on.
+        seed: seed of the validation_split.
+        num_threads: threads of the scan.
 
     Returns:
-      A `Source`.
+        A `Source`.
     """
     check_on_bad_image(on_bad_image)
     check_validation_split(validation_split)
@@ -541,15 +541,15 @@ def shuffled_windows(ds, window, order, prepare_window=None):
     Unlike `Dataset.shuffle`, the result does not depend on TensorFlow's global seed.
 
     Args:
-      ds: a dataset of (ref, label), or of anything `prepare_window` makes them from.
-      window: elements per window.
-      order: (seed, epoch).
-      prepare_window: None, or a function from a window (a batch of ds's elements) to its
-        (refs, labels), e.g. a batched parse.
+        ds: a dataset of (ref, label), or of anything `prepare_window` makes them from.
+        window: elements per window.
+        order: (seed, epoch).
+        prepare_window: None, or a function from a window (a batch of ds's elements) to its
+          (refs, labels), e.g. a batched parse.
 
     Returns:
-      The dataset of the shuffled windows, (refs [n], labels [n]); all but the last hold
-      `window` elements.
+        The dataset of the shuffled windows, (refs [n], labels [n]); all but the last hold
+        `window` elements.
     """
     seed, epoch = order
     # A negative first word: never the base of an example's seed (seeds are >= 0).
@@ -577,10 +577,10 @@ def is_imagenet2012(name):
     imagenet2012 only; any other dataset gets the PCA of its own sample.
 
     Args:
-      name: a TFDS name, "NAME", "NAME:VERSION" or "NAME/CONFIG:VERSION".
+        name: a TFDS name, "NAME", "NAME:VERSION" or "NAME/CONFIG:VERSION".
 
     Returns:
-      bool.
+        bool.
     """
     return name.split(":")[0].split("/")[0] == "imagenet2012"
 
@@ -611,12 +611,12 @@ def tfds_source(name, data_dir, manual_dir=None):
     prepared into data_dir once (hours and ~150 GB for the real files).
 
     Args:
-      name: "NAME" or "NAME:VERSION", e.g. "imagenet2012" or "imagenet2012:5.1.0".
-      data_dir: the TFDS data folder.
-      manual_dir: folder of the ILSVRC2012 tar files (imagenet2012 only).
+        name: "NAME" or "NAME:VERSION", e.g. "imagenet2012" or "imagenet2012:5.1.0".
+        data_dir: the TFDS data folder.
+        manual_dir: folder of the ILSVRC2012 tar files (imagenet2012 only).
 
     Returns:
-      A `Source`.
+        A `Source`.
     """
     if not name:
         raise ValueError(f"name must name a TFDS dataset. Received: name={name!r}")
@@ -697,21 +697,3 @@ def _prepare(builder, name, data_dir, manual_dir):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     )
-
-
-__all__ = [
-    "ON_BAD_IMAGE",
-    "SPLITS",
-    "VALIDATION_FOLDERS",
-    "Source",
-    "check_bad_files",
-    "check_on_bad_image",
-    "check_seed_and_epoch",
-    "check_validation_split",
-    "epoch_permutation",
-    "epoch_rng",
-    "folder_source",
-    "is_imagenet2012",
-    "tfds_source",
-    "shuffled_windows",
-]
