@@ -23,6 +23,7 @@ import tensorflow as tf
 import tiny
 from absl import flags
 
+from keras_alexnet import data_service as data_service_tool
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
@@ -253,10 +254,10 @@ def test_an_unreachable_dispatcher_stops_the_run_at_once_naming_it(tmp_path, tin
 )
 def test_the_role_flags_are_checked(args, message):
     flag_values = flags.FlagValues()
-    data_service.define_flags(flag_values)
+    data_service_tool.define_flags(flag_values)
     flag_values(["data_service", *args])
     with pytest.raises(ValueError, match=re.escape(message)):
-        data_service.check_flags(flag_values)
+        data_service_tool.check_flags(flag_values)
 
 
 def test_the_command_fails_before_serving_on_bad_flags():
