@@ -2,7 +2,7 @@
 
 What this set is: coloured geometric shapes (circle, square, triangle, cross) drawn with NumPy
 on a plain, slightly noisy grey background, with random position, size and rotation, and saved
-as real JPEG files in the folder layout that `sources.folder_source` reads:
+as real JPEG files in the folder layout that `folder_sources.folder_source` reads:
 
     ROOT/train/<class_name>/<class_name>_00000.jpg
     ROOT/validation/<class_name>/...

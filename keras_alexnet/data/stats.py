@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
+from keras_alexnet.data import tfds_sources
 from keras_alexnet.paper import numbers as paper
 
 
@@ -134,7 +134,7 @@ def compute_stats(source, *, max_images=10000, seed=0, batch_size=64, pca=None):
     """
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1. Received: max_images={max_images}")
-    if pca is None and source.kind == "tfds" and sources.is_imagenet2012(source.name):
+    if pca is None and source.kind == "tfds" and tfds_sources.is_imagenet2012(source.name):
         pca = IMAGENET_PCA
     count = min(max_images, source.num_train)
 

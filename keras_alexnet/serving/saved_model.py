@@ -36,8 +36,8 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import labels
 from keras_alexnet.serving import formats as formats_lib
@@ -240,7 +240,7 @@ def export_run(
         if model is None:
             source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
         elif data_dir:
-            source = sources.folder_source(data_dir)
+            source = folder_sources.folder_source(data_dir)
         else:
             raise ValueError(
                 f"{purpose} training images: with --model, name an image folder with "

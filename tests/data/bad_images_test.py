@@ -12,10 +12,10 @@ import wild_images
 from event_files import logged_scalars
 
 from keras_alexnet.data import bad_images
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import image_files
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
 from keras_alexnet.training import trainer as train
 
 
@@ -141,7 +141,7 @@ def test_the_list_is_read_while_the_files_are_the_same(tmp_path, tiny_root, corp
     data = wild_folder(
         tmp_path / "data", tiny_root, corpus, kinds=(wild_images.READ, wild_images.DECODE)
     )
-    source = sources.folder_source(str(data))
+    source = folder_sources.folder_source(str(data))
     model_dir = str(tmp_path / "run")
     clean, found = bad_images.check_decoding(source, model_dir=model_dir, write_list=True)
     assert len(found) == 3 * len(_expected(corpus, wild_images.DECODE))

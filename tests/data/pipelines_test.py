@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shard_writer as prepare
@@ -142,7 +143,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
     )
     damaged = tmp_path / "f" / "train" / "b" / "damaged.png"
     damaged.write_bytes(tiny.damaged_png())
-    source = sources.folder_source(root)
+    source = folder_sources.folder_source(root)
     assert source.num_train == 14  # 7 steps of 2: no example is dropped
     # Which step fails, found by running the real pipelines (each its share of the batch).
     failed = set()
@@ -192,7 +193,7 @@ def test_many_epochs_equal_the_epochs_one_by_one(source, stats):
 def prepared_source(tmp_path_factory, folder):
     """The `folder` fixture's images prepared (256x256 JPEG shards of 4 images)."""
     out = tmp_path_factory.mktemp("prepared")
-    prepare.prepare(sources.folder_source(folder), str(out), images_per_shard=4)
+    prepare.prepare(folder_sources.folder_source(folder), str(out), images_per_shard=4)
     return prepared.prepared_source(out)
 
 
