@@ -17,7 +17,7 @@ from absl import flags
 from keras_alexnet import cli
 from keras_alexnet.data import bad_images
 from keras_alexnet.data import shard_writer
-from keras_alexnet.data import shards as prepared
+from keras_alexnet.data import shards
 from keras_alexnet.data import sources
 from keras_alexnet.training import config as config_lib
 
@@ -31,7 +31,7 @@ def define_flags():
     flags.DEFINE_enum(
         "encoding",
         "jpeg",
-        list(prepared.ENCODINGS),
+        list(shards.ENCODINGS),
         "How images are stored: jpeg (4:2:0 chroma, the fastest to train from), jpeg444 (full "
         "chroma) or png (lossless, the slowest).",
     )
@@ -76,9 +76,9 @@ def main(argv):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
-    shards = sum(len(info["shards"]) for info in metadata["splits"].values())
+    num_shards = sum(len(info["shards"]) for info in metadata["splits"].values())
     print(
-        f"Done: {shards} shards in {FLAGS.output_dir}; train with "
+        f"Done: {num_shards} shards in {FLAGS.output_dir}; train with "
         f"--dataset=prepared:{FLAGS.output_dir}",
         flush=True,
     )

@@ -101,7 +101,7 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
 
     Args:
         encoded: scalar string tensor, the bytes of a JPEG, PNG, BMP, GIF (its first frame)
-          or WebP file.
+            or WebP file.
         size: side of the output square.
 
     Returns:
@@ -125,7 +125,7 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     image = tf.cast(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), tf.float32)
     # Bilinear interpolation reads 2x2 source pixels, which covers a shrink of up to 2x (most
     # ImageNet photos); a larger shrink needs the antialiasing filter, three times slower.
-    # A prepared image (`prepared`) is already size x size: resizing it would return it.
+    # A prepared image (`shards`) is already size x size: resizing it would return it.
     image = tf.case(
         [
             (tf.shape(image)[0] == size, lambda: image),
@@ -235,7 +235,7 @@ def pca_offset(alpha, eigval, eigvec):
 
     Args:
         alpha: float32 [..., 3], the a_i (drawn from N(0, 0.1) once per image, see
-          `train_augmentation`).
+            `train_augmentation`).
         eigval: [3] eigenvalues.
         eigvec: [3, 3] eigenvectors as columns.
 
@@ -366,9 +366,9 @@ def train_patch(encoded, augmentation, size=IMAGE_SIZE, crop=CROP_SIZE, all_jpeg
         size: side of the square the image is brought to (the mean image's).
         crop: side of the patch.
         all_jpeg: every image is a size x size JPEG (`sources.Source.jpeg_size`, prepared
-          images): decoded as it is, and the patch kept uint8. (Decoding the whole 256x256
-          JPEG and slicing was measured faster than `tf.io.decode_and_crop_jpeg` of the
-          window.)
+            images): decoded as it is, and the patch kept uint8. (Decoding the whole 256x256
+            JPEG and slicing was measured faster than `tf.io.decode_and_crop_jpeg` of the
+            window.)
 
     Returns:
         [crop, crop, 3] in 0-255, not mirrored: uint8 if all_jpeg, else float32.
@@ -392,9 +392,9 @@ def finish_train_batch(batch, stats):
 
     Args:
         batch: a dict of "patches" ([n, crop, crop, 3] of `train_patch`), their
-          `train_augmentation`'s "top", "left" and "flip", and "lighting", the `pca_offset`
-          of its "alpha" (float32 [n, 3]; computed beforehand, so that no multiplication is
-          left here for XLA to contract into other roundings).
+            `train_augmentation`'s "top", "left" and "flip", and "lighting", the `pca_offset`
+            of its "alpha" (float32 [n, 3]; computed beforehand, so that no multiplication is
+            left here for XLA to contract into other roundings).
         stats: `stats.Stats` of the training set.
     """
     patches = batch["patches"]

@@ -18,10 +18,10 @@ about 1/W of the batches (the "parallel_epochs" mode would have every worker mak
 batch: the pipeline is a function of the seed, so the trainer would get each batch W
 times). The split depends on the source:
 
-- Image folders: a step (`input_pipeline.train_dataset_by_step`). The source is the run's
+- Image folders: a step (`pipelines.train_dataset_by_step`). The source is the run's
   step numbers; a worker given a step makes its batch(es) from the epoch's order computed
   in the graph, the examples and augmentation the local pipeline gives that step.
-- Prepared folders and TFDS datasets: a record file (`input_pipeline.train_dataset_by_file`).
+- Prepared folders and TFDS datasets: a record file (`pipelines.train_dataset_by_file`).
   Their order cannot be computed per step, so the source is the stream of (epoch, file),
   each epoch's files permuted by (seed, epoch); a worker reads the files it is handed
   whole, a few at a time, shuffles their records in a buffer, and augments each record
@@ -122,7 +122,7 @@ def distribute(dataset, address):
 
     Args:
         dataset: a dataset whose source can be split (see the module docstring), e.g.
-            `input_pipeline.train_dataset_for_service`'s.
+            `pipelines.train_dataset_for_service`'s.
         address: the dispatcher, "grpc://HOST:PORT" or "HOST:PORT".
 
     Returns:

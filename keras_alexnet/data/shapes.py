@@ -191,7 +191,7 @@ def ensure_shapes_dataset(
 
     Args:
         root: folder to write; `DEFAULT_ROOT` (env KERAS_ALEXNET_SHAPES_DIR or
-          ~/tensorflow_datasets/keras_alexnet_shapes) when None.
+            ~/tensorflow_datasets/keras_alexnet_shapes) when None.
         num_classes: number of classes, 2 to 24 (see `class_names`).
         train_per_class: training images per class.
         val_per_class: validation images per class.

@@ -18,9 +18,9 @@ import time
 
 import tensorflow as tf
 
-from keras_alexnet.data import pipelines as input_pipeline
+from keras_alexnet.data import bad_images
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import shards as prepared
+from keras_alexnet.data import shards
 from keras_alexnet.data import sources
 
 _PLAN = "prepare_plan.json"
@@ -44,16 +44,16 @@ def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard
     Raises:
         ValueError: a bad argument, or an output_dir that holds another preparation.
     """
-    if encoding not in prepared.ENCODINGS:
+    if encoding not in shards.ENCODINGS:
         raise ValueError(
-            f"encoding must be one of {prepared.ENCODINGS}. Received: encoding={encoding!r}"
+            f"encoding must be one of {shards.ENCODINGS}. Received: encoding={encoding!r}"
         )
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100]. Received: quality={quality}")
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1. Received: {images_per_shard}")
     plan = dict(
-        format=prepared.FORMAT,
+        format=shards.FORMAT,
         source=source.name,
         class_names=list(source.class_names),
         image_size=preprocessing.IMAGE_SIZE,
@@ -65,14 +65,14 @@ def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard
     for split in sources.SPLITS:
         count = source.num_examples(split)
         if count:
-            shards = -(-count // images_per_shard)
-            names = [prepared.shard_name(split, i, shards) for i in range(shards)]
+            num_shards = -(-count // images_per_shard)
+            names = [shards.shard_name(split, i, num_shards) for i in range(num_shards)]
             plan["splits"][split] = dict(num_examples=count, shards=names)
     _claim(output_dir, plan)
     for split in plan["splits"]:
         _write_split(source, split, output_dir, plan)
     metadata = dict(plan, bad_files=[list(b) for b in source.bad_files])
-    _write_json(os.path.join(output_dir, prepared.METADATA), metadata)
+    _write_json(os.path.join(output_dir, shards.METADATA), metadata)
     return metadata
 
 
@@ -109,7 +109,7 @@ def _write_split(source, split, output_dir, plan):
 
     def prepare_one(ref, label):
         image = preprocessing.decode_and_center_crop(source.load(ref))
-        return prepared.encode(image, encoding, quality), label
+        return shards.encode(image, encoding, quality), label
 
     start, done = time.perf_counter(), 0
     for index, name in enumerate(names):
@@ -123,9 +123,9 @@ def _write_split(source, split, output_dir, plan):
         try:
             with tf.io.TFRecordWriter(path + ".tmp") as writer:
                 for encoded, label in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-                    writer.write(prepared.example_bytes(encoded, label))
+                    writer.write(shards.example_bytes(encoded, label))
         except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail
-            raise input_pipeline.undecodable_error(
+            raise bad_images.undecodable_error(
                 error,
                 source,
                 split,

@@ -34,9 +34,9 @@ class Source:
         bad_files: (path, reason) of every file or folder left out (folders only).
         num_test: number of test examples (0 when there are none).
         layout: how a folder's splits were found, e.g. "train/ and val/", or
-          "validation_split=0.1 of DIR/ (seed 0)" (folders only).
+            "validation_split=0.1 of DIR/ (seed 0)" (folders only).
         jpeg_size: when every image is a JPEG of jpeg_size x jpeg_size pixels (a prepared
-          folder in a JPEG encoding), that size; else 0.
+            folder in a JPEG encoding), that size; else 0.
     """
 
     name: str
@@ -101,7 +101,7 @@ class Source:
 
         Args:
             bad_files: (path, reason) pairs; their paths are left out of every split and the
-              pairs added to `bad_files`.
+                pairs added to `bad_files`.
 
         Returns:
             A new `Source`.
@@ -124,7 +124,7 @@ class Source:
         Args:
             split: "train" or "validation".
             order: None for the fixed file order, or (seed, epoch) for that epoch's shuffled
-              order, the same on every worker.
+                order, the same on every worker.
 
         Returns:
             A `tf.data.Dataset` of (ref: string, label: int32). A ref is a file path for
@@ -199,7 +199,7 @@ def shuffled_windows(ds, window, order, prepare_window=None):
         window: elements per window.
         order: (seed, epoch).
         prepare_window: None, or a function from a window (a batch of ds's elements) to its
-          (refs, labels), e.g. a batched parse.
+            (refs, labels), e.g. a batched parse.
 
     Returns:
         The dataset of the shuffled windows, (refs [n], labels [n]); all but the last hold

@@ -123,11 +123,11 @@ def compute_stats(source, *, max_images=10000, seed=0, batch_size=64, pca=None):
     Args:
         source: a `sources.Source`.
         max_images: at most this many training images, a uniform sample (the first
-          `max_images` of epoch 0's order under `seed`).
+            `max_images` of epoch 0's order under `seed`).
         seed: seed of the sample.
         batch_size: images decoded per step.
         pca: a `PCA` to use instead of the sample's; None uses `IMAGENET_PCA` for imagenet2012
-          and the sample's PCA otherwise.
+            and the sample's PCA otherwise.
 
     Returns:
         `Stats`.

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet.data import bad_images
 from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
@@ -162,7 +163,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
                 break
     assert len(failed) == 1
     for step in range(7):
-        bad = input_pipeline.undecodable_in_step(
+        bad = bad_images.undecodable_in_step(
             source, seed=3, epoch=1, step=step, global_batch_size=2
         )
         if step in failed:
@@ -170,7 +171,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
             assert "PNG" in bad[0][1] and "function_node" not in bad[0][1]
         else:
             assert bad == []
-    assert [name for name, _ in input_pipeline.undecodable(source, "train")] == [str(damaged)]
+    assert [name for name, _ in bad_images.undecodable(source, "train")] == [str(damaged)]
 
 
 def test_many_epochs_equal_the_epochs_one_by_one(source, stats):
