@@ -15,8 +15,8 @@ import keras
 import pytest
 import tiny
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import shapes as shapes_dataset
-from keras_alexnet.data import sources
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import trainer as train
 
@@ -122,7 +122,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def source(folder):
     """The folder source of `folder`."""
-    return sources.folder_source(folder)
+    return folder_sources.folder_source(folder)
 
 
 @pytest.fixture(scope="session")

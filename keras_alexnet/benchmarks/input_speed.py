@@ -30,12 +30,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shapes as shapes_dataset
 from keras_alexnet.data import shard_writer as prepare
 from keras_alexnet.data import shards as prepared
-from keras_alexnet.data import sources
 from keras_alexnet.data import stats as stats_lib
 
 
@@ -220,7 +220,7 @@ def run_benchmark(
         tmp = tempfile.mkdtemp(prefix="input_benchmark-")
         data_dir = write_benchmark_images(tmp, num_images)
     try:
-        source = sources.folder_source(data_dir)
+        source = folder_sources.folder_source(data_dir)
         stats = _benchmark_stats()
         result = {"num_files": source.num_train}
         pipelines = {"": source}

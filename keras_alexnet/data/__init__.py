@@ -1,6 +1,7 @@
 """The data: where images come from, the paper's preprocessing, and the input pipelines.
 
-- `sources`: image folders and TFDS datasets as (encoded image, label) sources.
+- `sources`: the `Source` of (encoded image, label) pairs and the order of an epoch;
+  `folder_sources` (image folders) and `tfds_sources` (TFDS datasets) make them.
 - `image_files`, `bad_images`: which files decode, and the ones that do not.
 - `preprocessing`: the paper's 256x256 rescale, crops, flips and colour PCA.
 - `pipelines`: the training and evaluation `tf.data` pipelines.

@@ -123,10 +123,10 @@ def image_file_problem(path):
     image". Corrupt compressed data inside an otherwise well-formed file is not found.
 
     Args:
-      path: file path.
+        path: file path.
 
     Returns:
-      None for a usable file, else a short reason.
+        None for a usable file, else a short reason.
     """
     try:
         size = os.path.getsize(path)
@@ -151,6 +151,3 @@ def image_file_problem(path):
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     return "not a JPEG, PNG, BMP, GIF or WebP image"
-
-
-__all__ = ["ANIMATED_WEBP", "IMAGE_EXTENSIONS", "PALETTE_BMP", "image_file_problem"]

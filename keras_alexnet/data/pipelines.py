@@ -1,11 +1,11 @@
-"""The training and evaluation datasets, and what failed when a batch does not decode.
+"""The training and evaluation datasets.
 
 A source (`sources`) gives the (encoded image, label) pairs in an order that is a pure
 function of (seed, epoch); the datasets here shard them over the input pipelines, apply the
 paper's preprocessing (`preprocessing`) and batch them. Never imports the model.
 """
 
-import re
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -18,11 +18,11 @@ def steps_per_epoch(source, global_batch_size):
     """Training steps in one epoch: full global batches only.
 
     Args:
-      source: a `sources.Source`.
-      global_batch_size: examples per step over all replicas.
+        source: a `sources.Source`.
+        global_batch_size: examples per step over all replicas.
 
     Returns:
-      int, `source.num_train // global_batch_size`.
+        int, `source.num_train // global_batch_size`.
     """
     if global_batch_size < 1 or global_batch_size > source.num_train:
         raise ValueError(
@@ -83,22 +83,22 @@ def train_dataset(
     epoch), so a resumed run sees exactly the batches the uninterrupted run would have.
 
     Args:
-      source: a `sources.Source`.
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      epoch: int >= 0, the first epoch.
-      start_step: steps already taken, counted from the start of `epoch` (may span epochs).
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      num_epochs: number of epochs in the dataset.
-      raw: yield each batch before its float work (see below), for the training step to
-        finish with `preprocessing.finish_train_batch` where the model runs.
+        source: a `sources.Source`.
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        epoch: int >= 0, the first epoch.
+        start_step: steps already taken, counted from the start of `epoch` (may span epochs).
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        num_epochs: number of epochs in the dataset.
+        raw: yield each batch before its float work (see below), for the training step to
+            finish with `preprocessing.finish_train_batch` where the model runs.
 
     Returns:
-      A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
-      227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
-      float32, and their "top", "left", "flip" and "lighting", labels).
+        A `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
+        labels int32 [per_replica_batch]); with raw, of (a dict of "patches" [per_replica_batch,
+        227, 227, 3], uint8 for a prepared source in JPEG (`sources.Source.jpeg_size`), else
+        float32, and their "top", "left", "flip" and "lighting", labels).
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -109,39 +109,14 @@ def train_dataset(
             f"start_step must be in [0, {steps * num_epochs}) ({num_epochs} epochs of {steps} "
             f"steps). Received: start_step={start_step}"
         )
-    per_step = global_batch_size // pipelines  # This pipeline's examples in one step.
+    sources.check_seed_and_epoch(seed, epoch)
+    share = _Share(steps, global_batch_size // pipelines, pipelines, pipeline_id)
 
     def epoch_chunks(e, skip_steps):
-        """(refs, labels, epochs, indices in the epoch) of this pipeline's share of epoch e,
-        from step skip_steps on, a window of the epoch's order at a time."""
-        # Example k of this pipeline's share is example pipeline_id + k * pipelines of the
-        # epoch; the share's first skip_steps steps are skipped and its last partial step
-        # dropped.
-        first, end = skip_steps * per_step, steps * per_step
-        e64 = tf.cast(e, tf.int64)
-
-        def share(w, window):
-            refs, labels = window
-            index = w * sources.WINDOW + tf.range(tf.shape(labels, out_type=tf.int64)[0])
-            k = index // pipelines
-            keep = (index % pipelines == pipeline_id) & (k >= first) & (k < end)
-            # Most windows are kept whole: not copied then.
-            refs, labels, index = tf.cond(
-                tf.reduce_all(keep),
-                lambda: (refs, labels, index),
-                lambda: tuple(tf.boolean_mask(t, keep) for t in (refs, labels, index)),
-            )
-            return refs, labels, tf.fill(tf.shape(index), e64), index
-
-        # Windows wholly before the first example or after the last one are not decoded.
-        before = first * pipelines // sources.WINDOW
-        windows = source.windows("train", order=(seed, e)).enumerate()
-        windows = windows.take(-(-(end * pipelines) // sources.WINDOW)).skip(before)
-        return windows.map(share).filter(lambda refs, *_: tf.size(refs) > 0)
+        return _epoch_chunks(source, (seed, e), skip_steps, share)
 
     # Epochs are joined before decoding, so one parallel map serves them all; every epoch
     # holds whole steps, so no batch straddles two epochs.
-    sources.check_seed_and_epoch(seed, epoch)
     first, skip = epoch + start_step // steps, start_step % steps
     if source.order_in_graph:
         chunks = tf.data.Dataset.range(first, epoch + num_epochs).flat_map(
@@ -154,12 +129,63 @@ def train_dataset(
     return _augmented_batches(chunks, source, stats, seed, per_replica, raw)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Share:
+    """What one input pipeline takes of an epoch of `steps` steps: `per_step` examples a
+    step, every `pipelines`-th example of the epoch's order from `pipeline_id` on."""
+
+    steps: int
+    per_step: int
+    pipelines: int
+    pipeline_id: int
+
+
+def _epoch_chunks(source, order, skip_steps, share):
+    """(refs, labels, epochs, indices in the epoch) of a pipeline's share of an epoch, from
+    step skip_steps on, a window of the epoch's order at a time.
+
+    Args:
+        source: a `sources.Source`.
+        order: (seed, epoch); the epoch may be a scalar tensor.
+        skip_steps: the steps of the epoch already taken (an int or a scalar tensor).
+        share: the pipeline's `_Share`.
+
+    Returns:
+        A `tf.data.Dataset` of (refs [n], labels [n], epochs [n], indices [n]), n >= 1.
+    """
+    # Example k of this pipeline's share is example pipeline_id + k * pipelines of the
+    # epoch; the share's first skip_steps steps are skipped and its last partial step
+    # dropped.
+    pipelines, pipeline_id = share.pipelines, share.pipeline_id
+    first, end = skip_steps * share.per_step, share.steps * share.per_step
+    e64 = tf.cast(order[1], tf.int64)
+
+    def keep_share(w, window):
+        refs, labels = window
+        index = w * sources.WINDOW + tf.range(tf.shape(labels, out_type=tf.int64)[0])
+        k = index // pipelines
+        keep = (index % pipelines == pipeline_id) & (k >= first) & (k < end)
+        # Most windows are kept whole: not copied then.
+        refs, labels, index = tf.cond(
+            tf.reduce_all(keep),
+            lambda: (refs, labels, index),
+            lambda: tuple(tf.boolean_mask(t, keep) for t in (refs, labels, index)),
+        )
+        return refs, labels, tf.fill(tf.shape(index), e64), index
+
+    # Windows wholly before the first example or after the last one are not decoded.
+    before = first * pipelines // sources.WINDOW
+    windows = source.windows("train", order=order).enumerate()
+    windows = windows.take(-(-(end * pipelines) // sources.WINDOW)).skip(before)
+    return windows.map(keep_share).filter(lambda refs, *_: tf.size(refs) > 0)
+
+
 def train_dataset_by_step(
     source, *, global_batch_size, stats, seed, first_step=0, input_context=None, raw=False
 ):
     """Endless augmented training batches from step `first_step` on, one split per step.
 
-    For the tf.data service (`data_service`), whose dispatcher hands the splits of a dataset's
+    For the tf.data service (`service`), whose dispatcher hands the splits of a dataset's
     source to its workers as they ask: here the source is the step numbers first_step,
     first_step + 1, ..., counted over epochs (step s is step s % steps of epoch s // steps),
     and a worker given step s makes this pipeline's examples of that step on its own, from
@@ -171,18 +197,18 @@ def train_dataset_by_step(
     later steps instead and never runs out; it takes only as many batches as it needs.
 
     Args:
-      source: a `sources.Source` whose order is computed in the graph (`order_in_graph`).
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      first_step: int >= 0, the first step, counted from the start of epoch 0.
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      raw: as `train_dataset`'s.
+        source: a `sources.Source` whose order is computed in the graph (`order_in_graph`).
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        first_step: int >= 0, the first step, counted from the start of epoch 0.
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        raw: as `train_dataset`'s.
 
     Returns:
-      An infinite `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
-      labels int32 [per_replica_batch]), each step's share in whole batches; with raw, of
-      `train_dataset`'s raw batches.
+        An infinite `tf.data.Dataset` of (images float32 [per_replica_batch, 227, 227, 3],
+        labels int32 [per_replica_batch]), each step's share in whole batches; with raw, of
+        `train_dataset`'s raw batches.
     """
     if not source.order_in_graph:
         raise ValueError(
@@ -238,7 +264,7 @@ def train_dataset_by_file(
 ):
     """Augmented training batches of a record-file source, one split per file; endless.
 
-    For the tf.data service (`data_service`), when the order of an epoch cannot be computed
+    For the tf.data service (`service`), when the order of an epoch cannot be computed
     per step (prepared folders and TFDS datasets, whose records are read file by file): the
     dataset's source is the stream of (epoch, record file) over epochs, each epoch's files
     in a permutation of (seed, epoch) computed in the graph, and the dispatcher hands one
@@ -262,20 +288,20 @@ def train_dataset_by_file(
     Each worker drops its own last partial batch only when the stream ends.
 
     Args:
-      source: a `sources.Source` of record files (kind "prepared" or "tfds").
-      global_batch_size: examples per step over all replicas.
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      first_step: int >= 0, the first step, counted from the start of epoch 0.
-      input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
-      num_epochs: None for epochs without end (training), or the number of epochs from
-        first_step's on: a stream that ends, e.g. one pass to check.
-      raw: as `train_dataset`'s.
+        source: a `sources.Source` of record files (kind "prepared" or "tfds").
+        global_batch_size: examples per step over all replicas.
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        first_step: int >= 0, the first step, counted from the start of epoch 0.
+        input_context: a `tf.distribute.InputContext`, or None for one pipeline and replica.
+        num_epochs: None for epochs without end (training), or the number of epochs from
+            first_step's on: a stream that ends, e.g. one pass to check.
+        raw: as `train_dataset`'s.
 
     Returns:
-      A `tf.data.Dataset` (infinite unless num_epochs is given) of (images float32
-      [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]); with raw, of
-      `train_dataset`'s raw batches.
+        A `tf.data.Dataset` (infinite unless num_epochs is given) of (images float32
+        [per_replica_batch, 227, 227, 3], labels int32 [per_replica_batch]); with raw, of
+        `train_dataset`'s raw batches.
     """
     steps = steps_per_epoch(source, global_batch_size)
     pipelines, pipeline_id, per_replica = _layout(input_context, global_batch_size)
@@ -291,6 +317,24 @@ def train_dataset_by_file(
         end = (first_step // steps + num_epochs) * count
     else:
         raise ValueError(f"num_epochs must be None or >= 1. Received: num_epochs={num_epochs!r}")
+    refs = _file_stream_records(source, seed, files, (first_file, end), pipelines, pipeline_id)
+    return _augmented_batches(refs.batch(DRAW_CHUNK), source, stats, seed, per_replica, raw)
+
+
+def _file_stream_records(source, seed, files, span, pipelines, pipeline_id):
+    """The records of the stream of record files, shuffled, with their epochs and indices.
+
+    Args:
+        source: a `sources.Source` of record files.
+        seed: int >= 0, the run's seed.
+        files: the training split's record files, in file order.
+        span: (first, end): the stream's files first .. end - 1, counted over epochs.
+        pipelines, pipeline_id: this input pipeline's share of each file's records.
+
+    Returns:
+        A `tf.data.Dataset` of (ref, label int32, epoch, index f * 2**32 + r).
+    """
+    count = len(files)
 
     def file_of(k):
         # The split: the k-th file of the stream, file k % count of epoch k // count's order.
@@ -308,8 +352,8 @@ def train_dataset_by_file(
     def parse(record, epoch, index):
         return (*source.parse_record(record), epoch, index)
 
-    refs = (
-        tf.data.Dataset.range(first_file, end)
+    return (
+        tf.data.Dataset.range(*span)
         .map(file_of)
         .interleave(
             records,
@@ -320,7 +364,6 @@ def train_dataset_by_file(
         .shuffle(SHUFFLE_BUFFER, seed=seed)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
-    return _augmented_batches(refs.batch(DRAW_CHUNK), source, stats, seed, per_replica, raw)
 
 
 def train_dataset_for_service(source, **kwargs):
@@ -373,17 +416,17 @@ def eval_dataset(
     and no replica is handed an empty or partial batch.
 
     Args:
-      source: a `sources.Source`.
-      batch_size: global batch size (per replica: `input_context`'s share of it).
-      stats: `stats.Stats` of the training set.
-      split: "validation" or "train".
-      crops: "center" (one central 227 patch) or "ten" (the paper's ten patches).
-      input_context: a `tf.distribute.InputContext`, or None.
+        source: a `sources.Source`.
+        batch_size: global batch size (per replica: `input_context`'s share of it).
+        stats: `stats.Stats` of the training set.
+        split: "validation" or "train".
+        crops: "center" (one central 227 patch) or "ten" (the paper's ten patches).
+        input_context: a `tf.distribute.InputContext`, or None.
 
     Returns:
-      A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
-      "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
-      smaller; on several, batches are full and the last ones may hold padding.
+        A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
+        "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
+        smaller; on several, batches are full and the last ones may hold padding.
     """
     if crops not in ("center", "ten"):
         raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
@@ -411,158 +454,3 @@ def eval_dataset(
     else:
         ds = ds.batch(per_replica)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
-
-
-def undecodable_in_step(source, *, seed, epoch, step, global_batch_size):
-    """The examples of one training step that do not decode, and why.
-
-    The scan before training (`image_files.image_file_problem`) reads only a file's
-    structure; damage inside the compressed data shows only when TensorFlow decodes it, as an
-    error that does not say which file it was. The order of an epoch is a function of (seed,
-    epoch), so the step that failed names its examples: positions step * global_batch_size
-    onwards of the epoch's order, whatever the number of input pipelines (each takes every
-    n-th of them). They are decoded one by one, eagerly: call this only after a step failed.
-
-    Args:
-      source: the `sources.Source` of `train_dataset`.
-      seed, epoch: as given to `train_dataset`.
-      step: the failed step, counted from the start of `epoch`.
-      global_batch_size: as given to `train_dataset`.
-
-    Returns:
-      A list of (name, reason): name is the file path for folders, and "example N of epoch
-      E's order" for TFDS datasets.
-    """
-    first = step * global_batch_size
-    refs = source.examples("train", order=(seed, epoch)).skip(first).take(global_batch_size)
-    return _decode_failures(
-        source,
-        enumerate(refs.as_numpy_iterator(), start=first),
-        f"epoch {epoch}'s order",
-    )
-
-
-def undecodable(source, split, progress=None):
-    """Every example of a split that does not decode, and why.
-
-    Args:
-      source: a `sources.Source`.
-      split: "train", "validation" or "test".
-      progress: None, or a function called with the number of examples decoded so far,
-        now and then and at the end.
-
-    Returns:
-      A list of (name, reason), as `undecodable_in_step`.
-    """
-    examples = source.examples(split).enumerate()
-
-    def decode(index, example):
-        # A value of the pixels (not of the static shape), so the decode is not optimised away.
-        return index, tf.reduce_max(preprocessing.decode_and_center_crop(source.load(example[0])))
-
-    # Decoded in parallel, the failures dropped; only those are decoded again, for a reason.
-    decoded = examples.map(
-        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
-    ).ignore_errors()
-    good = set()
-    for done, (index, _) in enumerate(decoded.as_numpy_iterator(), start=1):
-        good.add(int(index))
-        if progress and done % 256 == 0:
-            progress(done)
-    if progress:
-        progress(source.num_examples(split))
-    failed = (
-        (int(index), example)
-        for index, example in examples.as_numpy_iterator()
-        if int(index) not in good
-    )
-    return _decode_failures(source, failed, f"the {split} split")
-
-
-def undecodable_error(error, source, split, what, before, hint=""):
-    """After a pass over a split failed: a ValueError naming the files that do not decode.
-
-    Args:
-      error: the `tf.errors.InvalidArgumentError` the pass raised; raised again as it is
-        when every file of the split decodes (the failure was something else).
-      source, split: the data the pass read (see `undecodable`).
-      what, before: as for `describe_failures`.
-      hint: appended to the message, e.g. what to do next.
-
-    Returns:
-      The ValueError, to raise `from error`.
-    """
-    bad = undecodable(source, split)
-    if not bad:
-        raise error
-    return ValueError(describe_failures(bad, what, before) + hint)
-
-
-def describe_failures(bad, what, before, limit=5):
-    """The message for images that do not decode: how many, and the first `limit`.
-
-    Args:
-      bad: a list of (name, reason), from `undecodable` or `undecodable_in_step`.
-      what: what they are, e.g. "validation image(s)".
-      before: the work the scan ran before, e.g. "training".
-      limit: how many to name.
-    """
-    text = "; ".join(f"{name}: {reason}" for name, reason in bad[:limit])
-    if len(bad) > limit:
-        text += f"; and {len(bad) - limit} more"
-    return (
-        f"{len(bad)} {what} do not decode (the scan before {before} reads only the files' "
-        f"structure): {text}"
-    )
-
-
-def _decode_failures(source, positioned_examples, order_name):
-    bad = []
-    for position, (ref, _) in positioned_examples:
-        try:
-            preprocessing.decode_and_center_crop(source.load(ref))
-        except tf.errors.InvalidArgumentError as error:
-            if source.kind == "folder":
-                name = ref.decode()
-            else:
-                name = f"example {position} of {order_name}"
-            bad.append((name, error_summary(error.message)))
-    return bad
-
-
-def error_summary(message):
-    """The informative line of a TensorFlow op error, without its graph and op decorations.
-
-    Eager errors read "{{function_node ...}} Invalid PNG data [Op:DecodeImage]"; errors of a
-    graph function (a SavedModel signature) put "Graph execution error", the node and stack
-    lines first. Either way the reason is returned, e.g. "Invalid PNG data".
-    """
-    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
-    skip = ("Graph execution error", "Detected at", "<stack", "[[", "File ")
-    for line in message.splitlines():
-        line = re.sub(r"\s*\[Op:.*", "", line).strip()
-        if line and not line.startswith(skip):
-            # A failed tf.debugging.Assert reads "assertion failed: [the reason]" in a graph
-            # and "Expected ... to be true. Summarized data: b'the reason'" eagerly.
-            line = re.sub(r"^Expected .* to be true\. Summarized data: b'(.*)'$", r"\1", line)
-            return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", line)
-    return message.strip()
-
-
-__all__ = [
-    "FILES_AT_ONCE",
-    "PADDING_LABEL",
-    "SHUFFLE_BUFFER",
-    "dataset_options",
-    "describe_failures",
-    "error_summary",
-    "eval_dataset",
-    "steps_per_epoch",
-    "train_dataset",
-    "train_dataset_by_file",
-    "train_dataset_by_step",
-    "train_dataset_for_service",
-    "undecodable",
-    "undecodable_error",
-    "undecodable_in_step",
-]

@@ -10,8 +10,8 @@ In the paper's order:
    `train_augmentation`. Evaluation: `center_crop` or
    `ten_crop` (four corners and the centre, and their mirror images).
 
-The paper says 224x224 patches; 227 is the size its layer sizes fit (see PAPER.md), so 227 is
-the default everywhere.
+The paper says 224x224 patches; 227 is the size its layer sizes fit (section 3.5 and figure 2:
+55x55 conv1 maps from 11x11 kernels at stride 4), so 227 is the default everywhere.
 
 Every function gives the same result eagerly and inside `tf.data`. The random choices are a
 function of (seed, epoch, index of the example in the epoch) only (`random_draws`), so
@@ -100,12 +100,12 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     reads) is decoded whole (`decode_other`) and cropped.
 
     Args:
-      encoded: scalar string tensor, the bytes of a JPEG, PNG, BMP, GIF (its first frame)
-        or WebP file.
-      size: side of the output square.
+        encoded: scalar string tensor, the bytes of a JPEG, PNG, BMP, GIF (its first frame)
+            or WebP file.
+        size: side of the output square.
 
     Returns:
-      float32 tensor [size, size, 3] with values in 0-255.
+        float32 tensor [size, size, 3] with values in 0-255.
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
 
@@ -125,7 +125,7 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     image = tf.cast(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), tf.float32)
     # Bilinear interpolation reads 2x2 source pixels, which covers a shrink of up to 2x (most
     # ImageNet photos); a larger shrink needs the antialiasing filter, three times slower.
-    # A prepared image (`prepared`) is already size x size: resizing it would return it.
+    # A prepared image (`shards`) is already size x size: resizing it would return it.
     image = tf.case(
         [
             (tf.shape(image)[0] == size, lambda: image),
@@ -147,11 +147,11 @@ def subtract_mean(image, mean_image):
     do the same, so `image` and `mean_image` have the same shape.
 
     Args:
-      image: float32 [H, W, 3] (or a batch [..., H, W, 3]).
-      mean_image: float32 [H, W, 3].
+        image: float32 [H, W, 3] (or a batch [..., H, W, 3]).
+        mean_image: float32 [H, W, 3].
 
     Returns:
-      `image - mean_image`, float32.
+        `image - mean_image`, float32.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     mean_image = tf.convert_to_tensor(mean_image, tf.float32)
@@ -167,13 +167,13 @@ def crop_and_flip(image, top, left, flip, crop=CROP_SIZE):
     """The crop x crop patch at (top, left), mirrored left-right if flip.
 
     Args:
-      image: [H, W, C] tensor with H, W >= crop.
-      top, left: int32 scalars, the patch's first row and column.
-      flip: bool scalar.
-      crop: side of the patch.
+        image: [H, W, C] tensor with H, W >= crop.
+        top, left: int32 scalars, the patch's first row and column.
+        flip: bool scalar.
+        crop: side of the patch.
 
     Returns:
-      [crop, crop, C] tensor of the image's dtype.
+        [crop, crop, C] tensor of the image's dtype.
     """
     image = tf.convert_to_tensor(image)
     patch = tf.slice(image, tf.stack([top, left, 0]), tf.stack([crop, crop, tf.shape(image)[2]]))
@@ -188,11 +188,11 @@ def center_crop(image, crop=CROP_SIZE):
     """The central crop x crop patch (offset (H - crop) // 2, (W - crop) // 2).
 
     Args:
-      image: [H, W, C] tensor with H, W >= crop.
-      crop: side of the patch.
+        image: [H, W, C] tensor with H, W >= crop.
+        crop: side of the patch.
 
     Returns:
-      [crop, crop, C] tensor.
+        [crop, crop, C] tensor.
     """
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
@@ -204,12 +204,12 @@ def ten_crop(image, crop=CROP_SIZE):
     """The paper's ten test patches: centre, four corners, and their mirror images.
 
     Args:
-      image: [H, W, C] tensor with H, W >= crop.
-      crop: side of the patches.
+        image: [H, W, C] tensor with H, W >= crop.
+        crop: side of the patches.
 
     Returns:
-      [10, crop, crop, C] tensor: centre, top-left, top-right, bottom-left, bottom-right,
-      then the same five mirrored left-right.
+        [10, crop, crop, C] tensor: centre, top-left, top-right, bottom-left, bottom-right,
+        then the same five mirrored left-right.
     """
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
@@ -234,13 +234,13 @@ def pca_offset(alpha, eigval, eigvec):
     eigenvalues of the training set's RGB covariance (RGB scaled to [0, 1]).
 
     Args:
-      alpha: float32 [..., 3], the a_i (drawn from N(0, 0.1) once per image, see
-        `train_augmentation`).
-      eigval: [3] eigenvalues.
-      eigvec: [3, 3] eigenvectors as columns.
+        alpha: float32 [..., 3], the a_i (drawn from N(0, 0.1) once per image, see
+            `train_augmentation`).
+        eigval: [3] eigenvalues.
+        eigvec: [3, 3] eigenvectors as columns.
 
     Returns:
-      float32 [..., 3].
+        float32 [..., 3].
     """
     alpha = tf.convert_to_tensor(alpha, tf.float32)
     weights = alpha * tf.constant(eigval, tf.float32)
@@ -257,12 +257,12 @@ def pca_lighting(image, eigval, eigvec, alpha):
     """Adds the PCA colour noise of one image (`pca_offset`) to every pixel.
 
     Args:
-      image: float32 [..., W, 3] image in 0-255 (mean-subtracted or not).
-      eigval, eigvec: as `pca_offset`'s.
-      alpha: float32 [3].
+        image: float32 [..., W, 3] image in 0-255 (mean-subtracted or not).
+        eigval, eigvec: as `pca_offset`'s.
+        alpha: float32 [3].
 
     Returns:
-      float32 tensor of the image's shape.
+        float32 tensor of the image's shape.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     return image + _rows_of(pca_offset(alpha, eigval, eigvec), tf.shape(image)[-2])
@@ -292,12 +292,12 @@ def random_draws(seed, epoch, index):
     examples is drawn by a few vectorised ops.
 
     Args:
-      seed: int >= 0, or int64 tensor broadcastable to index's shape.
-      epoch: int >= 0, or int64 tensor broadcastable to index's shape.
-      index: int64 [n], the examples' positions in their epochs' orders.
+        seed: int >= 0, or int64 tensor broadcastable to index's shape.
+        epoch: int >= 0, or int64 tensor broadcastable to index's shape.
+        index: int64 [n], the examples' positions in their epochs' orders.
 
     Returns:
-      float64 [n, DRAWS], each a multiple of 2^-53 plus 2^-54, so never 0 or 1.
+        float64 [n, DRAWS], each a multiple of 2^-53 plus 2^-54, so never 0 or 1.
     """
     index = tf.cast(index, tf.int64)
     seed = tf.broadcast_to(tf.cast(seed, tf.int64), tf.shape(index))
@@ -321,15 +321,15 @@ def train_augmentation(seed, epoch, index, size=IMAGE_SIZE, crop=CROP_SIZE, stdd
     """The random choices of training augmentation, for a batch of examples.
 
     Args:
-      seed, epoch, index: as `random_draws`'s.
-      size: side of the (256x256) images the patches are cut from.
-      crop: side of the patch.
-      stddev: standard deviation of the PCA coefficients.
+        seed, epoch, index: as `random_draws`'s.
+        size: side of the (256x256) images the patches are cut from.
+        crop: side of the patch.
+        stddev: standard deviation of the PCA coefficients.
 
     Returns:
-      A dict of "top", "left" (int32 [n], every offset 0..size-crop equally likely),
-      "flip" (bool [n], true with probability 1/2) and "alpha" (float32 [n, 3], the PCA
-      coefficients, N(0, stddev)).
+        A dict of "top", "left" (int32 [n], every offset 0..size-crop equally likely),
+        "flip" (bool [n], true with probability 1/2) and "alpha" (float32 [n, 3], the PCA
+        coefficients, N(0, stddev)).
     """
     u = random_draws(seed, epoch, index)
     offsets = size - crop + 1
@@ -361,17 +361,17 @@ def train_patch(encoded, augmentation, size=IMAGE_SIZE, crop=CROP_SIZE, all_jpeg
     quarter of the bytes to copy, and the least work for the CPU that decodes.
 
     Args:
-      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
-      augmentation: one example's `train_augmentation`.
-      size: side of the square the image is brought to (the mean image's).
-      crop: side of the patch.
-      all_jpeg: every image is a size x size JPEG (`sources.Source.jpeg_size`, prepared
-        images): decoded as it is, and the patch kept uint8. (Decoding the whole 256x256
-        JPEG and slicing was measured faster than `tf.io.decode_and_crop_jpeg` of the
-        window.)
+        encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
+        augmentation: one example's `train_augmentation`.
+        size: side of the square the image is brought to (the mean image's).
+        crop: side of the patch.
+        all_jpeg: every image is a size x size JPEG (`sources.Source.jpeg_size`, prepared
+            images): decoded as it is, and the patch kept uint8. (Decoding the whole 256x256
+            JPEG and slicing was measured faster than `tf.io.decode_and_crop_jpeg` of the
+            window.)
 
     Returns:
-      [crop, crop, 3] in 0-255, not mirrored: uint8 if all_jpeg, else float32.
+        [crop, crop, 3] in 0-255, not mirrored: uint8 if all_jpeg, else float32.
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if all_jpeg:
@@ -391,11 +391,11 @@ def finish_train_batch(batch, stats):
     replica.
 
     Args:
-      batch: a dict of "patches" ([n, crop, crop, 3] of `train_patch`), their
-        `train_augmentation`'s "top", "left" and "flip", and "lighting", the `pca_offset`
-        of its "alpha" (float32 [n, 3]; computed beforehand, so that no multiplication is
-        left here for XLA to contract into other roundings).
-      stats: `stats.Stats` of the training set.
+        batch: a dict of "patches" ([n, crop, crop, 3] of `train_patch`), their
+            `train_augmentation`'s "top", "left" and "flip", and "lighting", the `pca_offset`
+            of its "alpha" (float32 [n, 3]; computed beforehand, so that no multiplication is
+            left here for XLA to contract into other roundings).
+        stats: `stats.Stats` of the training set.
     """
     patches = batch["patches"]
     size, crop = stats.mean_image.shape[0], patches.shape[1]
@@ -444,15 +444,15 @@ def preprocess_for_train(encoded, stats, seed, epoch, index, crop=CROP_SIZE):
     (`train_image`).
 
     Args:
-      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
-      stats: `stats.Stats` of the training set.
-      seed: int >= 0, the run's seed.
-      epoch: int >= 0 or scalar tensor, the epoch.
-      index: int or scalar int64 tensor, the example's position in the epoch's order.
-      crop: side of the patch.
+        encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
+        stats: `stats.Stats` of the training set.
+        seed: int >= 0, the run's seed.
+        epoch: int >= 0 or scalar tensor, the epoch.
+        index: int or scalar int64 tensor, the example's position in the epoch's order.
+        crop: side of the patch.
 
     Returns:
-      float32 [crop, crop, 3].
+        float32 [crop, crop, 3].
     """
     drawn = step_augmentation(seed, epoch, tf.reshape(index, [1]), stats, crop)
     return train_image(encoded, stats, {k: v[0] for k, v in drawn.items()}, crop)
@@ -462,13 +462,13 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
     """bytes -> the evaluation patch(es); also usable inside a SavedModel serving function.
 
     Args:
-      encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
-      stats: `stats.Stats` of the training set.
-      crops: "center" for one central patch, "ten" for the paper's ten patches.
-      crop: side of the patch.
+        encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
+        stats: `stats.Stats` of the training set.
+        crops: "center" for one central patch, "ten" for the paper's ten patches.
+        crop: side of the patch.
 
     Returns:
-      float32 [crop, crop, 3] for "center", [10, crop, crop, 3] for "ten".
+        float32 [crop, crop, 3] for "center", [10, crop, crop, 3] for "ten".
     """
     image = decode_and_center_crop(encoded, stats.mean_image.shape[0])
     image = subtract_mean(image, stats.mean_image)
@@ -477,28 +477,3 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
     if crops == "ten":
         return ten_crop(image, crop)
     raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
-
-
-__all__ = [
-    "CROP_SIZE",
-    "DRAWS",
-    "IMAGE_SIZE",
-    "PCA_STDDEV",
-    "center_crop",
-    "crop_and_flip",
-    "decode_and_center_crop",
-    "decode_other",
-    "finish_train_batch",
-    "pca_lighting",
-    "pca_offset",
-    "preprocess_for_eval",
-    "preprocess_for_train",
-    "random_draws",
-    "step_augmentation",
-    "subtract_mean",
-    "ten_crop",
-    "train_augmentation",
-    "train_batch_finisher",
-    "train_image",
-    "train_patch",
-]

@@ -1,9 +1,8 @@
 """Input on other machines: a tf.data service cluster, and training batches read from it.
 
-    python -m keras_alexnet.data_service --dispatcher --port=5050 [--work_dir=DIR]
-    python -m keras_alexnet.data_service --worker --dispatcher_address=HOST:5050 \\
-        [--port=5051] [--host=THIS_HOST]
-    python -m keras_alexnet.train --data_service=grpc://HOST:5050 ...
+`python -m keras_alexnet.data_service` starts a dispatcher or a worker (`start_dispatcher`,
+`start_worker`); `python -m keras_alexnet.train --data_service=grpc://HOST:5050` reads
+its training batches from them (`distribute`).
 
 The dispatcher and workers are TensorFlow's own (`tf.data.experimental.service`); each
 process serves until it is killed. The trainer sends the graph of its training dataset to
@@ -19,10 +18,10 @@ about 1/W of the batches (the "parallel_epochs" mode would have every worker mak
 batch: the pipeline is a function of the seed, so the trainer would get each batch W
 times). The split depends on the source:
 
-- Image folders: a step (`input_pipeline.train_dataset_by_step`). The source is the run's
+- Image folders: a step (`pipelines.train_dataset_by_step`). The source is the run's
   step numbers; a worker given a step makes its batch(es) from the epoch's order computed
   in the graph, the examples and augmentation the local pipeline gives that step.
-- Prepared folders and TFDS datasets: a record file (`input_pipeline.train_dataset_by_file`).
+- Prepared folders and TFDS datasets: a record file (`pipelines.train_dataset_by_file`).
   Their order cannot be computed per step, so the source is the stream of (epoch, file),
   each epoch's files permuted by (seed, epoch); a worker reads the files it is handed
   whole, a few at a time, shuffles their records in a buffer, and augments each record
@@ -48,11 +47,8 @@ the stream starts again at the file of the epoch the step has reached, in propor
 
 import re
 import socket
-import sys
-import time
 
 import tensorflow as tf
-from absl import flags
 
 DEFAULT_PROTOCOL = "grpc"
 DISPATCHER_PORT = 5050  # the port of TensorFlow's examples
@@ -126,7 +122,7 @@ def distribute(dataset, address):
 
     Args:
         dataset: a dataset whose source can be split (see the module docstring), e.g.
-            `input_pipeline.train_dataset_for_service`'s.
+            `pipelines.train_dataset_for_service`'s.
         address: the dispatcher, "grpc://HOST:PORT" or "HOST:PORT".
 
     Returns:
@@ -211,115 +207,3 @@ def _free_port(port=0):
                 f"Received: port={port}"
             ) from None
         return s.getsockname()[1]
-
-
-def _serve_until_killed(server):
-    # Waiting in Python, not in the server's join(), lets Ctrl-C through.
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags(flag_values=FLAGS):
-    """Defines the command-line flags; for the entry point (and tests, on their own
-    `flag_values`)."""
-    flags.DEFINE_boolean(
-        "dispatcher", False, "Run the dispatcher (one per cluster).", flag_values=flag_values
-    )
-    flags.DEFINE_boolean(
-        "worker", False, "Run a worker (as many as the input needs).", flag_values=flag_values
-    )
-    flags.DEFINE_integer(
-        "port",
-        None,
-        f"The port to listen on. Default: {DISPATCHER_PORT} for the dispatcher, any free "
-        "port for a worker.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "work_dir",
-        None,
-        "Dispatcher: journal its state in this folder, so that a dispatcher restarted on "
-        "it (same port) takes its jobs up again (TensorFlow's fault-tolerant mode).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "dispatcher_address",
-        None,
-        "Worker: the dispatcher's HOST:PORT.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "host",
-        socket.gethostname(),
-        "Worker: the name or address the trainers reach this machine at.",
-        flag_values=flag_values,
-    )
-
-
-def check_flags(flag_values):
-    """Raises a ValueError unless the flags name one role and only that role's flags."""
-    if flag_values.dispatcher == flag_values.worker:
-        raise ValueError(
-            "Give exactly one of --dispatcher and --worker. Received: "
-            f"dispatcher={flag_values.dispatcher}, worker={flag_values.worker}"
-        )
-    role, others = ("dispatcher", ("dispatcher_address", "host"))
-    if flag_values.worker:
-        role, others = ("worker", ("work_dir",))
-        if not flag_values.dispatcher_address:
-            raise ValueError("--worker needs --dispatcher_address=HOST:PORT. Received: none")
-        parse_address(flag_values.dispatcher_address, "dispatcher_address")
-    for name in others:
-        if flag_values[name].present:
-            raise ValueError(
-                f"--{name} is not a flag of the {role}. "
-                f"Received: --{name}={flag_values[name].value}"
-            )
-
-
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        check_flags(FLAGS)
-        if FLAGS.dispatcher:
-            server = start_dispatcher(
-                DISPATCHER_PORT if FLAGS.port is None else FLAGS.port,
-                FLAGS.work_dir,
-            )
-            _, _, port = parse_address(server.target, "target")
-            host = socket.gethostname()
-            print(
-                f"tf.data service dispatcher listening on port {port}"
-                + (f", its journal in {FLAGS.work_dir}" if FLAGS.work_dir else "")
-                + f": workers --dispatcher_address={host}:{port}, training "
-                f"--data_service=grpc://{host}:{port}",
-                flush=True,
-            )
-        else:
-            address = FLAGS.dispatcher_address
-            try:
-                check_reachable(address, seconds=2)
-            except ValueError:
-                print(f"Waiting for the dispatcher at {address} to answer", flush=True)
-            server, port = start_worker(address, FLAGS.port or 0, FLAGS.host)
-            print(
-                f"tf.data service worker listening on {FLAGS.host}:{port}, for the dispatcher "
-                f"at {address}",
-                flush=True,
-            )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 2
-    except tf.errors.OpError as error:  # e.g. the port is taken
-        print(f"error: {error.message}", file=sys.stderr, flush=True)
-        return 1
-    _serve_until_killed(server)
-    return 0

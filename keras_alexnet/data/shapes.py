@@ -2,7 +2,7 @@
 
 What this set is: coloured geometric shapes (circle, square, triangle, cross) drawn with NumPy
 on a plain, slightly noisy grey background, with random position, size and rotation, and saved
-as real JPEG files in the folder layout that `sources.folder_source` reads:
+as real JPEG files in the folder layout that `folder_sources.folder_source` reads:
 
     ROOT/train/<class_name>/<class_name>_00000.jpg
     ROOT/validation/<class_name>/...
@@ -53,10 +53,10 @@ def class_names(num_classes):
     with 10 classes every colour appears and four colours appear with two different shapes.
 
     Args:
-      num_classes: number of classes, 2 to 24.
+        num_classes: number of classes, 2 to 24.
 
     Returns:
-      A list of `num_classes` distinct names "<colour>_<shape>".
+        A list of `num_classes` distinct names "<colour>_<shape>".
     """
     colours = list(COLOURS)
     total = len(colours) * len(SHAPES)
@@ -89,12 +89,12 @@ def draw_image(class_name, rng, image_size=(256, 320)):
     """Draws one image of a class.
 
     Args:
-      class_name: a name from `class_names`, e.g. "red_circle".
-      rng: a `numpy.random.Generator`.
-      image_size: (height, width) in pixels.
+        class_name: a name from `class_names`, e.g. "red_circle".
+        rng: a `numpy.random.Generator`.
+        image_size: (height, width) in pixels.
 
     Returns:
-      A uint8 array [height, width, 3].
+        A uint8 array [height, width, 3].
     """
     colour_name, shape = class_name.split("_", 1)
     height, width = image_size
@@ -190,16 +190,16 @@ def ensure_shapes_dataset(
     into place, so readers never see a half-written set.
 
     Args:
-      root: folder to write; `DEFAULT_ROOT` (env KERAS_ALEXNET_SHAPES_DIR or
-        ~/tensorflow_datasets/keras_alexnet_shapes) when None.
-      num_classes: number of classes, 2 to 24 (see `class_names`).
-      train_per_class: training images per class.
-      val_per_class: validation images per class.
-      image_size: (height, width) of every image.
-      seed: seed of the generator; the same seed writes the same images.
+        root: folder to write; `DEFAULT_ROOT` (env KERAS_ALEXNET_SHAPES_DIR or
+            ~/tensorflow_datasets/keras_alexnet_shapes) when None.
+        num_classes: number of classes, 2 to 24 (see `class_names`).
+        train_per_class: training images per class.
+        val_per_class: validation images per class.
+        image_size: (height, width) of every image.
+        seed: seed of the generator; the same seed writes the same images.
 
     Returns:
-      `root` as a string.
+        `root` as a string.
     """
     root = os.path.abspath(os.fspath(root or DEFAULT_ROOT))
     if train_per_class < 1:

@@ -1,12 +1,9 @@
-"""The paper's 256x256 preparation, done once: `python -m keras_alexnet.prepare`.
+"""The paper's 256x256 preparation, done once: a source's images written as prepared shards.
 
-    python -m keras_alexnet.prepare --dataset=folder --data_dir=DIR --output_dir=PREPARED
-    python -m keras_alexnet.train --dataset=prepared:PREPARED ...
-
-Reads any source the training tool reads (same --dataset, --data_dir, --manual_dir,
---validation_split, --on_bad_image flags), makes each image what training decodes first
+The work of `python -m keras_alexnet.prepare`. `prepare` reads any source (`sources.Source`)
+the training tool reads, makes each image what training decodes first
 (`preprocessing.decode_and_center_crop`: shorter side to 256, central 256x256), and writes
-the images, encoded again, to sharded TFRecord files (`prepared`). Training then decodes a
+the images, encoded again, to sharded TFRecord files (`shards`). Training then decodes a
 256x256 image instead of a full-size photo and resizes nothing. The images of each split
 are written in one fixed shuffled order, so that every shard holds all classes.
 
@@ -17,19 +14,14 @@ prepared.json is written last.
 
 import json
 import os
-import sys
 import time
 
 import tensorflow as tf
-from absl import app
-from absl import flags
 
 from keras_alexnet.data import bad_images
-from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import shards as prepared
+from keras_alexnet.data import shards
 from keras_alexnet.data import sources
-from keras_alexnet.training import config as config_lib
 
 _PLAN = "prepare_plan.json"
 # The fixed order of the written images (a seed of their own, not the training run's).
@@ -40,28 +32,28 @@ def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard
     """Writes a source's images at 256x256 into sharded TFRecord files.
 
     Args:
-      source: a `sources.Source`.
-      output_dir: the prepared folder (made if needed; a finished one is left as it is).
-      encoding: "jpeg" (4:2:0 chroma), "jpeg444" (full chroma) or "png" (lossless).
-      quality: JPEG quality, 1-100.
-      images_per_shard: images per TFRecord file.
+        source: a `sources.Source`.
+        output_dir: the prepared folder (made if needed; a finished one is left as it is).
+        encoding: "jpeg" (4:2:0 chroma), "jpeg444" (full chroma) or "png" (lossless).
+        quality: JPEG quality, 1-100.
+        images_per_shard: images per TFRecord file.
 
     Returns:
-      The prepared.json metadata, a dict.
+        The prepared.json metadata, a dict.
 
     Raises:
-      ValueError: a bad argument, or an output_dir that holds another preparation.
+        ValueError: a bad argument, or an output_dir that holds another preparation.
     """
-    if encoding not in prepared.ENCODINGS:
+    if encoding not in shards.ENCODINGS:
         raise ValueError(
-            f"encoding must be one of {prepared.ENCODINGS}. Received: encoding={encoding!r}"
+            f"encoding must be one of {shards.ENCODINGS}. Received: encoding={encoding!r}"
         )
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100]. Received: quality={quality}")
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1. Received: {images_per_shard}")
     plan = dict(
-        format=prepared.FORMAT,
+        format=shards.FORMAT,
         source=source.name,
         class_names=list(source.class_names),
         image_size=preprocessing.IMAGE_SIZE,
@@ -73,14 +65,14 @@ def prepare(source, output_dir, *, encoding="jpeg", quality=90, images_per_shard
     for split in sources.SPLITS:
         count = source.num_examples(split)
         if count:
-            shards = -(-count // images_per_shard)
-            names = [prepared.shard_name(split, i, shards) for i in range(shards)]
+            num_shards = -(-count // images_per_shard)
+            names = [shards.shard_name(split, i, num_shards) for i in range(num_shards)]
             plan["splits"][split] = dict(num_examples=count, shards=names)
     _claim(output_dir, plan)
     for split in plan["splits"]:
         _write_split(source, split, output_dir, plan)
     metadata = dict(plan, bad_files=[list(b) for b in source.bad_files])
-    _write_json(os.path.join(output_dir, prepared.METADATA), metadata)
+    _write_json(os.path.join(output_dir, shards.METADATA), metadata)
     return metadata
 
 
@@ -117,7 +109,7 @@ def _write_split(source, split, output_dir, plan):
 
     def prepare_one(ref, label):
         image = preprocessing.decode_and_center_crop(source.load(ref))
-        return prepared.encode(image, encoding, quality), label
+        return shards.encode(image, encoding, quality), label
 
     start, done = time.perf_counter(), 0
     for index, name in enumerate(names):
@@ -131,9 +123,9 @@ def _write_split(source, split, output_dir, plan):
         try:
             with tf.io.TFRecordWriter(path + ".tmp") as writer:
                 for encoded, label in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-                    writer.write(prepared.example_bytes(encoded, label))
+                    writer.write(shards.example_bytes(encoded, label))
         except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail
-            raise input_pipeline.undecodable_error(
+            raise bad_images.undecodable_error(
                 error,
                 source,
                 split,
@@ -150,67 +142,3 @@ def _write_split(source, split, output_dir, plan):
             f"{rate:,.0f} images/s",
             flush=True,
         )
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    config_lib.define_data_flags()
-    flags.DEFINE_string("output_dir", None, "The prepared folder to write.")
-    flags.DEFINE_enum(
-        "encoding",
-        "jpeg",
-        list(prepared.ENCODINGS),
-        "How images are stored: jpeg (4:2:0 chroma, the fastest to train from), jpeg444 (full "
-        "chroma) or png (lossless, the slowest).",
-    )
-    flags.DEFINE_integer("quality", 90, "JPEG quality.")
-    flags.DEFINE_integer("images_per_shard", 1024, "Images per TFRecord file.")
-    flags.mark_flag_as_required("output_dir")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        config = config_lib.resolve(
-            config_lib.TrainConfig(
-                model_dir=FLAGS.output_dir,
-                dataset=FLAGS.dataset,
-                data_dir=FLAGS.data_dir,
-                manual_dir=FLAGS.manual_dir,
-                validation_split=FLAGS.validation_split,
-                on_bad_image=FLAGS.on_bad_image,
-                seed=FLAGS.seed,
-            )
-        )
-        source = config_lib.load_source(config)
-        if config.on_bad_image == "skip":
-            source, _ = bad_images.check_decoding(
-                source, model_dir=FLAGS.output_dir, write_list=True
-            )
-        print(
-            f"Preparing {source.name} ({source.num_classes} classes; "
-            + ", ".join(f"{source.num_examples(s):,} {s}" for s in sources.SPLITS)
-            + f") into {FLAGS.output_dir} at 256x256, {FLAGS.encoding}",
-            flush=True,
-        )
-        metadata = prepare(
-            source,
-            FLAGS.output_dir,
-            encoding=FLAGS.encoding,
-            quality=FLAGS.quality,
-            images_per_shard=FLAGS.images_per_shard,
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    shards = sum(len(info["shards"]) for info in metadata["splits"].values())
-    print(
-        f"Done: {shards} shards in {FLAGS.output_dir}; train with "
-        f"--dataset=prepared:{FLAGS.output_dir}",
-        flush=True,
-    )
-    return 0

@@ -58,7 +58,7 @@ def read_metadata(path):
     """The prepared.json of a prepared folder, checked.
 
     Raises:
-      ValueError: the folder is not (or not completely) prepared.
+        ValueError: the folder is not (or not completely) prepared.
     """
     file = os.path.join(path, METADATA)
     if not tf.io.gfile.exists(file):
@@ -134,10 +134,10 @@ def prepared_source(path):
     """A prepared folder (`python -m keras_alexnet.prepare`) as a `sources.Source`.
 
     Args:
-      path: the folder, with or without the "prepared:" of the --dataset flag.
+        path: the folder, with or without the "prepared:" of the --dataset flag.
 
     Returns:
-      A `sources.Source` of kind "prepared"; its refs are the encoded 256x256 images.
+        A `sources.Source` of kind "prepared"; its refs are the encoded 256x256 images.
     """
     path = os.path.abspath(os.path.expanduser(os.fspath(path).removeprefix("prepared:")))
     metadata = read_metadata(path)
@@ -155,14 +155,3 @@ def prepared_source(path):
         jpeg_size=metadata["image_size"] if metadata["encoding"].startswith("jpeg") else 0,
         _reader=_PreparedReader(path, metadata),
     )
-
-
-__all__ = [
-    "ENCODINGS",
-    "METADATA",
-    "encode",
-    "example_bytes",
-    "prepared_source",
-    "read_metadata",
-    "shard_name",
-]

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
+from keras_alexnet.data import tfds_sources
 from keras_alexnet.paper import numbers as paper
 
 
@@ -17,8 +17,8 @@ class PCA:
     """Eigen-decomposition of the 3x3 covariance of RGB pixel values scaled to [0, 1].
 
     Attributes:
-      eigval: [3] eigenvalues, largest first.
-      eigvec: [3, 3] eigenvectors as columns, in the order of `eigval`.
+        eigval: [3] eigenvalues, largest first.
+        eigvec: [3, 3] eigenvectors as columns, in the order of `eigval`.
     """
 
     eigval: np.ndarray
@@ -37,10 +37,10 @@ class Stats:
     """Training-set statistics the preprocessing needs.
 
     Attributes:
-      mean_image: float32 [256, 256, 3], the mean of the 256x256 images, 0-255.
-      eigval: float32 [3], eigenvalues of the RGB covariance (RGB in [0, 1]), largest first.
-      eigvec: float32 [3, 3], the eigenvectors as columns.
-      num_images: how many images the mean was computed over.
+        mean_image: float32 [256, 256, 3], the mean of the 256x256 images, 0-255.
+        eigval: float32 [3], eigenvalues of the RGB covariance (RGB in [0, 1]), largest first.
+        eigvec: float32 [3, 3], the eigenvectors as columns.
+        num_images: how many images the mean was computed over.
     """
 
     mean_image: np.ndarray
@@ -103,12 +103,12 @@ def pca_from_moments(pixel_sum, pixel_outer_sum, count):
     """Eigen-decomposition of an RGB covariance given by its moments.
 
     Args:
-      pixel_sum: [3] sum of the RGB values.
-      pixel_outer_sum: [3, 3] sum of the outer products of the RGB values.
-      count: number of pixels.
+        pixel_sum: [3] sum of the RGB values.
+        pixel_outer_sum: [3, 3] sum of the outer products of the RGB values.
+        count: number of pixels.
 
     Returns:
-      `PCA`, eigenvalues largest first.
+        `PCA`, eigenvalues largest first.
     """
     mean = np.asarray(pixel_sum, np.float64) / count
     covariance = np.asarray(pixel_outer_sum, np.float64) / count - np.outer(mean, mean)
@@ -121,20 +121,20 @@ def compute_stats(source, *, max_images=10000, seed=0, batch_size=64, pca=None):
     """Mean image and RGB PCA over the training set or a random sample of it.
 
     Args:
-      source: a `sources.Source`.
-      max_images: at most this many training images, a uniform sample (the first
-        `max_images` of epoch 0's order under `seed`).
-      seed: seed of the sample.
-      batch_size: images decoded per step.
-      pca: a `PCA` to use instead of the sample's; None uses `IMAGENET_PCA` for imagenet2012
-        and the sample's PCA otherwise.
+        source: a `sources.Source`.
+        max_images: at most this many training images, a uniform sample (the first
+            `max_images` of epoch 0's order under `seed`).
+        seed: seed of the sample.
+        batch_size: images decoded per step.
+        pca: a `PCA` to use instead of the sample's; None uses `IMAGENET_PCA` for imagenet2012
+            and the sample's PCA otherwise.
 
     Returns:
-      `Stats`.
+        `Stats`.
     """
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1. Received: max_images={max_images}")
-    if pca is None and source.kind == "tfds" and sources.is_imagenet2012(source.name):
+    if pca is None and source.kind == "tfds" and tfds_sources.is_imagenet2012(source.name):
         pca = IMAGENET_PCA
     count = min(max_images, source.num_train)
 
@@ -157,6 +157,3 @@ def compute_stats(source, *, max_images=10000, seed=0, batch_size=64, pca=None):
             pixel_sum, outer_sum, count * preprocessing.IMAGE_SIZE * preprocessing.IMAGE_SIZE
         )
     return Stats(image_sum / count, pca.eigval, pca.eigvec, num_images=count)
-
-
-__all__ = ["IMAGENET_PCA", "PCA", "Stats", "compute_stats", "pca_from_moments"]

@@ -13,7 +13,7 @@ import os
 
 import tensorflow as tf
 
-from keras_alexnet.data import pipelines as input_pipeline
+from keras_alexnet.data import bad_images
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import model_files
 from keras_alexnet.serving import saved_model
@@ -74,7 +74,7 @@ def predict_files(serving_fn, paths):
             out = serving_fn(images=tf.constant([data]))
         except (tf.errors.OpError, OSError) as error:
             message = getattr(error, "message", None) or str(error)
-            results.append((path, None, input_pipeline.error_summary(message)))
+            results.append((path, None, bad_images.error_summary(message)))
             continue
         labels = [label.decode() for label in out["top5_labels"].numpy()[0]]
         probs = out["probabilities"].numpy()[0]

@@ -29,8 +29,8 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
 from keras_alexnet.models import labels
 from keras_alexnet.serving import formats as formats_lib
 from keras_alexnet.serving import model_files
@@ -252,7 +252,7 @@ def export_run(
         if model is None:
             source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
         elif data_dir:
-            source = sources.folder_source(data_dir)
+            source = folder_sources.folder_source(data_dir)
         else:
             raise ValueError(
                 f"{purpose} training images: with --model, name an image folder with "

@@ -10,10 +10,12 @@ import dataclasses
 import numpy as np
 from absl import flags
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import service as data_service
 from keras_alexnet.data import shapes as shapes_dataset
 from keras_alexnet.data import shards as prepared
 from keras_alexnet.data import sources
+from keras_alexnet.data import tfds_sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
 from keras_alexnet.paper import numbers as paper
@@ -311,7 +313,7 @@ def resolve(config):
     if config.validation_split is not None:
         check("validation_split", config.dataset == "folder", "is read for dataset=folder only")
         sources.check_validation_split(config.validation_split)
-    if config.manual_dir and not sources.is_imagenet2012(config.dataset):
+    if config.manual_dir and not tfds_sources.is_imagenet2012(config.dataset):
         check("manual_dir", False, "is only read for dataset=imagenet2012")
     if config.data_service is not None:
         _check_data_service(config)
@@ -339,17 +341,17 @@ def load_source(config):
     """The `sources.Source` a resolved config names, checked before any work."""
     if config.dataset == BUILTIN_DATASET:
         root = shapes_dataset.ensure_shapes_dataset(config.data_dir or shapes_dataset.DEFAULT_ROOT)
-        return sources.folder_source(root, on_bad_image=config.on_bad_image)
+        return folder_sources.folder_source(root, on_bad_image=config.on_bad_image)
     if config.dataset.startswith(PREPARED):
         return prepared.prepared_source(config.dataset)
     if config.dataset == "folder":
-        return sources.folder_source(
+        return folder_sources.folder_source(
             config.data_dir,
             on_bad_image=config.on_bad_image,
             validation_split=config.validation_split,
             seed=config.seed,
         )
-    return sources.tfds_source(config.dataset, config.data_dir, config.manual_dir)
+    return tfds_sources.tfds_source(config.dataset, config.data_dir, config.manual_dir)
 
 
 def _flag_help(field):

@@ -159,7 +159,7 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
     try:
         return steps.evaluate_dataset(loaded.model, data, strategy=strategy, crops=crops)
     except tf.errors.InvalidArgumentError as error:
-        raise input_pipeline.undecodable_error(
+        raise bad_images.undecodable_error(
             error, source, split, f"{split} image(s)", "evaluating"
         ) from error
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_alexnet.data import bad_images
 from keras_alexnet.data import input_timeout
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
@@ -373,7 +374,7 @@ def next_batch(run, state, iterator):
         if run.config.data_service:
             # The service's batches come in any order: the failed one's step is not known,
             # so the whole training split is decoded to name the files.
-            raise input_pipeline.undecodable_error(
+            raise bad_images.undecodable_error(
                 error,
                 run.source,
                 "train",
@@ -381,18 +382,18 @@ def next_batch(run, state, iterator):
                 "training",
                 _rerun_hint(state) + ".",
             ) from error
-        bad_images = input_pipeline.undecodable_in_step(
+        bad = bad_images.undecodable_in_step(
             run.source,
             seed=run.config.seed,
             epoch=state.epoch,
             step=state.step_in_epoch,
             global_batch_size=run.config.batch_size,
         )
-        if not bad_images:
+        if not bad:
             raise
         raise ValueError(
-            input_pipeline.describe_failures(
-                bad_images, f"training image(s) of step {state.step + 1}", "training"
+            bad_images.describe_failures(
+                bad, f"training image(s) of step {state.step + 1}", "training"
             )
             + _rerun_hint(state)
             + " (with other files, the input order differs from the interrupted run's)."
@@ -447,7 +448,7 @@ def _validate(run, state, validation):
     try:
         return steps.evaluate_dataset(state.model, validation, strategy=run.strategy)
     except tf.errors.InvalidArgumentError as error:
-        raise input_pipeline.undecodable_error(
+        raise bad_images.undecodable_error(
             error,
             run.source,
             "validation",

@@ -5,8 +5,8 @@ import json
 import fresh_process
 
 from keras_alexnet.benchmarks import input_speed as input_benchmark
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import shard_writer as prepare
-from keras_alexnet.data import sources
 
 
 def test_input_benchmark_runs(tmp_path):
@@ -25,7 +25,7 @@ def test_input_benchmark_runs(tmp_path):
 
 def test_prepared_difference_of_a_lossless_preparation_is_the_rounding(tmp_path):
     input_benchmark.write_benchmark_images(str(tmp_path / "files"), 6, image_size=(300, 280))
-    source = sources.folder_source(str(tmp_path / "files"))
+    source = folder_sources.folder_source(str(tmp_path / "files"))
     for encoding, low, high in (("png", 0.2, 0.3), ("jpeg", 1.0, 12.0)):
         out = str(tmp_path / encoding)
         prepare.prepare(source, out, encoding=encoding, images_per_shard=4)

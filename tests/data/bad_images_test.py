@@ -12,10 +12,9 @@ import wild_images
 from event_files import logged_scalars
 
 from keras_alexnet.data import bad_images
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import image_files
-from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data import sources
 from keras_alexnet.training import trainer as train
 
 
@@ -67,7 +66,7 @@ def test_files_tensorflow_misreads_are_refused_by_the_decoder_with_the_scans_rea
         for decode in (preprocessing.decode_other, tf.function(preprocessing.decode_other)):
             with pytest.raises(tf.errors.InvalidArgumentError) as raised:
                 decode(data)
-            reason = input_pipeline.error_summary(raised.value.message)
+            reason = bad_images.error_summary(raised.value.message)
             assert reason == image_files.image_file_problem(path), name
     # An 8-bit BMP with a grey palette is read right, and is not refused.
     grey = next(p for p in corpus if p.endswith("grey.bmp"))
@@ -141,7 +140,7 @@ def test_the_list_is_read_while_the_files_are_the_same(tmp_path, tiny_root, corp
     data = wild_folder(
         tmp_path / "data", tiny_root, corpus, kinds=(wild_images.READ, wild_images.DECODE)
     )
-    source = sources.folder_source(str(data))
+    source = folder_sources.folder_source(str(data))
     model_dir = str(tmp_path / "run")
     clean, found = bad_images.check_decoding(source, model_dir=model_dir, write_list=True)
     assert len(found) == 3 * len(_expected(corpus, wild_images.DECODE))
@@ -154,7 +153,7 @@ def test_the_list_is_read_while_the_files_are_the_same(tmp_path, tiny_root, corp
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(input_pipeline, "undecodable", no_decoding)
+    monkeypatch.setattr(bad_images, "undecodable", no_decoding)
     again, found_again = bad_images.check_decoding(source, model_dir=model_dir)
     assert found_again == found and again.num_train == clean.num_train
     # A changed file changes the split's digest: that split is decoded again.

@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet.data import bad_images
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shard_writer as prepare
@@ -142,7 +144,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
     )
     damaged = tmp_path / "f" / "train" / "b" / "damaged.png"
     damaged.write_bytes(tiny.damaged_png())
-    source = sources.folder_source(root)
+    source = folder_sources.folder_source(root)
     assert source.num_train == 14  # 7 steps of 2: no example is dropped
     # Which step fails, found by running the real pipelines (each its share of the batch).
     failed = set()
@@ -161,7 +163,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
                 break
     assert len(failed) == 1
     for step in range(7):
-        bad = input_pipeline.undecodable_in_step(
+        bad = bad_images.undecodable_in_step(
             source, seed=3, epoch=1, step=step, global_batch_size=2
         )
         if step in failed:
@@ -169,7 +171,7 @@ def test_undecodable_in_step_names_the_file_the_pipelines_fail_on(tmp_path, stat
             assert "PNG" in bad[0][1] and "function_node" not in bad[0][1]
         else:
             assert bad == []
-    assert [name for name, _ in input_pipeline.undecodable(source, "train")] == [str(damaged)]
+    assert [name for name, _ in bad_images.undecodable(source, "train")] == [str(damaged)]
 
 
 def test_many_epochs_equal_the_epochs_one_by_one(source, stats):
@@ -192,7 +194,7 @@ def test_many_epochs_equal_the_epochs_one_by_one(source, stats):
 def prepared_source(tmp_path_factory, folder):
     """The `folder` fixture's images prepared (256x256 JPEG shards of 4 images)."""
     out = tmp_path_factory.mktemp("prepared")
-    prepare.prepare(sources.folder_source(folder), str(out), images_per_shard=4)
+    prepare.prepare(folder_sources.folder_source(folder), str(out), images_per_shard=4)
     return prepared.prepared_source(out)
 
 

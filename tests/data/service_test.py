@@ -18,17 +18,20 @@ import time
 import fresh_process
 import numpy as np
 import pytest
-import sources_test
 import tensorflow as tf
+import tfds_sources_test
 import tiny
 from absl import flags
 
+from keras_alexnet import data_service as data_service_tool
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
 from keras_alexnet.data import shard_writer as prepare
 from keras_alexnet.data import shards as prepared
 from keras_alexnet.data import sources
+from keras_alexnet.data import tfds_sources
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import launcher as launch
 from keras_alexnet.training import trainer as train
@@ -109,7 +112,7 @@ def test_every_step_comes_once_and_as_the_local_pipeline_makes_it(cluster, tiny_
     # pipeline's batch of one step >= 5, to the bit, and no step comes twice. Had each worker
     # made every step ("parallel_epochs"), the steps would come twice.
     address, _ = cluster
-    source = sources.folder_source(tiny_root)
+    source = folder_sources.folder_source(tiny_root)
     for pipeline in range(2):
         context = tf.distribute.InputContext(2, pipeline, 2)
         local = input_pipeline.train_dataset(
@@ -253,10 +256,10 @@ def test_an_unreachable_dispatcher_stops_the_run_at_once_naming_it(tmp_path, tin
 )
 def test_the_role_flags_are_checked(args, message):
     flag_values = flags.FlagValues()
-    data_service.define_flags(flag_values)
+    data_service_tool.define_flags(flag_values)
     flag_values(["data_service", *args])
     with pytest.raises(ValueError, match=re.escape(message)):
-        data_service.check_flags(flag_values)
+        data_service_tool.check_flags(flag_values)
 
 
 def test_the_command_fails_before_serving_on_bad_flags():
@@ -279,7 +282,7 @@ def test_a_second_dispatcher_on_a_taken_port_is_refused(cluster):
 def prepared_root(tiny_root, tmp_path_factory):
     """The tiny set prepared in 5 record files (10, 10, 10, 10 and 8 images)."""
     out = tmp_path_factory.mktemp("prepared") / "prepared"
-    prepare.prepare(sources.folder_source(tiny_root), str(out), images_per_shard=10)
+    prepare.prepare(folder_sources.folder_source(tiny_root), str(out), images_per_shard=10)
     return str(out)
 
 
@@ -348,8 +351,8 @@ def test_record_files_are_split_by_file_and_each_record_comes_once(cluster, prep
 def test_a_tfds_dataset_is_read_by_file_through_the_service(cluster, tmp_path, stats):
     address, _ = cluster
     manual = str(tmp_path / "manual")
-    sources_test.write_ilsvrc_tars(manual)
-    source = sources.tfds_source("imagenet2012", str(tmp_path / "data"), manual_dir=manual)
+    tfds_sources_test.write_ilsvrc_tars(manual)
+    source = tfds_sources.tfds_source("imagenet2012", str(tmp_path / "data"), manual_dir=manual)
     one_pass = input_pipeline.train_dataset_by_file(
         source, global_batch_size=1, stats=stats, seed=0, num_epochs=1
     )

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import shapes as shapes_dataset
-from keras_alexnet.data import sources
 
 SMALL = dict(num_classes=4, train_per_class=3, val_per_class=2, image_size=(48, 60))
 
@@ -54,7 +54,7 @@ def test_written_once_with_the_requested_counts(tmp_path, capsys):
 
 def test_decodes_through_the_folder_source(tmp_path):
     root = shapes_dataset.ensure_shapes_dataset(tmp_path / "shapes", **SMALL)
-    source = sources.folder_source(root, on_bad_image="fail")
+    source = folder_sources.folder_source(root, on_bad_image="fail")
     assert source.num_train == 12 and source.num_validation == 8
     assert source.class_names == tuple(sorted(shapes_dataset.class_names(4)))
     for ref, label in source.examples("validation").as_numpy_iterator():

@@ -11,10 +11,10 @@ import tensorflow as tf
 import tiny
 from fresh_process import run_module
 
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shard_writer as prepare
 from keras_alexnet.data import shards as prepared
-from keras_alexnet.data import sources
 from keras_alexnet.training import trainer as train
 
 
@@ -39,7 +39,7 @@ def prepared_dir(tiny_root, tmp_path_factory):
 
 def test_the_prepared_folder_has_the_sources_classes_counts_and_bad_files(prepared_dir):
     out, data = prepared_dir
-    folder = sources.folder_source(str(data))
+    folder = folder_sources.folder_source(str(data))
     source = prepared.prepared_source(f"prepared:{out}")
     assert source.class_names == folder.class_names
     # The damaged file passes the scan, fails to decode, and is left out.
@@ -62,7 +62,7 @@ STATED_DIFFERENCE = {"png": 0.5, "jpeg444": 2.0, "jpeg": 3.0}
 
 @pytest.mark.parametrize("encoding", ["png", "jpeg444", "jpeg"])
 def test_prepared_pixels_against_decoding_on_the_fly(tiny_root, tmp_path, encoding):
-    folder = sources.folder_source(tiny_root)
+    folder = folder_sources.folder_source(tiny_root)
     out = tmp_path / encoding
     prepare.prepare(folder, str(out), encoding=encoding, images_per_shard=100)
     source = prepared.prepared_source(str(out))
@@ -84,7 +84,7 @@ def test_prepared_pixels_against_decoding_on_the_fly(tiny_root, tmp_path, encodi
 
 
 def test_an_interrupted_preparation_resumes_and_other_settings_are_refused(tiny_root, tmp_path):
-    folder = sources.folder_source(tiny_root)
+    folder = folder_sources.folder_source(tiny_root)
     out = tmp_path / "prepared"
     prepare.prepare(folder, str(out), images_per_shard=16)
     shards = sorted(p for p in os.listdir(out) if p.endswith(".tfrecord"))

@@ -19,8 +19,8 @@ import wild_images
 from fresh_process import run_module
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_files
-from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.serving import saved_model as export
@@ -153,5 +153,5 @@ def test_serving_reads_alpha_and_grey_images_as_rgb_and_refuses_misread_ones(exp
         with open(path_of[name], "rb") as f:
             with pytest.raises(tf.errors.InvalidArgumentError) as raised:
                 serve(images=tf.constant([f.read()]))
-        reason = input_pipeline.error_summary(raised.value.message)
+        reason = bad_images.error_summary(raised.value.message)
         assert reason == image_files.image_file_problem(path_of[name]), name

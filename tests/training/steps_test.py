@@ -41,7 +41,10 @@ def test_evaluate_dataset_matches_numpy():
 DISTRIBUTED_EVAL = textwrap.dedent("""
     import json, os, sys
     import keras_alexnet
-    from keras_alexnet.training import distribute, input_pipeline, layers, sources, steps, stats
+    from keras_alexnet.data import folder_sources, stats
+    from keras_alexnet.data import pipelines as input_pipeline
+    from keras_alexnet.models import layers
+    from keras_alexnet.training import distribute, steps
     import keras, numpy as np, tensorflow as tf
     from PIL import Image
 
@@ -82,7 +85,7 @@ DISTRIBUTED_EVAL = textwrap.dedent("""
     results = {}
     for n in sizes:
         write_folder(f"{root}/n{n}", n)
-        source = sources.folder_source(f"{root}/n{n}")
+        source = folder_sources.folder_source(f"{root}/n{n}")
         for crops in ("center", "ten") if n <= 5 else ("center",):
             for replicas, strategy in strategies.items():
                 with strategy.scope():

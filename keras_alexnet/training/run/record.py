@@ -169,7 +169,7 @@ def _load_or_compute_stats(config, source, chief, start_from):
     try:
         stats = stats_lib.compute_stats(source, max_images=config.stats_images, seed=config.seed)
     except tf.errors.InvalidArgumentError as error:  # on_bad_image=fail: a file did not decode
-        raise input_pipeline.undecodable_error(
+        raise bad_images.undecodable_error(
             error,
             source,
             "train",
