@@ -11,7 +11,8 @@ from keras_alexnet.training import distribute
 MIRRORED_SCRIPT = textwrap.dedent("""
     import sys
     import keras_alexnet
-    from keras_alexnet.training import distribute, steps, train
+    from keras_alexnet.training import distribute, steps
+    from keras_alexnet.training import trainer as train
     import keras, numpy as np, tensorflow as tf
     import tiny
 
@@ -60,15 +61,17 @@ def test_multi_worker_refuses_cpu_replicas():
 
 
 # Dropout on 2 replicas: the masks of keras.layers.Dropout (the same on both replicas)
-# and of layers.Dropout (each replica its own), over 10 steps of 4 x 4096 units each.
+# and of head_layers.ReplicaDropout (each replica its own), over 10 steps of 4 x 4096
+# units each.
 DROPOUT_SCRIPT = textwrap.dedent("""
     import keras_alexnet
-    from keras_alexnet.training import distribute, layers
+    from keras_alexnet.models import head_layers
+    from keras_alexnet.training import distribute
     import keras, numpy as np, tensorflow as tf
 
     strategy = distribute.make_strategy("mirrored", cpu_replicas=2)
     data = tf.data.Dataset.from_tensors(tf.ones((8, 4096))).repeat(10)
-    for cls in (keras.layers.Dropout, layers.Dropout):
+    for cls in (keras.layers.Dropout, head_layers.ReplicaDropout):
         with strategy.scope():
             keras.utils.set_random_seed(0)
             layer = cls(0.5)
