@@ -11,7 +11,7 @@ from keras_alexnet.training import distribute
 MIRRORED_SCRIPT = textwrap.dedent("""
     import sys
     import keras_alexnet
-    from keras_alexnet.training import distribute, steps, train
+    from keras_alexnet.training import distribute, steps, trainer
     import keras, numpy as np, tensorflow as tf
     import tiny
 
@@ -42,7 +42,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     print("SAME_WEIGHTS", len(weights["one"]))
     # A few steps of the full loop on the built-in set under the mirrored strategy.
     cfg = tiny.train_config(sys.argv[2], sys.argv[1], max_steps=3)
-    result = train.train(cfg, strategy=mirrored)
+    result = trainer.train(cfg, strategy=mirrored)
     assert result["step"] == 3 and np.isfinite(result["train"]["loss"]), result
     print("MIRRORED_TRAINED", result["step"])
 """)
@@ -63,7 +63,8 @@ def test_multi_worker_refuses_cpu_replicas():
 # and of layers.Dropout (each replica its own), over 10 steps of 4 x 4096 units each.
 DROPOUT_SCRIPT = textwrap.dedent("""
     import keras_alexnet
-    from keras_alexnet.training import distribute, layers
+    from keras_alexnet.models import layers
+    from keras_alexnet.training import distribute
     import keras, numpy as np, tensorflow as tf
 
     strategy = distribute.make_strategy("mirrored", cpu_replicas=2)

@@ -24,8 +24,9 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_alexnet.training import launcher as launch
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import launcher
+from keras_alexnet.training import worker_output
+from keras_alexnet.training.run import folder as run_folder
 
 # A stand-in worker: argv[1 + i] tells worker i what to do.
 FAKE_WORKER = textwrap.dedent("""
@@ -82,7 +83,7 @@ def run_fake(fake_worker, modes, **kwargs):
     """Runs launch() on the stand-in worker; returns (status, stdout, stderr, seconds)."""
     out, err = io.StringIO(), io.StringIO()
     start = time.monotonic()
-    status = launch.launch(
+    status = launcher.launch(
         len(modes),
         [],
         command=[sys.executable, fake_worker, *modes],
@@ -143,7 +144,7 @@ class Log:
 
 
 def test_cluster_configs_give_every_worker_the_same_cluster_and_its_own_index():
-    configs = launch.cluster_configs(3, [2001, 2002, 2003])
+    configs = launcher.cluster_configs(3, [2001, 2002, 2003])
     workers = ["127.0.0.1:2001", "127.0.0.1:2002", "127.0.0.1:2003"]
     assert configs == [
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}} for i in range(3)
@@ -169,19 +170,19 @@ def test_cluster_configs_give_every_worker_the_same_cluster_and_its_own_index():
 )
 def test_cluster_configs_refuse_bad_arguments(num_workers, ports, message):
     with pytest.raises(ValueError, match=message):
-        launch.cluster_configs(num_workers, ports)
+        launcher.cluster_configs(num_workers, ports)
 
 
 def test_free_ports_are_distinct_and_free():
-    ports = launch.free_ports(4)
+    ports = launcher.free_ports(4)
     assert len(set(ports)) == 4
     for port in ports:
-        with launch.socket.create_server(("127.0.0.1", port)):
+        with launcher.socket.create_server(("127.0.0.1", port)):
             pass
 
 
 def test_the_launcher_chooses_the_strategy():
-    command = launch.train_command(["--model_dir=x"], python="py")
+    command = launcher.train_command(["--model_dir=x"], python="py")
     assert command == [
         "py",
         "-m",
@@ -191,12 +192,12 @@ def test_the_launcher_chooses_the_strategy():
     ]
     for arg in ("--strategy=mirrored", "--cpu_replicas=2"):
         with pytest.raises(ValueError, match=f"train_args must not set --.*Received: {arg}"):
-            launch.train_command(["--model_dir=x", arg])
+            launcher.train_command(["--model_dir=x", arg])
 
 
 def test_progress_states_are_shown_when_flushed_and_at_most_once_per_interval():
     now = [0.0]
-    lines = launch.OutputLines(progress_interval=10, clock=lambda: now[0])
+    lines = worker_output.OutputLines(progress_interval=10, clock=lambda: now[0])
     # Keras' Progbar: "\r" + state, then "\b" * width + "\r" + the next state.
     assert lines.feed(b"Epoch 1/1\n\r\x1b[1m1/3\x1b[0m a") == ["Epoch 1/1", "1/3 a"]
     now[0] = 5.0
@@ -207,14 +208,14 @@ def test_progress_states_are_shown_when_flushed_and_at_most_once_per_interval():
     assert lines.feed(b"Done: step 3\r") == []
     assert lines.feed(b"\nWeights") == ["Done: step 3"]
     assert lines.close() == ["Weights"]
-    colours = launch.OutputLines(keep_ansi=True)
+    colours = worker_output.OutputLines(keep_ansi=True)
     assert colours.feed(b"\x1b[1mbold\x1b[0m\n") == ["\x1b[1mbold\x1b[0m"]
 
 
 def test_exits_are_described_in_words():
-    assert launch.describe_exit(1) == "exited with status 1"
-    assert launch.describe_exit(-9) == "was killed by SIGKILL"
-    assert launch.describe_exit(-15) == "was killed by SIGTERM"
+    assert launcher.describe_exit(1) == "exited with status 1"
+    assert launcher.describe_exit(-9) == "was killed by SIGKILL"
+    assert launcher.describe_exit(-15) == "was killed by SIGTERM"
 
 
 # --- The launcher on stand-in workers (seconds) -----------------------------------------
@@ -237,7 +238,7 @@ def test_lines_are_prefixed_and_progress_bars_thinned(fake_worker):
 
 def test_a_failed_worker_stops_the_others(fake_worker):
     status, _, err, seconds = run_fake(fake_worker, ["sleep", "exit3", "sleep"])
-    assert status == launch.EXIT_WORKER_FAILED
+    assert status == launcher.EXIT_WORKER_FAILED
     pids = started_pids(err)
     assert f"[launch] worker 1 (pid {pids[1]}) exited with status 3: stopping the other" in err
     assert f"stopping worker 0 (pid {pids[0]}) with SIGTERM" in err
@@ -250,7 +251,7 @@ def test_a_worker_killed_by_a_signal_is_named_first(fake_worker):
     # Both have ended by the launcher's next look (every 2 s): worker 1 was killed, and
     # worker 0 exited with an error, as a lost peer makes it; the cause is named first.
     status, _, err, _ = run_fake(fake_worker, ["exit3", "sigkill"], poll_interval=2.0)
-    assert status == launch.EXIT_WORKER_FAILED
+    assert status == launcher.EXIT_WORKER_FAILED
     pids = started_pids(err)
     killed = f"[launch] worker 1 (pid {pids[1]}) was killed by SIGKILL: stopping the other"
     assert killed in err, err
@@ -261,7 +262,7 @@ def test_timeout_stops_the_job_and_sigkill_follows_an_ignored_sigterm(fake_worke
     status, _, err, seconds = run_fake(
         fake_worker, ["sleep", "stubborn"], timeout=1.5, grace_period=1.0
     )
-    assert status == launch.EXIT_TIMEOUT
+    assert status == launcher.EXIT_TIMEOUT
     pids = started_pids(err)
     assert "timed out after 1.5 s: stopping the workers" in err
     assert f"worker 1 (pid {pids[1]}) still runs 1 s after SIGTERM: SIGKILL" in err
@@ -279,11 +280,11 @@ def test_a_signal_to_the_launcher_reaches_every_worker_and_their_saved_stop_is_7
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=signal_when_ready, daemon=True).start()
-    status = launch.launch(
+    status = launcher.launch(
         2, [], command=[sys.executable, fake_worker, "saves", "saves"], output=out, errors=err
     )
     err = err.getvalue()
-    assert status == launch.EXIT_PREEMPTED, err
+    assert status == launcher.EXIT_PREEMPTED, err
     pids = started_pids(err)
     for i in (0, 1):
         assert f"stopping worker {i} (pid {pids[i]}) with SIGTERM" in err
@@ -294,21 +295,21 @@ def test_a_signal_to_the_launcher_reaches_every_worker_and_their_saved_stop_is_7
 def test_a_worker_preempted_alone_is_followed_not_stopped(fake_worker):
     # Worker 1's machine is preempted; worker 0 learns it from the cluster and saves too.
     status, _, err, seconds = run_fake(fake_worker, ["preempted_late", "preempted"])
-    assert status == launch.EXIT_PREEMPTED, err
+    assert status == launcher.EXIT_PREEMPTED, err
     pids = started_pids(err)
     assert f"worker 1 (pid {pids[1]}) stopped on a signal after saving a checkpoint" in err
     assert "with SIGTERM" not in err  # the launcher waited for worker 0 to save
     assert "every worker saved a checkpoint" in err
     # One that does not follow within the grace period: the job failed.
     status, _, err, _ = run_fake(fake_worker, ["sleep", "preempted"], grace_period=1.0)
-    assert status == launch.EXIT_WORKER_FAILED, err
+    assert status == launcher.EXIT_WORKER_FAILED, err
     assert f"stopping worker 0 (pid {started_pids(err)[0]}) with SIGTERM" in err
 
 
 def test_sigint_to_the_launcher_stops_every_worker(fake_worker):
     script = (
-        "import sys; from keras_alexnet import launch; "
-        f"sys.exit(launch.launch(2, [], command=[sys.executable, {fake_worker!r}, 'sleep', "
+        "import sys; from keras_alexnet.training import launcher; "
+        f"sys.exit(launcher.launch(2, [], command=[sys.executable, {fake_worker!r}, 'sleep', "
         "'sleep']))"
     )
     process = subprocess.Popen(
@@ -399,7 +400,7 @@ class _Text:
 
 
 class InProcessLauncher(Log):
-    """`launch.launch` run in a thread of this process on real training workers, as the
+    """`launcher.launch` run in a thread of this process on real training workers, as the
     launch tool runs it (the tool's own process and its TensorFlow import spared): Log's
     reading and waiting, its output and messages merged as the tool's pipe merges them.
 
@@ -416,7 +417,7 @@ class InProcessLauncher(Log):
 
         def run():
             try:
-                self._status = launch.launch(
+                self._status = launcher.launch(
                     workers,
                     args,
                     timeout=timeout,
@@ -516,8 +517,8 @@ def test_two_workers_train_like_one_device(two_workers):
 
     assert one.returncode == 0, one.stderr[-4000:]
     tiny.register()
-    two_model, _ = run_dir.restore_model(str(two_dir))
-    one_model, _ = run_dir.restore_model(str(one_dir))
+    two_model, _ = run_folder.restore_model(str(two_dir))
+    one_model, _ = run_folder.restore_model(str(one_dir))
     # Each step's global batch holds the same 8 images in both runs (worker i takes the
     # permutation's elements i, i+2, ... of the step's 8); the mean loss over them gives
     # the same gradient, summed in another order: equal up to float rounding.
@@ -563,7 +564,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
         seconds = time.monotonic() - killed
         log.join()
         text = log.text()
-        assert status == launch.EXIT_WORKER_FAILED, text[-6000:]
+        assert status == launcher.EXIT_WORKER_FAILED, text[-6000:]
         assert f"[launch] worker 1 (pid {pid}) was killed by SIGKILL" in text
         assert "Done:" not in text  # the job was stopped, it did not finish
         assert seconds < 60, f"the launcher took {seconds:.1f} s to stop the job"
@@ -596,7 +597,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     finally:
         log.end()
     assert lock["pid"] == pids[0], lock
-    assert status == launch.EXIT_PREEMPTED, text[-6000:]
+    assert status == launcher.EXIT_PREEMPTED, text[-6000:]
     assert f"[launch] worker 1 (pid {pids[1]}) stopped on a signal after saving" in text
     stopped = dict(
         (int(i), (why, int(step)))
@@ -609,7 +610,7 @@ def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(
     assert stopped[1][0] == "SIGTERM" and stopped[0][0] == "another worker's signal", stopped
     step = stopped[0][1]
     assert stopped[1][1] == step and killed_at < step < 18, text[-6000:]
-    assert run_dir.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
+    assert run_folder.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
     assert "[launch] every worker saved a checkpoint" in text
     assert not any(alive(p) for p in pids.values())
     assert not (model_dir / "train.lock").exists()

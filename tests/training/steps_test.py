@@ -41,7 +41,10 @@ def test_evaluate_dataset_matches_numpy():
 DISTRIBUTED_EVAL = textwrap.dedent("""
     import json, os, sys
     import keras_alexnet
-    from keras_alexnet.training import distribute, input_pipeline, layers, sources, steps, stats
+    from keras_alexnet.data import pipelines as input_pipeline
+    from keras_alexnet.data import sources, stats
+    from keras_alexnet.models import layers
+    from keras_alexnet.training import distribute, steps
     import keras, numpy as np, tensorflow as tf
     from PIL import Image
 
