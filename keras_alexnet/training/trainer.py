@@ -217,7 +217,7 @@ def training_data(run, state):
         state: the run's `state.TrainState`.
 
     Returns:
-        A distributed dataset of (patches, labels) batches and their random choices.
+        A distributed dataset of raw batches: ({"patches" and their random choices}, labels).
     """
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
