@@ -51,15 +51,20 @@ def evaluate(
     rank all of the model's classes.
 
     Args:
-        model_dir: the training run's model_dir (checkpoints, statistics, labels); or
-        model: a .keras file or exported model folder (see `model_files.load`).
+        model_dir: the training run's model_dir (checkpoints, statistics, labels), or None
+            with `model`.
+        model: a .keras file or exported model folder (see `model_files.load`), or None
+            with `model_dir`.
         checkpoint: with model_dir, a checkpoint path; default: the latest in model_dir.
         source: a `sources.Source`; default: the one named by dataset/data_dir,
             or, when dataset is None too, the run's own dataset (a model file has none).
-        dataset, data_dir, manual_dir, on_bad_image: as for training.
+        dataset: as for training (`config.TrainConfig`).
+        data_dir: as for training.
+        manual_dir: as for training.
         split: "validation", "train" or "test".
         crops: "center" or "10" (the paper's ten patches).
         batch_size: images per batch.
+        on_bad_image: as for training: "skip" or "fail".
         strategy: a `tf.distribute.Strategy`; default: `distribute.make_strategy("auto")`,
             the GPU, all GPUs where there are several, or else the CPU.
         write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>
@@ -85,13 +90,7 @@ def evaluate(
             f"dataset (--dataset, --data_dir). Received: model={model!r}, dataset=None"
         )
     source = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image)
-    if on_bad_image == "skip":
-        # The run's list of files that do not decode, when the files are the same; the
-        # evaluation writes only its own outputs.
-        list_dir = model_dir if run is not None else None
-        source, _ = bad_images.check_decoding(source, model_dir=list_dir, splits=[split])
-    if source.num_examples(split) == 0:
-        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    source = _checked_split(source, split, on_bad_image, model_dir if run is not None else None)
     strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
         loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
@@ -175,6 +174,27 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
         raise input_pipeline.undecodable_error(
             error, source, split, f"{split} image(s)", "evaluating"
         ) from error
+
+
+def _checked_split(source, split, on_bad_image, model_dir):
+    """The source, without the split's files that do not decode when on_bad_image is skip.
+
+    Args:
+        source: a `sources.Source`.
+        split: the split to evaluate.
+        on_bad_image: "skip" or "fail".
+        model_dir: the training run's model_dir, whose list of files that do not decode is
+            used when the files are the same; None for a model file.
+
+    Raises:
+        ValueError: the split has no images.
+    """
+    if on_bad_image == "skip":
+        # The evaluation writes only its own outputs.
+        source, _ = bad_images.check_decoding(source, model_dir=model_dir, splits=[split])
+    if source.num_examples(split) == 0:
+        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    return source
 
 
 def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
