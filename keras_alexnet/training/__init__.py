@@ -5,6 +5,6 @@
 - `schedule`, `metrics`: the learning-rate schedules; top-1 and top-5.
 - `state`: what a run saves and resumes; `run/`: the run's folder, lock and record.
 - `trainer`: the training loop; `evaluation`: the paper's test measure.
-- `launcher`: several training workers on one machine.
+- `launcher`: several training workers on one machine; `worker_output`: their lines on its console.
 - `preemption`, `write_errors`, `summaries`: signals, failing writes, TensorBoard.
 """

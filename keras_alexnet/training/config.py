@@ -236,6 +236,9 @@ def recipe_for(dataset):
 def resolve(config):
     """Fills the None fields of `config` from its dataset's recipe and checks every field.
 
+    Args:
+        config: a `TrainConfig`.
+
     Returns:
         A new, complete `TrainConfig`.
 
@@ -249,75 +252,127 @@ def resolve(config):
         if getattr(config, f.name) is None
     }
     config = dataclasses.replace(config, **filled)
+    _check_model(config)
+    _check_recipe(config)
+    _check_run(config)
+    _check_data(config)
+    return config
 
-    def check(name, ok, requirement):
-        if not ok:
-            raise ValueError(f"{name} {requirement}. Received: {name}={getattr(config, name)!r}")
 
-    check("model_dir", bool(config.model_dir), "must name a folder")
-    check(
+def _check(config, name, ok, requirement):
+    """Raises a ValueError naming field `name`, its value and `requirement` unless `ok`."""
+    if not ok:
+        raise ValueError(f"{name} {requirement}. Received: {name}={getattr(config, name)!r}")
+
+
+def _check_model(config):
+    """Checks the run's folder and the fields that say which network is built."""
+    _check(config, "model_dir", bool(config.model_dir), "must name a folder")
+    _check(
+        config,
         "variant",
         config.variant is None or config.variant in variants.VARIANTS,
         f"must be one of {list(variants.VARIANTS)}",
     )
-    check("init", config.init in model_lib.INITS, f"must be one of {model_lib.INITS}")
-    check(
+    _check(config, "init", config.init in model_lib.INITS, f"must be one of {model_lib.INITS}")
+    _check(
+        config,
         "input_scale",
         config.input_scale == "auto"
         or (isinstance(config.input_scale, (int, float)) and config.input_scale > 0),
         'must be a positive number or "auto"',
     )
+
+
+def _check_recipe(config):
+    """Checks the training hyperparameters and the run's step counts."""
     for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
-        check(name, is_int(getattr(config, name)) and getattr(config, name) >= 1, "must be >= 1")
-    check("learning_rate", config.learning_rate > 0, "must be > 0")
-    check("optimizer", config.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
-    check("momentum", 0 <= config.momentum < 1, "must be in [0, 1)")
-    check("weight_decay", config.weight_decay >= 0, "must be >= 0")
-    check("dropout", 0 <= config.dropout < 1, "must be in [0, 1)")
-    check("lr_schedule", config.lr_schedule in LR_SCHEDULES, f"must be one of {LR_SCHEDULES}")
-    check("lr_patience", is_int(config.lr_patience) and config.lr_patience >= 1, "must be >= 1")
-    check("lr_max_reductions", config.lr_max_reductions >= 0, "must be >= 0")
-    check("seed", is_int(config.seed) and config.seed >= 0, "must be an integer >= 0")
+        value = getattr(config, name)
+        _check(config, name, is_int(value) and value >= 1, "must be >= 1")
+    _check(config, "learning_rate", config.learning_rate > 0, "must be > 0")
+    _check(config, "optimizer", config.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
+    _check(config, "momentum", 0 <= config.momentum < 1, "must be in [0, 1)")
+    _check(config, "weight_decay", config.weight_decay >= 0, "must be >= 0")
+    _check(config, "dropout", 0 <= config.dropout < 1, "must be in [0, 1)")
+    _check(
+        config, "lr_schedule", config.lr_schedule in LR_SCHEDULES, f"must be one of {LR_SCHEDULES}"
+    )
+    _check(
+        config,
+        "lr_patience",
+        is_int(config.lr_patience) and config.lr_patience >= 1,
+        "must be >= 1",
+    )
+    _check(config, "lr_max_reductions", config.lr_max_reductions >= 0, "must be >= 0")
+
+
+def _check_run(config):
+    """Checks the seed, the run's limits, its starting point, precision and profiled steps."""
+    _check(config, "seed", is_int(config.seed) and config.seed >= 0, "must be an integer >= 0")
     sources.check_on_bad_image(config.on_bad_image)
-    check("stats_images", config.stats_images >= 1, "must be >= 1")
-    check("input_timeout", config.input_timeout >= 0, "must be >= 0 seconds (0: no timeout)")
-    check("max_steps", config.max_steps is None or config.max_steps >= 1, "must be >= 1")
-    check(
+    _check(config, "stats_images", config.stats_images >= 1, "must be >= 1")
+    _check(
+        config,
+        "input_timeout",
+        config.input_timeout >= 0,
+        "must be >= 0 seconds (0: no timeout)",
+    )
+    _check(config, "max_steps", config.max_steps is None or config.max_steps >= 1, "must be >= 1")
+    _check(
+        config,
         "init_from",
         config.init_from is None or str(config.init_from).endswith(".keras"),
         "must be the path of a .keras model",
     )
-    check("freeze", isinstance(config.freeze, (list, tuple)), "must be a list of layer names")
-    check(
+    _check(
+        config, "freeze", isinstance(config.freeze, (list, tuple)), "must be a list of layer names"
+    )
+    _check(
+        config,
         "mixed_precision",
         config.mixed_precision in model_lib.PRECISIONS,
         f"must be one of {list(model_lib.PRECISIONS)}",
     )
     if config.profile_steps is not None:
         steps = tuple(config.profile_steps)
-        check(
+        _check(
+            config,
             "profile_steps",
             len(steps) == 2 and 1 <= steps[0] <= steps[1],
             "must be two step numbers first,last with 1 <= first <= last",
         )
+
+
+def _check_data(config):
+    """Checks the fields that say where the images come from."""
     if config.dataset == "folder":
-        check("data_dir", bool(config.data_dir), "must name the image folder for dataset=folder")
+        _check(
+            config,
+            "data_dir",
+            bool(config.data_dir),
+            "must name the image folder for dataset=folder",
+        )
     elif config.dataset.startswith(PREPARED):
-        check("dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
+        _check(config, "dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
     elif config.dataset != BUILTIN_DATASET:
-        check(
+        _check(
+            config,
             "data_dir",
             bool(config.data_dir),
             f"must name the TFDS data folder for {config.dataset}",
         )
     if config.validation_split is not None:
-        check("validation_split", config.dataset == "folder", "is read for dataset=folder only")
+        _check(
+            config,
+            "validation_split",
+            config.dataset == "folder",
+            "is read for dataset=folder only",
+        )
         sources.check_validation_split(config.validation_split)
     if config.manual_dir and not tfds_sources.is_imagenet2012(config.dataset):
-        check("manual_dir", False, "is only read for dataset=imagenet2012")
+        _check(config, "manual_dir", False, "is only read for dataset=imagenet2012")
     if config.data_service is not None:
         _check_data_service(config)
-    return config
 
 
 def _check_data_service(config):
@@ -368,13 +423,21 @@ DATA_FIELDS = ("dataset", "data_dir", "manual_dir", "validation_split", "on_bad_
 
 
 def define_data_flags(flag_values=flags.FLAGS):
-    """Defines the flags of `DATA_FIELDS` only, as training has them; for entry points only."""
+    """Defines the flags of `DATA_FIELDS` only, as training has them; for entry points only.
+
+    Args:
+        flag_values: the `flags.FlagValues` to define them in.
+    """
     define_flags(flag_values, names=DATA_FIELDS)
 
 
 def define_flags(flag_values=flags.FLAGS, names=None):
-    """Defines a flag for every `TrainConfig` field that has one (or for those of `names`);
-    for entry points only."""
+    """Defines a flag for every `TrainConfig` field that has one; for entry points only.
+
+    Args:
+        flag_values: the `flags.FlagValues` to define them in.
+        names: define only the flags of these fields; None for all.
+    """
     for field in dataclasses.fields(TrainConfig):
         kind = field.metadata["flag"]
         if kind is None or (names is not None and field.name not in names):

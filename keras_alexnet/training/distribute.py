@@ -131,8 +131,3 @@ def define_flags():
         "Split the CPU into N logical devices and mirror over them (data parallelism "
         "without GPUs).",
     )
-
-
-def from_flags(flag_values):
-    """The strategy the flags of `define_flags` name."""
-    return make_strategy(flag_values.strategy, flag_values.cpu_replicas, flag_values.worker_timeout)

@@ -1,4 +1,4 @@
-"""The paper's test measure: `python -m keras_alexnet.evaluate`.
+"""The paper's test measure, the work of `python -m keras_alexnet.evaluate`.
 
 Top-1 and top-5 error of a trained model on a labelled set, with the central 227x227 patch
 or the paper's ten patches (section 4.1: the four corners and the centre of the 256x256
@@ -6,33 +6,23 @@ image, and their mirror images, softmax averaged). The preprocessing is the trai
 own evaluation path, with the mean image it stored; a model file's (--model), with the
 normalisation and mean image that travel with it (`model_files`).
 
-    python -m keras_alexnet.evaluate --model_dir=runs/alexnet --crops=10
-    python -m keras_alexnet.evaluate --model=alexnet.keras --dataset=imagenet2012 --data_dir=TFDS
-
 It runs where training runs (`distribute.make_strategy`): on one GPU, mirrored over all GPUs
 where there are several, or on the CPU (over --cpu_replicas logical CPUs, if given).
 """
 
-import json
 import os
-import sys
 
 import tensorflow as tf
-from absl import app
-from absl import flags
 
-from keras_alexnet import cli
 from keras_alexnet.data import bad_images
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import sources
-from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import imagenet_classes
-from keras_alexnet.paper import numbers as paper
 from keras_alexnet.serving import model_files
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import steps
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 
 CROPS = {"center": "center", "10": "ten", "ten": "ten"}
 
@@ -61,15 +51,20 @@ def evaluate(
     rank all of the model's classes.
 
     Args:
-        model_dir: the training run's model_dir (checkpoints, statistics, labels); or
-        model: a .keras file or exported model folder (see `model_files.load`).
+        model_dir: the training run's model_dir (checkpoints, statistics, labels), or None
+            with `model`.
+        model: a .keras file or exported model folder (see `model_files.load`), or None
+            with `model_dir`.
         checkpoint: with model_dir, a checkpoint path; default: the latest in model_dir.
         source: a `sources.Source`; default: the one named by dataset/data_dir,
             or, when dataset is None too, the run's own dataset (a model file has none).
-        dataset, data_dir, manual_dir, on_bad_image: as for training.
+        dataset: as for training (`config.TrainConfig`).
+        data_dir: as for training.
+        manual_dir: as for training.
         split: "validation", "train" or "test".
         crops: "center" or "10" (the paper's ten patches).
         batch_size: images per batch.
+        on_bad_image: as for training: "skip" or "fail".
         strategy: a `tf.distribute.Strategy`; default: `distribute.make_strategy("auto")`,
             the GPU, all GPUs where there are several, or else the CPU.
         write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>
@@ -86,44 +81,64 @@ def evaluate(
             bad crops value, bad data, no dataset for a model file, or a dataset whose
             classes are not the model's.
     """
-    if str(crops) not in CROPS:
-        raise ValueError(f"crops must be center or 10. Received: crops={crops!r}")
-    crops = CROPS[str(crops)]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
-    if split not in sources.SPLITS:
-        raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
+    crops = _check_arguments(crops, batch_size, split)
     # The run (when there is one) and the data are checked before the model is loaded.
-    run = run_dir.read_run(model_dir) if model is None and model_dir is not None else None
-    if run is not None:
-        checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
-        if not checkpoint:
-            raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    run, checkpoint = _read_run(model_dir, model, checkpoint)
     if run is None and source is None and dataset is None:
         raise ValueError(
             "A model file has no training run whose data it would default to: name the "
             f"dataset (--dataset, --data_dir). Received: model={model!r}, dataset=None"
         )
     source = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image)
-    if on_bad_image == "skip":
-        # The run's list of files that do not decode, when the files are the same; the
-        # evaluation writes only its own outputs.
-        list_dir = model_dir if run is not None else None
-        source, _ = bad_images.check_decoding(source, model_dir=list_dir, splits=[split])
-    skipped = len(source.bad_files)
-    if source.num_examples(split) == 0:
-        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    source = _checked_split(source, split, on_bad_image, model_dir if run is not None else None)
     strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
         loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
     label_map = _label_map(source.class_names, loaded.class_names)
     result = _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy)
-    report = dict(
+    report = _report(result, loaded, source, split, crops, strategy)
+    if write_summaries and loaded.model_dir and distribute.is_chief(strategy):
+        _write_summaries(loaded.model_dir, report)
+    return report
+
+
+def _check_arguments(crops, batch_size, split):
+    """Checks `evaluate`'s crops, batch_size and split; returns the crops' `CROPS` name.
+
+    Raises:
+        ValueError: naming the first bad argument and its value.
+    """
+    if str(crops) not in CROPS:
+        raise ValueError(f"crops must be center or 10. Received: crops={crops!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
+    if split not in sources.SPLITS:
+        raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
+    return CROPS[str(crops)]
+
+
+def _read_run(model_dir, model, checkpoint):
+    """The training run of model_dir (None for a model file) and the checkpoint to load.
+
+    Raises:
+        ValueError: no run in model_dir, or no checkpoint yet.
+    """
+    run = run_folder.read_run(model_dir) if model is None and model_dir is not None else None
+    if run is not None:
+        checkpoint = checkpoint or run_folder.latest_checkpoint(model_dir)
+        if not checkpoint:
+            raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
+    return run, checkpoint
+
+
+def _report(result, loaded, source, split, crops, strategy):
+    """`evaluate`'s report: the split's errors, what was evaluated, and where."""
+    return dict(
         top1_error=result["top1_error"],
         top5_error=result["top5_error"],
         loss=result["loss"],
         images=result["count"],
-        skipped=skipped,
+        skipped=len(source.bad_files),
         checkpoint=loaded.origin,
         step=loaded.step,
         dataset=source.name,
@@ -132,9 +147,6 @@ def evaluate(
         replicas=strategy.num_replicas_in_sync,
         devices=[name.rsplit("device:", 1)[-1] for name in strategy.extended.worker_devices],
     )
-    if write_summaries and loaded.model_dir and distribute.is_chief(strategy):
-        _write_summaries(loaded.model_dir, report)
-    return report
 
 
 def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy):
@@ -164,9 +176,29 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
         ) from error
 
 
+def _checked_split(source, split, on_bad_image, model_dir):
+    """The source, without the split's files that do not decode when on_bad_image is skip.
+
+    Args:
+        source: a `sources.Source`.
+        split: the split to evaluate.
+        on_bad_image: "skip" or "fail".
+        model_dir: the training run's model_dir, whose list of files that do not decode is
+            used when the files are the same; None for a model file.
+
+    Raises:
+        ValueError: the split has no images.
+    """
+    if on_bad_image == "skip":
+        # The evaluation writes only its own outputs.
+        source, _ = bad_images.check_decoding(source, model_dir=model_dir, splits=[split])
+    if source.num_examples(split) == 0:
+        raise ValueError(f"{source.name} has no {split} images. Received: split={split!r}")
+    return source
+
+
 def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
-    """The source to evaluate on: by default the run's own (when there is one), with its
-    validation_split.
+    """The source to evaluate on: by default the run's own, with its validation_split.
 
     Raises:
         ValueError: bad data.
@@ -226,74 +258,3 @@ def _write_summaries(model_dir, report):
         tf.summary.scalar("loss", report["loss"])
         tf.summary.scalar("skipped_images", report["skipped"])
     writer.flush()
-
-
-def format_report(report):
-    """The report as a small console table, with the paper's figures for comparison."""
-    crops = "ten patches" if report["crops"] == "10" else "central patch"
-    paper_1, paper_5 = paper.RESULTS["ILSVRC-2012 val, 1 CNN"]
-    rows = [
-        ("top-1 error", f"{report['top1_error']:.2%}", f"{paper_1}%"),
-        ("top-5 error", f"{report['top5_error']:.2%}", f"{paper_5}%"),
-        ("images evaluated", f"{report['images']:,}", "50,000"),
-        ("images skipped as bad", f"{report['skipped']:,}", ""),
-    ]
-    replicas = f"{report['replicas']} replica" + ("s" if report["replicas"] > 1 else "")
-    lines = [
-        f"{report['dataset']} {report['split']}, {crops}, {report['checkpoint']}, "
-        f"on {replicas} ({', '.join(report['devices'])})",
-        f"{'':22}{'this model':>12}  {'paper (ILSVRC-2012 val, 1 CNN)':>32}",
-    ]
-    lines += [f"{name:22}{value:>12}  {ref:>32}" for name, value, ref in rows]
-    return "\n".join(lines)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    cli.define_model_flags("The training run's model_dir.", model_lib.PRECISIONS)
-    flags.DEFINE_string(
-        "dataset", None, "As for training; default: the run's dataset (needed with --model)."
-    )
-    flags.DEFINE_string("data_dir", None, "As for training.")
-    flags.DEFINE_string("manual_dir", None, "As for training (imagenet2012).")
-    flags.DEFINE_enum(
-        "split", "validation", list(sources.SPLITS), "Split to evaluate (test: a folder's test/)."
-    )
-    flags.DEFINE_enum("crops", "center", ["center", "10"], "Central patch, or the paper's ten.")
-    flags.DEFINE_integer("batch_size", 64, "Images per batch.")
-    flags.DEFINE_enum("on_bad_image", "skip", list(sources.ON_BAD_IMAGE), "As for training.")
-    flags.DEFINE_string("output", None, "Also write the report as JSON to this file.")
-    distribute.define_flags()
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        # The strategy comes first: it must exist before any other TensorFlow work.
-        strategy = distribute.from_flags(FLAGS)
-        report = evaluate(
-            FLAGS.model_dir,
-            model=FLAGS.model,
-            checkpoint=FLAGS.checkpoint,
-            dataset=FLAGS.dataset,
-            data_dir=FLAGS.data_dir,
-            manual_dir=FLAGS.manual_dir,
-            split=FLAGS.split,
-            crops=FLAGS.crops,
-            batch_size=FLAGS.batch_size,
-            on_bad_image=FLAGS.on_bad_image,
-            strategy=strategy,
-            mixed_precision=FLAGS.mixed_precision,
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    print(format_report(report), flush=True)
-    if FLAGS.output:
-        with tf.io.gfile.GFile(FLAGS.output, "w") as f:
-            json.dump(report, f, indent=1)
-    return 0

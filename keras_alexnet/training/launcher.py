@@ -1,9 +1,7 @@
-"""Several training workers on this machine: `python -m keras_alexnet.launch`.
+"""Several training workers on this machine, the work of `python -m keras_alexnet.launch`.
 
-    python -m keras_alexnet.launch --workers=2 [--timeout=SECONDS] -- [flags of keras_alexnet.train]
-
-Starts `python -m keras_alexnet.train --strategy=multi_worker FLAGS` once per worker, each
-with its own TF_CONFIG naming a cluster of free 127.0.0.1 ports, so that
+`launch` starts `python -m keras_alexnet.train --strategy=multi_worker FLAGS` once per
+worker, each with its own TF_CONFIG naming a cluster of free 127.0.0.1 ports, so that
 MultiWorkerMirroredStrategy runs (and is tested) on one machine without GPUs. Every line
 a worker prints is forwarded with its name ("[worker 1] ..."). The job is as strong as its
 weakest worker: when one exits with an error or is killed, the launcher says which and
@@ -14,7 +12,7 @@ command resumes from the chief's last checkpoint.
 The workers stay in the launcher's process group, so killing that group ends the whole
 job even if the launcher itself is killed first. SIGTERM or SIGINT to the launcher is
 forwarded to every worker as SIGTERM: the workers agree on a step, all save a checkpoint
-there and exit with `preemption.EXIT_PREEMPTED` (see `keras_alexnet.preemption`); one
+there and exit with `preemption.EXIT_PREEMPTED` (see `training.preemption`); one
 still running --grace_period seconds later is killed. A worker that stops on its own
 signal (a machine preempted) takes the others along the same way; the launcher waits for
 them.
@@ -26,9 +24,7 @@ stopped on a signal after saving a checkpoint; 1 when a worker failed; 124 when
 """
 
 import json
-import math
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -36,7 +32,7 @@ import sys
 import threading
 import time
 
-from absl import flags
+from keras_alexnet.training import worker_output
 
 LOCALHOST = "127.0.0.1"
 TRAIN_MODULE = "keras_alexnet.train"
@@ -45,10 +41,8 @@ RESERVED_TRAIN_FLAGS = ("strategy", "cpu_replicas")
 EXIT_WORKER_FAILED = 1
 EXIT_TIMEOUT = 124
 # A worker's status when it stopped on a signal after saving a checkpoint: the value of
-# `keras_alexnet.preemption.EXIT_PREEMPTED`, not imported (it would load TensorFlow).
+# `training.preemption.EXIT_PREEMPTED`, not imported (it would load TensorFlow).
 EXIT_PREEMPTED = 75
-_ANSI_ESCAPE = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def free_ports(count, host=LOCALHOST):
@@ -147,121 +141,6 @@ def describe_exit(returncode):
             name = f"signal {-returncode}"
         return f"was killed by {name}"
     return f"exited with status {returncode}"
-
-
-class _Console:
-    """Writes whole lines from several threads without interleaving them."""
-
-    def __init__(self, output, errors):
-        self.output = output
-        self.errors = errors
-        # Colour and style escape codes are kept only for a terminal: (output, errors).
-        self.keep_ansi = tuple(hasattr(s, "isatty") and s.isatty() for s in (output, errors))
-        self._lock = threading.Lock()
-
-    def write(self, stream, line):
-        with self._lock:
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # A closed console must not stop the launcher from stopping workers.
-
-    def say(self, message):
-        self.write(self.errors, f"[launch] {message}")
-
-
-class OutputLines:
-    """Splits a process's output into the lines to show, taming progress bars.
-
-    A progress bar (Keras' Progbar, tqdm) redraws its line: it writes \\b's and a \\r, then
-    the new state, and flushes. Each state becomes one line here, shown as soon as it
-    arrives, but at most one per `progress_interval` seconds, so that several workers'
-    bars do not flood the console. Lines ended by \\n (or \\r\\n) are always shown; text
-    written after a bar's state on the same line (as "Done" after a bar that was not
-    finished) becomes a line of its own.
-
-    Args:
-        progress_interval: seconds between two progress states shown.
-        keep_ansi: keep colour and style escape codes (for a terminal).
-        clock: the time source, in seconds.
-    """
-
-    def __init__(self, progress_interval=10.0, keep_ansi=False, clock=time.monotonic):
-        self.progress_interval = progress_interval
-        self.keep_ansi = keep_ansi
-        self.clock = clock
-        self._buffer = b""
-        self._shown = 0  # bytes of the unfinished segment already shown
-        self._after_cr = False  # the unfinished segment follows a lone \r: a bar's state
-        self._last_progress = -math.inf
-
-    def feed(self, data):
-        """Takes the next bytes of output; returns the lines to show now, without "\\n"."""
-        self._buffer += data
-        return self._split(final=False)
-
-    def close(self):
-        """Returns the lines left at the end of the output."""
-        lines = self._split(final=True)
-        rest = self._clean(self._buffer[self._shown :])
-        if rest:
-            lines.append(rest)
-        self._buffer, self._shown = b"", 0
-        return lines
-
-    def _split(self, final):
-        lines = []
-        while True:
-            match = _LINE_END.search(self._buffer)
-            if not match:
-                break
-            lone_cr = match.group() == b"\r"
-            if lone_cr and match.end() == len(self._buffer) and not final:
-                break  # Maybe the \r of a \r\n whose \n has not arrived yet.
-            rest = self._clean(self._buffer[self._shown : match.start()])
-            # A bar's state ended by the next one: it was shown when it came, or was
-            # skipped then, and is stale now. Text written after a shown state is not.
-            if rest and not (lone_cr and self._after_cr and not self._shown):
-                lines.append(rest)
-            self._buffer = self._buffer[match.end() :]
-            self._shown = 0
-            self._after_cr = lone_cr
-        # A bar's state is complete when its writer flushed it: show it now, not when the
-        # next state ends it, and not again then.
-        if self._after_cr and not self._shown:
-            state = self._clean(self._buffer)
-            if state and self._progress_due():
-                lines.append(state)
-                self._shown = len(self._buffer)
-        return lines
-
-    def _progress_due(self):
-        now = self.clock()
-        if now - self._last_progress < self.progress_interval:
-            return False
-        self._last_progress = now
-        return True
-
-    def _clean(self, segment):
-        segment = segment.replace(b"\b", b"")
-        if not self.keep_ansi:
-            segment = _ANSI_ESCAPE.sub(b"", segment)
-        return segment.decode("utf-8", errors="replace").rstrip()
-
-
-def _forward(pipe, prefix, stream, console, progress_interval, keep_ansi):
-    """Copies a worker's pipe to the console, line by line, with `prefix`."""
-    lines = OutputLines(progress_interval, keep_ansi)
-    while True:
-        chunk = pipe.read1(65536)
-        if not chunk:
-            break
-        for line in lines.feed(chunk):
-            console.write(stream, prefix + line)
-    for line in lines.close():
-        console.write(stream, prefix + line)
-    pipe.close()
 
 
 class _Worker:
@@ -380,28 +259,15 @@ def launch(
     """
     _check_launch_arguments(num_workers, port_base, timeout, grace_period)
     command = list(command) if command is not None else train_command(train_args)
-    if port_base:
-        ports = list(range(port_base, port_base + num_workers))
-    else:
-        ports = free_ports(num_workers)
-    configs = cluster_configs(num_workers, ports)
-    console = _Console(output or sys.stdout, errors or sys.stderr)
-    base_env = dict(os.environ if env is None else env)
-    # Output reaches the console as it is printed, not when a buffer fills.
-    base_env["PYTHONUNBUFFERED"] = "1"
+    environments = _worker_environments(num_workers, port_base, env)
+    console = worker_output.Console(output or sys.stdout, errors or sys.stderr)
     interrupt = _Interrupt()
     interrupt.install()
     workers = []
     start = time.monotonic()
     status = None
     try:
-        for index, config in enumerate(configs):
-            worker_env = dict(base_env, TF_CONFIG=json.dumps(config))
-            worker = _start_worker(index, command, worker_env, console, progress_interval)
-            workers.append(worker)
-            console.say(f"started {worker.name} on {LOCALHOST}:{ports[index]}")
-            if interrupt.signum is not None:
-                break
+        _start_workers(workers, environments, command, console, progress_interval, interrupt)
         status = _monitor(workers, num_workers, interrupt, console, start, timeout, poll_interval)
         if status == EXIT_PREEMPTED:  # a worker's own signal: the others follow it
             _wait(workers, grace_period)
@@ -413,6 +279,43 @@ def launch(
             for thread in worker.threads:
                 thread.join(timeout=5)
         interrupt.restore()
+    return _job_status(status, workers, console)
+
+
+def _worker_environments(num_workers, port_base, env):
+    """Each worker's port and environment: `env` (default: this process's) and its TF_CONFIG."""
+    if port_base:
+        ports = list(range(port_base, port_base + num_workers))
+    else:
+        ports = free_ports(num_workers)
+    configs = cluster_configs(num_workers, ports)
+    base_env = dict(os.environ if env is None else env)
+    # Output reaches the console as it is printed, not when a buffer fills.
+    base_env["PYTHONUNBUFFERED"] = "1"
+    return [
+        (port, dict(base_env, TF_CONFIG=json.dumps(config))) for port, config in zip(ports, configs)
+    ]
+
+
+def _start_workers(workers, environments, command, console, progress_interval, interrupt):
+    """Starts a worker per (port, environment), appending each to `workers` as it starts.
+
+    Starts no more once a signal came: the caller then stops those in `workers`.
+    """
+    for index, (port, worker_env) in enumerate(environments):
+        worker = _start_worker(index, command, worker_env, console, progress_interval)
+        workers.append(worker)
+        console.say(f"started {worker.name} on {LOCALHOST}:{port}")
+        if interrupt.signum is not None:
+            break
+
+
+def _job_status(status, workers, console):
+    """The job's exit status, from the monitor's `status` and how the stopped workers ended.
+
+    A job stopped by a signal (its own or a worker's) ends with `EXIT_PREEMPTED` only when
+    every worker saved a checkpoint.
+    """
     if status == EXIT_PREEMPTED or (status is not None and status > 128):
         if _all_saved(workers):
             console.say("every worker saved a checkpoint: rerun the same command to resume")
@@ -445,7 +348,7 @@ def _start_worker(index, command, env, console, progress_interval):
     prefix = f"[worker {index}] "
     threads = [
         threading.Thread(
-            target=_forward,
+            target=worker_output.forward,
             args=(pipe, prefix, stream, console, progress_interval, keep_ansi),
             name=f"worker-{index}-{which}",
             daemon=True,
@@ -496,43 +399,3 @@ def _monitor(workers, num_workers, interrupt, console, start, timeout, poll_inte
             console.say(f"timed out after {timeout:g} s: stopping the workers")
             return EXIT_TIMEOUT
         interrupt.event.wait(poll_interval)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    flags.DEFINE_integer("workers", None, "Worker processes (worker 0 is the chief).", 1)
-    flags.DEFINE_integer(
-        "port_base", 0, "0: free 127.0.0.1 ports chosen now; else worker i uses port_base + i."
-    )
-    flags.DEFINE_float("timeout", None, "Stop the job and fail after this many seconds.")
-    flags.DEFINE_float(
-        "grace_period",
-        60.0,
-        "Seconds between SIGTERM and SIGKILL: time for the workers to finish a step and save.",
-    )
-    flags.DEFINE_float(
-        "progress_interval", 10.0, "Show a worker's progress bar at most once per this many s."
-    )
-    flags.mark_flag_as_required("workers")
-
-
-def main(argv):
-    train_args = argv[1:]
-    try:
-        status = launch(
-            FLAGS.workers,
-            train_args,
-            port_base=FLAGS.port_base,
-            timeout=FLAGS.timeout,
-            grace_period=FLAGS.grace_period,
-            progress_interval=FLAGS.progress_interval,
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 2
-    if status != 0:
-        print(f"[launch] failed with exit status {status}", file=sys.stderr, flush=True)
-    return status

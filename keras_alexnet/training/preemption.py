@@ -54,8 +54,9 @@ class Preempted(Exception):
 
 
 class SignalWatch:
-    """Records SIGTERM and SIGINT while it is active, instead of letting them end the
-    process; a second SIGINT raises KeyboardInterrupt as usual.
+    """Records SIGTERM and SIGINT while it is active, instead of letting them end the process.
+
+    A second SIGINT raises KeyboardInterrupt as usual.
 
     Handlers can only be set from the main thread: elsewhere (a test running `train` in
     a thread) the watch records nothing and the signals keep their handlers.
@@ -68,6 +69,7 @@ class SignalWatch:
 
     @property
     def signal_name(self):
+        """The name of the signal recorded ("SIGTERM"), or None."""
         return None if self.signum is None else signal.Signals(self.signum).name
 
     def __enter__(self):
@@ -91,16 +93,20 @@ class SignalWatch:
 
 
 class _HideOwnDeprecation(logging.Filter):
-    """Drops the warning the handler's own save raises by calling its deprecated
-    `total_run_calls`: it is about TensorFlow's code, and says nothing a user can act on."""
+    """Drops the warning the handler's own save raises by calling `total_run_calls`.
+
+    That method is deprecated: the warning is about TensorFlow's code, and says nothing a
+    user can act on.
+    """
 
     def filter(self, record):
         return "total_run_calls" not in record.getMessage()
 
 
 class Preemption:
-    """While active (a context manager), saves a checkpoint and raises `Preempted` before
-    the first step after SIGTERM or SIGINT.
+    """Saves a checkpoint and raises `Preempted` at the first step after SIGTERM or SIGINT.
+
+    It does so while active (a context manager).
 
     Args:
         strategy: the run's `tf.distribute.Strategy`.
@@ -120,7 +126,7 @@ class Preemption:
         resolver = getattr(self._strategy, "cluster_resolver", None)
         if resolver is not None and resolver.cluster_spec().jobs:
             # The handler restores from, and counts its steps in, the checkpoint it is
-            # given. The run restores its own checkpoints (`run_dir.latest_checkpoint`), so
+            # given. The run restores its own checkpoints (`run_folder.latest_checkpoint`), so
             # it gets an empty one that is never written: its step count then starts at 0
             # on every worker, which keeps the workers' counts equal. It saves through the
             # run's own `save` (`save_fn`) and stops by raising `Preempted` (`exit_fn`).

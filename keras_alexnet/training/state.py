@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from keras_alexnet.training import distribute
 from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 
 
 class TrainState:
@@ -149,9 +149,11 @@ class TrainState:
 
 
 def _complete_or_removed(prefix):
-    """Whether the checkpoint a failed save of `prefix` left is complete (its index reads
-    back: TensorFlow writes it last; only the state file naming it failed); if not, what
-    it left is removed."""
+    """Whether the checkpoint a failed save of `prefix` left is complete; if not, removes it.
+
+    A checkpoint is complete when its index reads back: TensorFlow writes it last, so only
+    the state file naming it failed.
+    """
     try:
         tf.train.list_variables(prefix)
         return True
@@ -177,8 +179,8 @@ def checkpoint_dir(model_dir, chief, task_name=None):
     chief's checkpoints.
     """
     if chief:
-        return os.path.join(model_dir, run_dir.CHECKPOINTS)
-    return os.path.join(run_dir.worker_dir(model_dir, task_name), run_dir.CHECKPOINTS)
+        return os.path.join(model_dir, run_folder.CHECKPOINTS)
+    return os.path.join(run_folder.worker_dir(model_dir, task_name), run_folder.CHECKPOINTS)
 
 
 def weights_digest(model):

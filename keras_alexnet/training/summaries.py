@@ -1,5 +1,7 @@
-"""What a training run shows in TensorBoard: scalars, the conv1 kernels as the paper's
-figure 3, weight histograms and input images."""
+"""What a training run shows in TensorBoard.
+
+Scalars, the conv1 kernels as the paper's figure 3, weight histograms and input images.
+"""
 
 import os
 
@@ -149,15 +151,18 @@ class Profiler:
         self.running = False
 
     def before_step(self, step):
+        """Starts the profiler before step `first`."""
         if step == self.first:
             tf.profiler.experimental.start(self.logdir)
             self.running = True
 
     def after_step(self, step):
+        """Stops the profiler after step `last`."""
         if self.running and step == self.last:
             self.stop()
 
     def stop(self):
+        """Stops the profiler if it runs (a run that ends before step `last`)."""
         if self.running:
             tf.profiler.experimental.stop()
             self.running = False

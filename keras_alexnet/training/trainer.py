@@ -1,4 +1,4 @@
-"""Training AlexNet with the paper's recipe: `python -m keras_alexnet.train`.
+"""The training run: `train` and its stages, the work of `python -m keras_alexnet.train`.
 
 One custom training loop serves every `tf.distribute` strategy (one device, MirroredStrategy
 over GPUs or logical CPUs, MultiWorkerMirroredStrategy): `model.fit` does not work under
@@ -6,27 +6,25 @@ MultiWorkerMirroredStrategy in Keras 3.15, and Keras' BackupAndRestore restarts 
 epoch, while this loop resumes at the exact step.
 
 Resuming: the checkpoint holds the model, the optimizer (momentum, learning rate), the
-epoch, the step within it and the learning-rate schedule's state (see `train_state`). The
-input order is a pure function of (seed, epoch), so a resumed run skips the batches it
+epoch, the step within it and the learning-rate schedule's state (see `training.state`).
+The input order is a pure function of (seed, epoch), so a resumed run skips the batches it
 already consumed (file names, before decoding) and goes on with exactly the batches it
-would have seen. With `--data_service` the batches are made on other machines and come in
-the order they arrive (`data_service`): the state still resumes exactly, the input does not.
+would have seen. With a tf.data service (`data.service`) the batches are made on other
+machines and come in the order they arrive: the state still resumes exactly, the input
+does not.
 
 Faults stop a run with a message and a checkpoint to resume from (README, "Reliability"):
-SIGTERM and SIGINT (`preemption`), a second run on the model_dir (`run_lock`), a write
-that fails (`write_errors`), an input that stalls (`input_timeout`).
+SIGTERM and SIGINT (`preemption`), a second run on the model_dir (`run.lock`), a write
+that fails (`write_errors`), an input that stalls (`data.input_timeout`).
 """
 
 import math
-import os
 import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app
-from absl import flags
 
 from keras_alexnet.data import bad_images
 from keras_alexnet.data import input_timeout
@@ -35,17 +33,15 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import inspection
-from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import preemption
 from keras_alexnet.training import schedule as schedule_lib
 from keras_alexnet.training import state as train_state
 from keras_alexnet.training import steps
 from keras_alexnet.training import summaries
-from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 from keras_alexnet.training.run import lock as run_lock
-from keras_alexnet.training.run import record as run_setup
+from keras_alexnet.training.run import record as run_record
 
 
 def train(config, *, strategy=None, source=None):
@@ -78,7 +74,7 @@ def train(config, *, strategy=None, source=None):
 
 
 def _train(config, strategy, source):
-    run = run_setup.prepare_run(config, strategy, source)
+    run = run_record.prepare_run(config, strategy, source)
     config = run.config
     state = build_state(run)
     latest = resume(run, state)
@@ -122,7 +118,7 @@ def _train(config, strategy, source):
                 break
     profiler.stop()
     if not run.chief:
-        run_dir.remove_worker_dir(config.model_dir, distribute.task_name(run.strategy))
+        run_folder.remove_worker_dir(config.model_dir, distribute.task_name(run.strategy))
     return dict(
         result,
         step=state.step,
@@ -158,7 +154,7 @@ def build_state(run):
             **run.model_args,
         )
         if run.start_from is not None:
-            run_setup.copy_start_from(run, model)
+            run_record.copy_start_from(run, model)
         for name in config.freeze:
             layer = inspection.layer_or_none(model, name)
             if layer is None or not layer.weights:
@@ -189,7 +185,7 @@ def build_state(run):
 def resume(run, state):
     """Restores the newest checkpoint of the run's model_dir, if any; returns its path."""
     config = run.config
-    latest = run_dir.latest_checkpoint(config.model_dir)
+    latest = run_folder.latest_checkpoint(config.model_dir)
     if not latest:
         return None
     state.restore(latest)
@@ -209,19 +205,28 @@ def resume(run, state):
 
 
 def training_data(run, state):
-    """The distributed training batches from the state's epoch and step on, to the end (with
-    the data service, without end: the loop takes the steps it counts).
+    """The distributed training batches from the state's epoch and step on, to the end.
 
-    Raw batches (`input_pipeline.train_dataset`'s raw=True): the patches, uint8 for prepared
+    With the data service, without end: the loop takes the steps it counts.
+
+    Raw batches (`pipelines.train_dataset`'s raw=True): the patches, uint8 for prepared
     JPEGs, with their random choices; the training step does the float work on each
     replica's device. A quarter of the bytes to copy to the accelerators (and through the
-    tf.data service), and less work for the CPUs that feed them."""
+    tf.data service), and less work for the CPUs that feed them.
+
+    Args:
+        run: the `record.Run`.
+        state: the run's `state.TrainState`.
+
+    Returns:
+        A distributed dataset of raw batches: ({"patches" and their random choices}, labels).
+    """
     config = run.config
     epoch, start_step = state.epoch, state.step_in_epoch
     common = dict(global_batch_size=config.batch_size, stats=run.stats, seed=config.seed, raw=True)
     if config.data_service:
         # Made by the service's workers, by step (folders) or by record file; see
-        # `data_service`.
+        # `data.service`.
         first_step = epoch * run.steps_per_epoch + start_step
         return run.strategy.distribute_datasets_from_function(
             lambda input_context: data_service.distribute(
@@ -343,6 +348,7 @@ class LogLines:
         self.steps, self.every = steps, every
 
     def update(self, step, values):
+        """Prints the (name, value) pairs of `values` at `step`, if a line is due."""
         if step % self.every and step != self.steps:
             return
         text = "  ".join(
@@ -408,8 +414,7 @@ def _rerun_hint(state):
 
 
 def end_epoch(run, state, validation, writer):
-    """Ends a complete epoch: validates, applies the plateau rule, writes summaries and a
-    checkpoint.
+    """Ends a complete epoch: validates, applies the plateau rule, writes summaries, saves.
 
     Returns:
         A dict: validation (its metrics, when there is a validation split) and checkpoint.
@@ -456,53 +461,3 @@ def _validate(run, state, validation):
             "training",
             _rerun_hint(state) + ".",
         ) from error
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines the command-line flags; only the entry point calls this."""
-    config_lib.define_flags()
-    distribute.define_flags()
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        # The strategy comes first: it must exist before any other TensorFlow work.
-        strategy = distribute.from_flags(FLAGS)
-        result = train(config_lib.from_flags(FLAGS), strategy=strategy)
-    except preemption.Preempted as stopped:
-        print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
-        return preemption.EXIT_PREEMPTED
-    except (
-        ValueError,
-        FloatingPointError,
-        write_errors.WriteFailed,
-        input_timeout.InputStalled,
-    ) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 1
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
-        # A collective operation failed: another worker is gone. TensorFlow's shutdown may
-        # wait on the lost peer, so leave at once; rerunning the job resumes it.
-        latest = run_dir.latest_checkpoint(FLAGS.model_dir)
-        print(
-            f"error: lost contact with another worker ({type(error).__name__}: "
-            f"{str(error).strip().splitlines()[0]}). Rerun the job to resume from {latest}.",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.stdout.flush()
-        os._exit(1)
-    val = result.get("validation")
-    summary = f"Done: step {result['step']}"
-    if val:
-        summary += (
-            f", validation top-1 error {val['top1_error']:.2%}, top-5 error {val['top5_error']:.2%}"
-        )
-    print(f"{summary}; checkpoint {result.get('checkpoint')}", flush=True)
-    print(f"Weights sha256 {result.get('weights_sha256')}", flush=True)
-    return 0

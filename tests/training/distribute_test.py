@@ -11,8 +11,7 @@ from keras_alexnet.training import distribute
 MIRRORED_SCRIPT = textwrap.dedent("""
     import sys
     import keras_alexnet
-    from keras_alexnet.training import distribute, steps
-    from keras_alexnet.training import trainer as train
+    from keras_alexnet.training import distribute, steps, trainer
     import keras, numpy as np, tensorflow as tf
     import tiny
 
@@ -43,7 +42,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     print("SAME_WEIGHTS", len(weights["one"]))
     # A few steps of the full loop on the built-in set under the mirrored strategy.
     cfg = tiny.train_config(sys.argv[2], sys.argv[1], max_steps=3)
-    result = train.train(cfg, strategy=mirrored)
+    result = trainer.train(cfg, strategy=mirrored)
     assert result["step"] == 3 and np.isfinite(result["train"]["loss"]), result
     print("MIRRORED_TRAINED", result["step"])
 """)

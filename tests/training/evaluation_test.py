@@ -16,14 +16,14 @@ from fresh_process import run_module
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.training import evaluation as evaluate
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import evaluation
+from keras_alexnet.training.run import folder as run_folder
 
 
 def hand_evaluation(model_dir, root, crops):
     """Top-1/top-5 error computed image by image, eagerly, with NumPy."""
-    model, run = run_dir.restore_model(model_dir)
-    stats = stats_lib.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    model, run = run_folder.restore_model(model_dir)
+    stats = stats_lib.Stats.load(os.path.join(model_dir, run_folder.STATS_FILE))
     hits1 = hits5 = count = 0
     for label, name in enumerate(run["class_names"]):
         for path in sorted(glob.glob(os.path.join(root, "validation", name, "*"))):
@@ -42,7 +42,7 @@ def hand_evaluation(model_dir, root, crops):
 @pytest.mark.parametrize("crops", ["center", "10"])
 def test_evaluate_matches_image_by_image_computation(trained, crops):
     model_dir, root = trained
-    report = evaluate.evaluate(model_dir, batch_size=4, crops=crops)
+    report = evaluation.evaluate(model_dir, batch_size=4, crops=crops)
     top1, top5, count = hand_evaluation(model_dir, root, "ten" if crops == "10" else "center")
     assert report["images"] == count == 18
     assert report["top1_error"] == pytest.approx(top1)
@@ -106,10 +106,10 @@ def test_an_image_that_fails_to_decode_is_named_or_skipped(trained, tmp_path):
     damaged = sorted((copy / "validation").iterdir())[-1] / "damaged.png"
     damaged.write_bytes(tiny.damaged_png())
     with pytest.raises(ValueError, match="1 validation image\\(s\\) do not decode") as raised:
-        evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy), on_bad_image="fail")
+        evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy), on_bad_image="fail")
     assert f"{damaged}: " in str(raised.value)
-    clean = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(root))
-    skipped = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+    clean = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(root))
+    skipped = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy))
     # The damaged file passes the scan: it is found by decoding, left out, and counted.
     assert skipped["images"] == clean["images"] and skipped["skipped"] == clean["skipped"] + 1
     assert skipped["top1_error"] == pytest.approx(clean["top1_error"])
@@ -119,7 +119,7 @@ def test_an_image_that_fails_to_decode_is_named_or_skipped(trained, tmp_path):
 def test_no_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"class_names": ["a"]}))
     with pytest.raises(ValueError, match="holds no checkpoint"):
-        evaluate.evaluate(str(tmp_path))
+        evaluation.evaluate(str(tmp_path))
 
 
 def test_the_test_split_of_a_folder(trained, tmp_path):
@@ -127,24 +127,24 @@ def test_the_test_split_of_a_folder(trained, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(root, copy)
     shutil.copytree(copy / "validation", copy / "test")
-    validation = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy))
-    test = evaluate.evaluate(model_dir, dataset="folder", data_dir=str(copy), split="test")
+    validation = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy))
+    test = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy), split="test")
     assert test["split"] == "test" and test["images"] == validation["images"] == 18
     for key in ("loss", "top1_error", "top5_error"):
         assert test[key] == pytest.approx(validation[key]), key
     with pytest.raises(ValueError, match="has no test images"):
-        evaluate.evaluate(model_dir, split="test")
+        evaluation.evaluate(model_dir, split="test")
 
 
 def test_dataset_classes_map_to_the_models_by_id():
     imagenet = ["n01440764 tench, Tinca tinca", "n01443537 goldfish", "n02123045 tabby"]
-    assert evaluate._label_map(["a", "b"], ["a", "b"]) is None
-    assert evaluate._label_map(["n02123045", "n01440764"], imagenet) == [2, 0]
-    assert evaluate._label_map(["b"], ["a", "b"]) == [1]
+    assert evaluation._label_map(["a", "b"], ["a", "b"]) is None
+    assert evaluation._label_map(["n02123045", "n01440764"], imagenet) == [2, 0]
+    assert evaluation._label_map(["b"], ["a", "b"]) == [1]
     with pytest.raises(ValueError, match=r"the model has no class \['n09999999'\]"):
-        evaluate._label_map(["n01440764", "n09999999"], imagenet)
+        evaluation._label_map(["n01440764", "n09999999"], imagenet)
 
 
 def test_a_model_file_needs_a_dataset(tmp_path):
     with pytest.raises(ValueError, match="name the dataset.*dataset=None"):
-        evaluate.evaluate(model=str(tmp_path / "alexnet.keras"))
+        evaluation.evaluate(model=str(tmp_path / "alexnet.keras"))

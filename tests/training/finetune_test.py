@@ -14,8 +14,8 @@ from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.training import config as config_lib
-from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import trainer
+from keras_alexnet.training.run import folder as run_folder
 
 CAFFE_OFFSET = [-122.68, -116.67, -104.01]  # a converted Caffe model's RGB mean
 
@@ -91,9 +91,9 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
         stats_images=8,
         verbose=False,
     )
-    result = train.train(config)
+    result = trainer.train(config)
     assert result["step"] == 2
-    model, run = run_dir.restore_model(model_dir)
+    model, run = run_folder.restore_model(model_dir)
     assert run["variant"] == CAFFE  # detected from the file
     assert model.get_layer("fc8").units == 4
     for name in frozen:
@@ -104,13 +104,13 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
             model.get_layer(name).kernel.numpy(), original.get_layer(name).kernel.numpy()
         )
     # The model subtracts its own mean, so the pipeline subtracts none.
-    stats = stats_lib.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
+    stats = stats_lib.Stats.load(os.path.join(model_dir, run_folder.STATS_FILE))
     assert not stats.mean_image.any()
-    with open(os.path.join(model_dir, run_dir.RUN_FILE)) as f:
+    with open(os.path.join(model_dir, run_folder.RUN_FILE)) as f:
         assert json.load(f)["model_args"]["input_offset"] == pytest.approx(CAFFE_OFFSET)
     with pytest.raises(ValueError, match=f"init_from holds a '{CAFFE}' model"):
-        train.train(finetune_config(tmp_path / "other", root, path, variant="paper"))
+        trainer.train(finetune_config(tmp_path / "other", root, path, variant="paper"))
     with pytest.raises(ValueError, match="freeze names a layer"):
-        train.train(
+        trainer.train(
             finetune_config(tmp_path / "third", root, path, freeze=("conv9",), stats_images=8)
         )

@@ -13,8 +13,8 @@ import keras_alexnet
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import config
 from keras_alexnet.training import steps
-from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import trainer
+from keras_alexnet.training.run import folder as run_folder
 
 # The paper's full-size network takes one step in float32, in each mixed policy and
 # XLA-compiled, in a fresh process: the memory its steps leave behind in TensorFlow and the
@@ -115,8 +115,8 @@ def test_loss_scale_drops_after_an_overflow():
 @pytest.mark.parametrize("first, second", [("float16", "none"), ("none", "bfloat16")])
 def test_checkpoints_resume_across_precisions(tmp_path, tiny_root, first, second):
     model_dir = tmp_path / "run"
-    train.train(tiny.train_config(model_dir, tiny_root, mixed_precision=first, max_steps=1))
-    result = train.train(
+    trainer.train(tiny.train_config(model_dir, tiny_root, mixed_precision=first, max_steps=1))
+    result = trainer.train(
         tiny.train_config(model_dir, tiny_root, mixed_precision=second, max_steps=2)
     )
     assert result["step"] == 2
@@ -129,7 +129,7 @@ def test_checkpoints_resume_across_precisions(tmp_path, tiny_root, first, second
 
 def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    train.train(tiny.train_config(model_dir, tiny_root, mixed_precision="float16", max_steps=1))
+    trainer.train(tiny.train_config(model_dir, tiny_root, mixed_precision="float16", max_steps=1))
     path = export.export_run(str(model_dir), str(tmp_path / "out"), name="m")
     served = tf.saved_model.load(path)
     fn = served.signatures["predict_pixels"]
@@ -137,14 +137,14 @@ def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
     pixels = np.zeros((1, 227, 227, 3), np.float32)
     out = fn(pixels=tf.constant(pixels))
     assert out["probabilities"].dtype == tf.float32
-    model, _ = run_dir.restore_model(str(model_dir))
+    model, _ = run_folder.restore_model(str(model_dir))
     np.testing.assert_allclose(out["probabilities"].numpy(), model(pixels).numpy(), rtol=1e-5)
 
 
 def test_jit_compile_is_refused_under_mirrored(tmp_path, tiny_root):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with pytest.raises(ValueError, match="jit_compile works on one device only"):
-        train.train(
+        trainer.train(
             tiny.train_config(tmp_path / "run", tiny_root, jit_compile=True), strategy=strategy
         )
     with pytest.raises(ValueError, match="mixed_precision must be one of"):

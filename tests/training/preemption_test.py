@@ -14,10 +14,10 @@ import pytest
 import tiny
 
 from keras_alexnet.training import distribute
-from keras_alexnet.training import launcher as launch
+from keras_alexnet.training import launcher
 from keras_alexnet.training import preemption
-from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import trainer
+from keras_alexnet.training.run import folder as run_folder
 
 
 def test_signals_are_recorded_while_watched_and_handlers_restored_after():
@@ -33,7 +33,7 @@ def test_signals_are_recorded_while_watched_and_handlers_restored_after():
 
 
 def test_the_launcher_knows_the_status_of_a_saved_stop():
-    assert launch.EXIT_PREEMPTED == preemption.EXIT_PREEMPTED
+    assert launcher.EXIT_PREEMPTED == preemption.EXIT_PREEMPTED
 
 
 def test_ctrl_c_in_step_3_saves_step_3_and_the_rerun_resumes_there(
@@ -59,17 +59,17 @@ def test_ctrl_c_in_step_3_saves_step_3_and_the_rerun_resumes_there(
     # No periodic checkpoint: the one written is the signal's.
     cfg = tiny.train_config(tmp_path / "run", tiny_root, checkpoint_every=100, deterministic=True)
     with pytest.raises(preemption.Preempted) as stopped:
-        train.train(cfg)
+        trainer.train(cfg)
     name = signal.Signals(signum).name
     assert stopped.value.signal_name == name and stopped.value.step == 3
     assert stopped.value.checkpoint.endswith("ckpt-3")
-    assert run_dir.latest_checkpoint(str(tmp_path / "run")) == stopped.value.checkpoint
+    assert run_folder.latest_checkpoint(str(tmp_path / "run")) == stopped.value.checkpoint
     assert f"Stopped by {name} at step 3" in str(stopped.value)
     assert not (tmp_path / "run" / "train.lock").exists()
     monkeypatch.undo()
     capsys.readouterr()
-    resumed = train.train(cfg)
+    resumed = trainer.train(cfg)
     assert re.search(r"Resuming from \S+ckpt-3: epoch 1, step 3 of 6", capsys.readouterr().out)
-    straight = train.train(dataclasses.replace(cfg, model_dir=str(tmp_path / "straight")))
+    straight = trainer.train(dataclasses.replace(cfg, model_dir=str(tmp_path / "straight")))
     assert resumed["step"] == straight["step"] == 6
     assert resumed["weights_sha256"] == straight["weights_sha256"]

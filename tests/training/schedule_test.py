@@ -53,5 +53,5 @@ def test_the_lowered_rate_is_the_one_a_resumed_run_sets_to_the_bit():
     assert int(rule.reductions) == 2
     running = np.float32(optimizer.learning_rate.numpy())
     resumed = keras.optimizers.SGD(0.01)
-    resumed.learning_rate.assign(rule.learning_rate())  # what train.resume sets
+    resumed.learning_rate.assign(rule.learning_rate())  # what trainer.resume sets
     assert running == np.float32(resumed.learning_rate.numpy()) == np.float32(1e-4)

@@ -18,16 +18,16 @@ from event_files import logged_scalars
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shapes as shapes_dataset
-from keras_alexnet.training import evaluation as evaluate
+from keras_alexnet.training import evaluation
 from keras_alexnet.training import preemption
-from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training import trainer
+from keras_alexnet.training.run import folder as run_folder
 from keras_alexnet.training.run import lock as run_lock
 
 
 def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
-    result = train.train(tiny.train_config(model_dir, tiny_root, checkpoint_every=2, log_every=1))
+    result = trainer.train(tiny.train_config(model_dir, tiny_root, checkpoint_every=2, log_every=1))
     assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
     assert np.isfinite(result["train"]["loss"])
     assert result["validation"]["count"] == 16
@@ -42,9 +42,9 @@ def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
         assert tag in tags
     assert {"conv1_kernels", "augmented_inputs", "skipped_images"} <= tags
     # The restored model is the trained one: same validation figures.
-    model, run = run_dir.restore_model(str(model_dir))
+    model, run = run_folder.restore_model(str(model_dir))
     assert run["variant"] == "tiny" and run["num_classes"] == 4
-    again = train.train(tiny.train_config(model_dir, tiny_root))
+    again = trainer.train(tiny.train_config(model_dir, tiny_root))
     assert again["step"] == 6  # nothing left to do: the run had finished
     del model
 
@@ -52,14 +52,14 @@ def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
     cfg = tiny.train_config(model_dir, tiny_root, checkpoint_every=100, log_every=100)
-    first = train.train(dataclass_replace(cfg, max_steps=1))
+    first = trainer.train(dataclass_replace(cfg, max_steps=1))
     assert first["checkpoint"].endswith("ckpt-1")
     # Resumed with an absurd learning rate, the loss explodes within the epoch.
     with pytest.raises(FloatingPointError, match=r"(loss became|no longer finite).*ckpt-1"):
-        train.train(dataclass_replace(cfg, learning_rate=1e9))
+        trainer.train(dataclass_replace(cfg, learning_rate=1e9))
     checkpoints = tf.train.get_checkpoint_state(str(model_dir / "checkpoints"))
     assert checkpoints.model_checkpoint_path.endswith("ckpt-1")
-    model, _ = run_dir.restore_model(str(model_dir))
+    model, _ = run_folder.restore_model(str(model_dir))
     assert all(np.isfinite(v.numpy()).all() for v in model.weights)
 
 
@@ -68,17 +68,17 @@ def test_resume_finds_checkpoints_the_state_file_does_not_name(tmp_path, tiny_ro
     # file: the resumed run must take that checkpoint, not start over on top of it.
     model_dir = tmp_path / "run"
     cfg = tiny.train_config(model_dir, tiny_root, checkpoint_every=1, log_every=100)
-    train.train(dataclass_replace(cfg, max_steps=2))
+    trainer.train(dataclass_replace(cfg, max_steps=2))
     directory = model_dir / "checkpoints"
     os.remove(directory / "checkpoint")
     assert tf.train.latest_checkpoint(str(directory)) is None
-    assert run_dir.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
+    assert run_folder.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
     # An index cut short while being written is passed over for the one before.
     with open(directory / "ckpt-2.index", "r+b") as f:
         f.truncate(10)
-    assert run_dir.latest_checkpoint(str(model_dir)).endswith("ckpt-1")
+    assert run_folder.latest_checkpoint(str(model_dir)).endswith("ckpt-1")
     capsys.readouterr()
-    result = train.train(dataclass_replace(cfg, max_steps=3))
+    result = trainer.train(dataclass_replace(cfg, max_steps=3))
     assert re.search(r"Resuming from \S+ckpt-1: epoch 1, step 1 of 6", capsys.readouterr().out)
     assert result["step"] == 3
 
@@ -97,20 +97,20 @@ def test_an_image_that_fails_to_decode_is_named(tmp_path, tiny_root, split):
         model_dir, str(root), checkpoint_every=1, log_every=100, on_bad_image="fail"
     )
     with pytest.raises(ValueError) as raised:
-        train.train(cfg)
+        trainer.train(cfg)
     message = str(raised.value)
     assert f"{damaged}: " in message and "PNG" in message, message
     if "of step" not in message and split == "train":
         # The statistics pass met it first, before any step.
         assert "1 training image(s) do not decode" in message, message
-        assert run_dir.latest_checkpoint(str(model_dir)) is None
+        assert run_folder.latest_checkpoint(str(model_dir)) is None
         return
     if split == "validation":
         # The epoch's steps ran; validation found the file. The message names the newest
         # checkpoint (the epoch-end one is written after validation).
         assert "1 validation image(s) do not decode" in message, message
         named = re.search(r"resumes from (\S+ckpt-\d+)\.", message).group(1)
-        assert named == run_dir.latest_checkpoint(str(model_dir))
+        assert named == run_folder.latest_checkpoint(str(model_dir))
         return
     match = re.search(r"1 training image\(s\) of step (\d+) do not decode", message)
     assert match, message
@@ -126,9 +126,9 @@ def test_cosine_schedule_follows_the_step_across_a_resume(tmp_path, tiny_root):
     cfg = tiny.train_config(
         model_dir, tiny_root, epochs=2, learning_rate=base, lr_schedule="cosine", log_every=1
     )
-    first = train.train(dataclass_replace(cfg, max_steps=4))
+    first = trainer.train(dataclass_replace(cfg, max_steps=4))
     assert first["step"] == 4
-    second = train.train(cfg)
+    second = trainer.train(cfg)
     assert second["step"] == 12  # 2 epochs of 6 steps
     # Step s (1-based) runs at base * (1 + cos(pi * (s - 1) / 12)) / 2, whether the run was
     # interrupted or not, and the plateau rule lowers nothing.
@@ -148,7 +148,7 @@ def dataclass_replace(cfg, **changes):
 
 def final_weights(model_dir):
     tiny.register()
-    model, _ = run_dir.restore_model(str(model_dir))
+    model, _ = run_folder.restore_model(str(model_dir))
     return [v.numpy() for v in model.weights]
 
 
@@ -257,7 +257,7 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
             with pytest.raises(
                 run_lock.RunLocked, match=rf"pid {process.pid} on host \S+, started"
             ):
-                train.train(tiny.train_config(model_dir, tiny_root))
+                trainer.train(tiny.train_config(model_dir, tiny_root))
             assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -275,7 +275,7 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     assert stopped, output[-3000:]
     step, checkpoint = int(stopped.group(1)), stopped.group(2)
     assert 3 <= step < 16 and checkpoint.endswith(f"ckpt-{step}")
-    assert run_dir.latest_checkpoint(str(model_dir)) == checkpoint
+    assert run_folder.latest_checkpoint(str(model_dir)) == checkpoint
     assert not (model_dir / "train.lock").exists()
     print(f"{replicas} replica(s): SIGTERM to exit {seconds:.2f} s, saved step {step}")
     assert seconds < 60
@@ -325,9 +325,9 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
 
 def test_a_rerun_at_max_steps_trains_nothing(tmp_path, tiny_root, capsys):
     cfg = tiny.train_config(tmp_path / "run", tiny_root, max_steps=2, checkpoint_every=100)
-    assert train.train(cfg)["step"] == 2
+    assert trainer.train(cfg)["step"] == 2
     capsys.readouterr()
-    again = train.train(cfg)
+    again = trainer.train(cfg)
     assert again["step"] == 2 and again["checkpoint"].endswith("ckpt-2")
     assert "Nothing to do" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
@@ -359,11 +359,11 @@ def test_a_resume_after_two_reductions_ends_bit_identical(tmp_path, tiny_root):
         lr_max_reductions=2,
         deterministic=True,
     )
-    straight = train.train(cfg)
+    straight = trainer.train(cfg)
     assert straight["learning_rate"] == pytest.approx(1e-4), "the rate was not lowered twice"
     cut = dataclass_replace(cfg, model_dir=str(tmp_path / "cut"))
-    assert train.train(dataclass_replace(cut, max_steps=20))["step"] == 20  # epoch 4, step 2
-    resumed = train.train(cut)
+    assert trainer.train(dataclass_replace(cut, max_steps=20))["step"] == 20  # epoch 4, step 2
+    resumed = trainer.train(cut)
     assert resumed["step"] == straight["step"] == 24
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     listed = (tmp_path / "cut" / "bad_images.txt").read_text()
@@ -375,10 +375,10 @@ def test_validation_split_is_recorded_kept_on_resume_and_used_by_evaluate(tmp_pa
     root = tmp_path / "data"
     shutil.copytree(os.path.join(tiny_root, "train"), root)
     cfg = tiny.train_config(tmp_path / "run", str(root), validation_split=0.25, max_steps=2)
-    train.train(cfg)
-    run = run_dir.read_run(cfg.model_dir)
+    trainer.train(cfg)
+    run = run_folder.read_run(cfg.model_dir)
     assert run["validation_split"] == 0.25 and run["layout"].startswith("validation_split=0.25")
-    report = evaluate.evaluate(cfg.model_dir)
+    report = evaluation.evaluate(cfg.model_dir)
     assert report["images"] == 12  # 3 of each class's 12 images
     with pytest.raises(ValueError, match="validation_split=0.25.*validation_split=0.5"):
-        train.train(dataclass_replace(cfg, validation_split=0.5))
+        trainer.train(dataclass_replace(cfg, validation_split=0.5))

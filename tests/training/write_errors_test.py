@@ -20,9 +20,9 @@ import tiny
 
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import summaries
-from keras_alexnet.training import trainer as train
+from keras_alexnet.training import trainer
 from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 
 
 @contextlib.contextmanager
@@ -79,7 +79,7 @@ def test_the_cause_is_said_in_words():
 
 def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, tiny_root, capsys):
     cfg = tiny.train_config(tmp_path / "sized", tiny_root, checkpoint_every=1, log_every=100)
-    train.train(dataclasses.replace(cfg, max_steps=1))
+    trainer.train(dataclasses.replace(cfg, max_steps=1))
     one_checkpoint = disk_usage(tmp_path / "sized" / "checkpoints") - 4096  # the state file
     # Room for everything up to ckpt-1 and half of ckpt-2: its write fails part-way.
     size = disk_usage(tmp_path / "sized") + one_checkpoint // 2
@@ -87,7 +87,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, t
         model_dir = disk / "run"
         cfg = dataclasses.replace(cfg, model_dir=str(model_dir), max_steps=3)
         with pytest.raises(write_errors.WriteFailed) as failed:
-            train.train(cfg)
+            trainer.train(cfg)
         message = str(failed.value)
         prefix = model_dir / "checkpoints" / "ckpt-2"
         assert message.startswith(
@@ -98,12 +98,12 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tmp_path, t
         assert f"The previous checkpoint is intact: {previous};" in message
         assert f"resume from {previous} once the folder can be written" in message
         assert not list((model_dir / "checkpoints").glob("ckpt-2*"))  # its pieces removed
-        assert run_dir.latest_checkpoint(str(model_dir)) == previous
+        assert run_folder.latest_checkpoint(str(model_dir)) == previous
         assert not (model_dir / "train.lock").exists()
         # With room again, the rerun resumes from the checkpoint before the failed one.
         remount(disk, "size=64m")
         capsys.readouterr()
-        assert train.train(cfg)["step"] == 3
+        assert trainer.train(cfg)["step"] == 3
         assert re.search(r"Resuming from \S+ckpt-1: epoch 1, step 1 of 6", capsys.readouterr().out)
 
 
@@ -125,7 +125,7 @@ def test_a_folder_made_read_only_mid_run_stops_it_at_the_next_checkpoint(
         thread.start()
         try:
             with pytest.raises(write_errors.WriteFailed) as failed:
-                train.train(cfg)
+                trainer.train(cfg)
         finally:
             thread.join()
         message = str(failed.value)
@@ -134,11 +134,11 @@ def test_a_folder_made_read_only_mid_run_stops_it_at_the_next_checkpoint(
         )
         assert match and match.group(3) == "Read-only file system", message
         assert int(match.group(1)) > 2 and match.group(2).endswith(f"ckpt-{match.group(1)}")
-        latest = run_dir.latest_checkpoint(str(model_dir))
+        latest = run_folder.latest_checkpoint(str(model_dir))
         assert f"The previous checkpoint is intact: {latest};" in message
         stack.close()  # writable again
         capsys.readouterr()
-        train.train(cfg)
+        trainer.train(cfg)
         step = int(re.search(r"ckpt-(\d+)$", latest).group(1))
         assert re.search(
             rf"Resuming from {re.escape(latest)}: .*step {step} in all", capsys.readouterr().out

@@ -1,4 +1,8 @@
-"""What a training run leaves in its model_dir, and how to read it back."""
+"""A training run's folder, its model_dir: the files the run leaves there, and reading them back.
+
+The run's record (`RUN_FILE`, written by `record.prepare_run`), the training set's
+statistics and class names, the checkpoints, and the other workers' scratch folders.
+"""
 
 import json
 import os

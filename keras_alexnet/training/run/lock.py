@@ -1,4 +1,4 @@
-"""One training run per model_dir: the lock file `train` holds while it runs.
+"""A training run's lock: one training run per model_dir, held in a file while it runs.
 
 `model_dir/train.lock` names the run that holds it (host, pid, start time) and carries a
 heartbeat, the time it was last refreshed, which a thread of the live run rewrites every

@@ -1,8 +1,8 @@
-"""A training run's setup: the `Run` record, checked and written before the first step.
+"""A training run's record: the `Run`, checked and written before the first step.
 
 `prepare_run` refuses everything it can before any training work (the config, the
 strategy, the data, a resumed run's settings), opens the data, reads or computes the
-training set's statistics, and records the run in its model_dir (`run_dir`).
+training set's statistics, and writes the record in the run's folder (`folder`).
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import layer_weights
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +50,12 @@ class Run:
 
     @property
     def steps_per_epoch(self):
+        """Training steps in an epoch: the training images over the global batch."""
         return input_pipeline.steps_per_epoch(self.source, self.config.batch_size)
 
     @property
     def total_steps(self):
+        """Training steps in the whole run, over all its epochs."""
         return self.steps_per_epoch * self.config.epochs
 
 
@@ -111,12 +113,12 @@ def prepare_run(config, strategy=None, source=None):
         init_from=config.init_from and os.path.abspath(config.init_from),
         freeze=list(config.freeze),
     )
-    run_dir.check_run(config.model_dir, record)
+    run_folder.check_run(config.model_dir, record)
     stats = _load_or_compute_stats(config, source, chief, start_from)
     model_args = _model_args(config, source, stats, start_from)
     if chief:
-        run_dir.write_run(config.model_dir, dict(record, model_args=model_args))
-        run_dir.write_labels(config.model_dir, source.class_names)
+        run_folder.write_run(config.model_dir, dict(record, model_args=model_args))
+        run_folder.write_labels(config.model_dir, source.class_names)
     run = Run(config, strategy, source, stats, model_args, start_from, skipped, chief)
     print_run(run)
     return run
@@ -158,7 +160,7 @@ def _load_start_from(config):
 
 def _load_or_compute_stats(config, source, chief, start_from):
     """The run's mean image and colour PCA: computed once per model_dir, then read."""
-    stats = run_dir.read_stats(config.model_dir)
+    stats = run_folder.read_stats(config.model_dir)
     if stats is not None:
         return stats
     print(
@@ -183,7 +185,7 @@ def _load_or_compute_stats(config, source, chief, start_from):
         stats = dataclasses.replace(stats, mean_image=np.zeros_like(stats.mean_image))
         print("  the starting model normalises its own input: no mean image is subtracted")
     if chief:
-        run_dir.write_stats(config.model_dir, stats)
+        run_folder.write_stats(config.model_dir, stats)
     return stats
 
 
@@ -193,7 +195,7 @@ def _model_args(config, source, stats, start_from):
         num_classes=source.num_classes,
         variant=config.variant,
         init=config.init,
-        input_scale=run_dir.input_scale_value(config.input_scale, stats),
+        input_scale=run_folder.input_scale_value(config.input_scale, stats),
         input_offset=0.0,
     )
     if start_from is not None:

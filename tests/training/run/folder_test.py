@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import folder as run_folder
 
 RUN = dict(
     dataset="folder:x",
@@ -21,46 +21,46 @@ RUN = dict(
 
 def test_the_first_record_is_kept_and_a_different_run_is_refused(tmp_path):
     model_dir = str(tmp_path / "run")
-    run_dir.check_run(model_dir, RUN)  # nothing recorded yet: nothing to refuse
-    run_dir.write_run(model_dir, dict(RUN, note="first"))
-    run_dir.write_run(model_dir, dict(RUN, note="second"))
-    assert run_dir.read_run(model_dir)["note"] == "first"
-    assert json.loads((tmp_path / "run" / run_dir.RUN_FILE).read_text())["seed"] == 0
-    run_dir.check_run(model_dir, dict(RUN, note="other"))  # only RUN_KEYS must agree
-    for key in run_dir.RUN_KEYS:
+    run_folder.check_run(model_dir, RUN)  # nothing recorded yet: nothing to refuse
+    run_folder.write_run(model_dir, dict(RUN, note="first"))
+    run_folder.write_run(model_dir, dict(RUN, note="second"))
+    assert run_folder.read_run(model_dir)["note"] == "first"
+    assert json.loads((tmp_path / "run" / run_folder.RUN_FILE).read_text())["seed"] == 0
+    run_folder.check_run(model_dir, dict(RUN, note="other"))  # only RUN_KEYS must agree
+    for key in run_folder.RUN_KEYS:
         changed = dict(RUN, **{key: "changed"})
         with pytest.raises(ValueError, match=f"holds a run with {key}=.*--{key}"):
-            run_dir.check_run(model_dir, changed)
+            run_folder.check_run(model_dir, changed)
 
 
 def test_no_run_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="holds no training run"):
-        run_dir.read_run(str(tmp_path))
+        run_folder.read_run(str(tmp_path))
 
 
 def test_labels_round_trip(tmp_path):
     names = ["n01 tench", "n02 goldfish", "zebra"]
-    run_dir.write_labels(str(tmp_path), names)
-    assert run_dir.read_labels(str(tmp_path)) == names
+    run_folder.write_labels(str(tmp_path), names)
+    assert run_folder.read_labels(str(tmp_path)) == names
 
 
 def test_worker_dirs_are_removed_with_their_parent_when_empty(tmp_path):
     model_dir = str(tmp_path)
     for task in ("worker_1", "worker_2"):
-        tf.io.gfile.makedirs(run_dir.worker_dir(model_dir, task))
-    run_dir.remove_worker_dir(model_dir, "worker_1")
-    assert (tmp_path / run_dir.WORKERS).is_dir()
-    run_dir.remove_worker_dir(model_dir, "worker_2")
-    assert not (tmp_path / run_dir.WORKERS).exists()
+        tf.io.gfile.makedirs(run_folder.worker_dir(model_dir, task))
+    run_folder.remove_worker_dir(model_dir, "worker_1")
+    assert (tmp_path / run_folder.WORKERS).is_dir()
+    run_folder.remove_worker_dir(model_dir, "worker_2")
+    assert not (tmp_path / run_folder.WORKERS).exists()
 
 
 def test_latest_checkpoint_reads_the_files_and_skips_a_cut_index(tmp_path):
-    directory = tmp_path / run_dir.CHECKPOINTS
-    assert run_dir.latest_checkpoint(str(tmp_path)) is None
+    directory = tmp_path / run_folder.CHECKPOINTS
+    assert run_folder.latest_checkpoint(str(tmp_path)) is None
     checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
     for number in (3, 10, 7):  # the newest by number, not by name order or write order
         checkpoint.write(str(directory / f"ckpt-{number}"))
-    assert run_dir.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-10")
+    assert run_folder.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-10")
     with open(directory / "ckpt-10.index", "r+b") as f:
         f.truncate(10)
-    assert run_dir.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-7")
+    assert run_folder.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-7")

@@ -15,8 +15,8 @@ import pytest
 import tiny
 
 from keras_alexnet.serving import saved_model as export
-from keras_alexnet.training import evaluation as evaluate
-from keras_alexnet.training import trainer as train
+from keras_alexnet.training import evaluation
+from keras_alexnet.training import trainer
 from keras_alexnet.training.run import lock as run_lock
 
 
@@ -91,14 +91,14 @@ def test_train_refuses_a_locked_model_dir_and_evaluate_and_export_run_beside_it(
     model_dir = tmp_path / "run"
     with run_lock.RunLock(str(model_dir)):
         with pytest.raises(run_lock.RunLocked, match=f"pid {os.getpid()} on host"):
-            train.train(tiny.train_config(model_dir, tiny_root))
+            trainer.train(tiny.train_config(model_dir, tiny_root))
     assert not model_dir.exists()  # refused before writing anything
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        train.train(tiny.train_config(model_dir, tiny_root, batch_size=0))
+        trainer.train(tiny.train_config(model_dir, tiny_root, batch_size=0))
     assert not model_dir.exists()  # nor does a config refused after the lock leave a folder
     trained_dir, _ = trained
     with run_lock.RunLock(trained_dir):  # a training run goes on there
-        report = evaluate.evaluate(trained_dir)
+        report = evaluation.evaluate(trained_dir)
         exported = export.export_run(trained_dir, str(tmp_path / "saved"), name="beside")
     assert report["images"] == 18
     assert os.path.isdir(exported)
