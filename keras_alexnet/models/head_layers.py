@@ -24,7 +24,7 @@ def _on_tensorflow():
 
 
 # Registered as "keras_alexnet>Dropout", its name before, so that saved models still load.
-@keras.saving.register_keras_serializable(package="keras_alexnet", name="Dropout")
+@keras.saving.register_keras_serializable(package="keras_alexnet")
 class ReplicaDropout(keras.layers.Dropout):
     """`keras.layers.Dropout` that draws its own masks on every replica (section 4.2).
 
@@ -56,7 +56,7 @@ class ReplicaDropout(keras.layers.Dropout):
 
 
 # Registered as "keras_alexnet>Dense", its name before, so that saved models still load.
-@keras.saving.register_keras_serializable(package="keras_alexnet", name="Dense")
+@keras.saving.register_keras_serializable(package="keras_alexnet")
 class FastInputGradientDense(keras.layers.Dense):
     """`keras.layers.Dense` whose training-time input gradient is a fast GEMM on CPU.
 
@@ -105,3 +105,18 @@ def _matmul_with_fast_input_gradient(x, kernel):
         return tf.linalg.matmul(x, kernel), grad
 
     return matmul(x, kernel)
+
+
+# Version 0.1.0 saved these two layers as `keras_alexnet>Dense` and `keras_alexnet>Dropout`.
+# A .keras file stores a layer's weights under its class name in snake case ("dense",
+# "dense_1", ...), so such a file loads its weights only into classes of those names: they
+# remain, for loading, and the builder makes the classes above.
+@keras.saving.register_keras_serializable(package="keras_alexnet", name="Dense")
+class Dense(FastInputGradientDense):
+    """`FastInputGradientDense` under its 0.1.0 name, for .keras files saved by 0.1.0."""
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet", name="Dropout")
+class Dropout(ReplicaDropout):
+    """`ReplicaDropout` under its 0.1.0 name, for .keras files saved by 0.1.0."""
+
