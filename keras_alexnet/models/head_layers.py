@@ -23,7 +23,6 @@ def _on_tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
-# Registered as "keras_alexnet>Dropout", its name before, so that saved models still load.
 @keras.saving.register_keras_serializable(package="keras_alexnet")
 class ReplicaDropout(keras.layers.Dropout):
     """`keras.layers.Dropout` that draws its own masks on every replica (section 4.2).
@@ -55,7 +54,6 @@ class ReplicaDropout(keras.layers.Dropout):
         )
 
 
-# Registered as "keras_alexnet>Dense", its name before, so that saved models still load.
 @keras.saving.register_keras_serializable(package="keras_alexnet")
 class FastInputGradientDense(keras.layers.Dense):
     """`keras.layers.Dense` whose training-time input gradient is a fast GEMM on CPU.
@@ -119,4 +117,3 @@ class Dense(FastInputGradientDense):
 @keras.saving.register_keras_serializable(package="keras_alexnet", name="Dropout")
 class Dropout(ReplicaDropout):
     """`ReplicaDropout` under its 0.1.0 name, for .keras files saved by 0.1.0."""
-
