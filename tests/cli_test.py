@@ -86,17 +86,17 @@ def test_console_scripts_run_each_tool():
     # A flag each tool defines, listed under the module that defines it.
     own_flag = {
         "train": ("training.config", "--epochs"),
-        "evaluate": ("training.evaluation", "--crops"),
-        "export": ("serving.saved_model", "--output_dir"),
-        "predict": ("serving.prediction", "--model_dir"),
-        "convert": ("weights.conversion", "--output:"),
-        "verify": ("paper.report", "--format"),
-        "prepare": ("data.shard_writer", "--output_dir"),
-        "launch": ("training.launcher", "--workers"),
-        "data_service": ("data.service", "--dispatcher"),
-        "benchmark": ("benchmarks.model_speed", "--batch_size"),
-        "input_benchmark": ("benchmarks.input_speed", "--encoding"),
-        "format_benchmark": ("benchmarks.format_speed", "--model_dir"),
+        "evaluate": ("evaluate", "--crops"),
+        "export": ("export", "--output_dir"),
+        "predict": ("predict", "--model_dir"),
+        "convert": ("convert", "--output:"),
+        "verify": ("verify", "--format"),
+        "prepare": ("prepare", "--output_dir"),
+        "launch": ("launch", "--workers"),
+        "data_service": ("data_service", "--dispatcher"),
+        "benchmark": ("benchmark", "--batch_size"),
+        "input_benchmark": ("input_benchmark", "--encoding"),
+        "format_benchmark": ("format_benchmark", "--model_dir"),
     }
     for tool, process in running.items():
         stdout, stderr = process.communicate(timeout=300)
