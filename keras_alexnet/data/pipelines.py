@@ -420,16 +420,16 @@ def eval_dataset(
         batch_size: global batch size (per replica: `input_context`'s share of it).
         stats: `stats.Stats` of the training set.
         split: "validation" or "train".
-        crops: "center" (one central 227 patch) or "ten" (the paper's ten patches).
+        crops: "center" (one central 227 patch) or "10" (the paper's ten patches).
         input_context: a `tf.distribute.InputContext`, or None.
 
     Returns:
         A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
-        "center" and [b, 10, 227, 227, 3] for "ten". On one replica the last batch may be
+        "center" and [b, 10, 227, 227, 3] for "10". On one replica the last batch may be
         smaller; on several, batches are full and the last ones may hold padding.
     """
-    if crops not in ("center", "ten"):
-        raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
+    if crops not in ("center", "10"):
+        raise ValueError(f'crops must be "center" or "10". Received: crops={crops!r}')
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     pipelines, pipeline_id, per_replica = _layout(input_context, batch_size)

@@ -464,16 +464,16 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
     Args:
         encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
         stats: `stats.Stats` of the training set.
-        crops: "center" for one central patch, "ten" for the paper's ten patches.
+        crops: "center" for one central patch, "10" for the paper's ten patches.
         crop: side of the patch.
 
     Returns:
-        float32 [crop, crop, 3] for "center", [10, crop, crop, 3] for "ten".
+        float32 [crop, crop, 3] for "center", [10, crop, crop, 3] for "10".
     """
     image = decode_and_center_crop(encoded, stats.mean_image.shape[0])
     image = subtract_mean(image, stats.mean_image)
     if crops == "center":
         return center_crop(image, crop)
-    if crops == "ten":
+    if crops == "10":
         return ten_crop(image, crop)
-    raise ValueError(f'crops must be "center" or "ten". Received: crops={crops!r}')
+    raise ValueError(f'crops must be "center" or "10". Received: crops={crops!r}')

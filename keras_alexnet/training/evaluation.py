@@ -24,7 +24,7 @@ from keras_alexnet.training import distribute
 from keras_alexnet.training import steps
 from keras_alexnet.training.run import folder as run_folder
 
-CROPS = {"center": "center", "10": "ten", "ten": "ten"}
+CROPS = ("center", "10")  # the central patch, or the paper's ten (section 6)
 
 
 def evaluate(
@@ -103,7 +103,7 @@ def evaluate(
 
 
 def _check_arguments(crops, batch_size, split):
-    """Checks `evaluate`'s crops, batch_size and split; returns the crops' `CROPS` name.
+    """Checks `evaluate`'s crops, batch_size and split; returns the crops as a string of `CROPS`.
 
     Raises:
         ValueError: naming the first bad argument and its value.
@@ -114,7 +114,7 @@ def _check_arguments(crops, batch_size, split):
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
     if split not in sources.SPLITS:
         raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
-    return CROPS[str(crops)]
+    return str(crops)
 
 
 def _read_run(model_dir, model, checkpoint):
@@ -143,7 +143,7 @@ def _report(result, loaded, source, split, crops, strategy):
         step=loaded.step,
         dataset=source.name,
         split=split,
-        crops="10" if crops == "ten" else "center",
+        crops=crops,
         replicas=strategy.num_replicas_in_sync,
         devices=[name.rsplit("device:", 1)[-1] for name in strategy.extended.worker_devices],
     )

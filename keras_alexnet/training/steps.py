@@ -92,12 +92,12 @@ def make_eval_step(model, crops="center"):
 
     Args:
         model: a Keras model returning class probabilities.
-        crops: "center" for [b, h, w, c] batches, "ten" for [b, 10, h, w, c] (the
+        crops: "center" for [b, h, w, c] batches, "10" for [b, 10, h, w, c] (the
             probabilities of the ten patches are averaged, as in the paper).
     """
 
     def step(images, labels):
-        if crops == "ten":
+        if crops == "10":
             probs = metrics.average_crops(model, images)
         else:
             probs = tf.cast(model(images, training=False), tf.float32)
@@ -123,7 +123,7 @@ def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
         dataset: a `tf.data.Dataset` of (images, labels), or a distributed dataset of
             `strategy`.
         strategy: the `tf.distribute.Strategy` the dataset is distributed with, or None.
-        crops: "center" or "ten" (see `make_eval_step`).
+        crops: "center" or "10" (see `make_eval_step`).
 
     Returns:
         A dict with loss, top1_error, top5_error (fractions) and count.

@@ -127,7 +127,7 @@ def test_eval_dataset_keeps_every_example(source, stats):
 
 def test_eval_dataset_ten_crops(source, stats):
     images, labels = next(
-        iter(input_pipeline.eval_dataset(source, batch_size=2, stats=stats, crops="ten"))
+        iter(input_pipeline.eval_dataset(source, batch_size=2, stats=stats, crops="10"))
     )
     assert images.shape == (2, 10, CROP, CROP, 3)
     ref = next(iter(source.examples("validation")))[0]

@@ -86,7 +86,7 @@ DISTRIBUTED_EVAL = textwrap.dedent("""
     for n in sizes:
         write_folder(f"{root}/n{n}", n)
         source = folder_sources.folder_source(f"{root}/n{n}")
-        for crops in ("center", "ten") if n <= 5 else ("center",):
+        for crops in ("center", "10") if n <= 5 else ("center",):
             for replicas, strategy in strategies.items():
                 with strategy.scope():
                     model = build()
@@ -108,7 +108,7 @@ def test_distributed_evaluation_counts_every_example_once(tmp_path):
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS ") :])
     for n in sizes:
-        for crops in ("center", "ten") if n <= 5 else ("center",):
+        for crops in ("center", "10") if n <= 5 else ("center",):
             one = results[f"{n} {crops} 1"]
             assert one["count"] == n
             for replicas in (2, 3):
