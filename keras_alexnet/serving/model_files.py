@@ -59,7 +59,7 @@ class LoadedModel:
     run: dict = None
 
 
-def load(model=None, model_dir=None, checkpoint=None, mixed_precision="none"):
+def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precision="none"):
     """Loads the model of a --model or a --model_dir flag (exactly one of them).
 
     Args:

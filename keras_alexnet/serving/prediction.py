@@ -49,7 +49,7 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
     if model is not None and not str(model).endswith(".keras"):
         exported, version = load_saved_model(model)
         return exported.signatures["serving_default"], version
-    loaded = model_files.load(model, model_dir, checkpoint)
+    loaded = model_files.load_model_or_run(model, model_dir, checkpoint)
     from_bytes, _ = saved_model.serving_functions(loaded.model, loaded.stats, loaded.class_names)
     fn = tf.function(from_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
     return fn, loaded.origin

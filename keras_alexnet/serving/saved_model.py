@@ -225,7 +225,7 @@ def export_run(
 
     Args:
         model_dir: a training run's model_dir; or
-        model: a .keras file or exported model folder (see `model_files.load`).
+        model: a .keras file or exported model folder (see `model_files.load_model_or_run`).
         output_dir, name: as for `export`; name defaults to model_dir's name, or the
             file's (bvlc_alexnet.keras -> bvlc_alexnet).
         checkpoint: with model_dir, a checkpoint path.
@@ -245,7 +245,7 @@ def export_run(
             "makes smaller ones): export them without --mixed_precision. Received: "
             f"mixed_precision={mixed_precision!r}"
         )
-    loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
+    loaded = model_files.load_model_or_run(model, model_dir, checkpoint, mixed_precision)
     calibration = None
     if "int8" in quantize and "litert" in formats:
         purpose = "int8 quantization calibrates on"

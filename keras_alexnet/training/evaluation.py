@@ -53,7 +53,7 @@ def evaluate(
     Args:
         model_dir: the training run's model_dir (checkpoints, statistics, labels), or None
             with `model`.
-        model: a .keras file or exported model folder (see `model_files.load`), or None
+        model: a .keras file or exported model folder (see `model_files.load_model_or_run`), or None
             with `model_dir`.
         checkpoint: with model_dir, a checkpoint path; default: the latest in model_dir.
         source: a `sources.Source`; default: the one named by dataset/data_dir,
@@ -93,7 +93,7 @@ def evaluate(
     source = _checked_split(source, split, on_bad_image, model_dir if run is not None else None)
     strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
-        loaded = model_files.load(model, model_dir, checkpoint, mixed_precision)
+        loaded = model_files.load_model_or_run(model, model_dir, checkpoint, mixed_precision)
     label_map = _label_map(source.class_names, loaded.class_names)
     result = _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy)
     report = _report(result, loaded, source, split, crops, strategy)

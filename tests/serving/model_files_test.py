@@ -1,5 +1,5 @@
 """One model file from conversion to evaluation, serving and labels, in fresh processes;
-and what `model_files.load` reads beside a file or refuses."""
+and what `model_files.load_model_or_run` reads beside a file or refuses."""
 
 import glob
 import json
@@ -106,7 +106,7 @@ def test_convert_evaluate_export_predict_one_file(tmp_path):
         assert [label for label, _ in got] == [f"{s} {n}" for s, n, _ in decoded]
 
     # The exported model.keras carries the names and the (zero) mean image beside it.
-    loaded = model_files.load(model=str(version))
+    loaded = model_files.load_model_or_run(model=str(version))
     assert loaded.class_names == imagenet_classes.class_names()
     assert loaded.name == "bvlc_alexnet" and not loaded.stats.mean_image.any()
 
@@ -115,11 +115,11 @@ def test_a_run_exported_loads_as_a_file_with_its_names_and_mean(trained, exporte
     model_dir, _ = trained
     out, _, second = exported
     run = run_dir.read_run(model_dir)
-    loaded = model_files.load(model=str(out / "tiny"))
+    loaded = model_files.load_model_or_run(model=str(out / "tiny"))
     assert loaded.origin == os.path.join(second, model_files.KERAS_FILE)
     assert list(loaded.class_names) == run["class_names"] and loaded.name == "tiny"
     np.testing.assert_array_equal(loaded.stats.mean_image, run_dir.read_stats(model_dir).mean_image)
-    from_run = model_files.load(model_dir=model_dir)
+    from_run = model_files.load_model_or_run(model_dir=model_dir)
     x = np.random.default_rng(0).normal(0, 40, (2, 227, 227, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.model(x), from_run.model(x), rtol=1e-5, atol=1e-7)
 
@@ -127,24 +127,24 @@ def test_a_run_exported_loads_as_a_file_with_its_names_and_mean(trained, exporte
 def test_what_a_file_lacks_is_named(tmp_path):
     tiny.register()
     with pytest.raises(ValueError, match="exactly one of model .* and model_dir"):
-        model_files.load()
+        model_files.load_model_or_run()
     with pytest.raises(ValueError, match="checkpoint names a checkpoint of a training run"):
-        model_files.load(model="x.keras", checkpoint="ckpt-1")
+        model_files.load_model_or_run(model="x.keras", checkpoint="ckpt-1")
     with pytest.raises(ValueError, match=r"model must be a \.keras file.*missing.keras"):
-        model_files.load(model=str(tmp_path / "missing.keras"))
+        model_files.load_model_or_run(model=str(tmp_path / "missing.keras"))
     path = str(tmp_path / "plain.keras")
     keras_alexnet.AlexNet(3, variant="tiny").save(path)
     with pytest.raises(ValueError, match="takes mean-subtracted pixels.*dataset_stats.npz"):
-        model_files.load(model=path)
+        model_files.load_model_or_run(model=path)
     # Beside it: the mean image and labels.txt; with neither names nor labels, the indices.
     run_dir.write_stats(str(tmp_path), image_data.random_stats())
-    assert model_files.load(model=path).class_names == ("0", "1", "2")
+    assert model_files.load_model_or_run(model=path).class_names == ("0", "1", "2")
     run_dir.write_labels(str(tmp_path), ["a", "b", "c"])
-    loaded = model_files.load(model=path)
+    loaded = model_files.load_model_or_run(model=path)
     assert loaded.class_names == ("a", "b", "c") and loaded.name == "plain"
     run_dir.write_labels(str(tmp_path), ["a", "b"])
     with pytest.raises(ValueError, match="names 2 classes; the model has 3"):
-        model_files.load(model=path)
+        model_files.load_model_or_run(model=path)
 
 
 def test_mixed_precision_rebuilds_a_file_under_the_policy(tmp_path):
@@ -154,7 +154,7 @@ def test_mixed_precision_rebuilds_a_file_under_the_policy(tmp_path):
         3, variant="tiny", input_offset=-100.0, class_names=["a", "b", "c"]
     )
     model.save(path)
-    loaded = model_files.load(model=path, mixed_precision="bfloat16")
+    loaded = model_files.load_model_or_run(model=path, mixed_precision="bfloat16")
     assert loaded.model.get_layer("conv2").compute_dtype == "bfloat16"
     assert loaded.class_names == ("a", "b", "c")
     x = tf.random.stateless_uniform((2, 227, 227, 3), (1, 2), 0, 255)
