@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_alexnet.models.features import feature_extractor  # noqa: E402
 from keras_alexnet.models.head_layers import FastInputGradientDense  # noqa: E402
 from keras_alexnet.models.head_layers import ReplicaDropout  # noqa: E402
 from keras_alexnet.models.labels import ClassNames  # noqa: E402
@@ -26,6 +27,7 @@ __all__ = [
     "ReplicaDropout",
     "VARIANTS",
     "decode_predictions",
+    "feature_extractor",
     "preprocess_input",
 ]
 __version__ = "0.1.0"

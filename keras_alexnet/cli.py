@@ -45,6 +45,7 @@ TOOLS = (
     "benchmark",
     "input_benchmark",
     "format_benchmark",
+    "explain",
 )
 
 

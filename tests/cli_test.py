@@ -97,6 +97,7 @@ def test_console_scripts_run_each_tool():
         "benchmark": ("benchmark", "--batch_size"),
         "input_benchmark": ("input_benchmark", "--encoding"),
         "format_benchmark": ("format_benchmark", "--model_dir"),
+        "explain": ("explain", "--neighbours"),
     }
     for tool, process in running.items():
         stdout, stderr = process.communicate(timeout=300)

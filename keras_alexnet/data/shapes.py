@@ -96,6 +96,18 @@ def draw_image(class_name, rng, image_size=(256, 320)):
     Returns:
         A uint8 array [height, width, 3].
     """
+    return draw_image_and_box(class_name, rng, image_size)[0]
+
+
+def draw_image_and_box(class_name, rng, image_size=(256, 320)):
+    """Draws one image of a class, and says where the shape is.
+
+    Args: as `draw_image`'s (the same draws from rng, the same image).
+
+    Returns:
+        (uint8 array [height, width, 3], (top, left, bottom, right)): the image and the
+        shape's bounding box in pixels, bottom and right exclusive.
+    """
     colour_name, shape = class_name.split("_", 1)
     height, width = image_size
     short = min(height, width)
@@ -119,7 +131,9 @@ def draw_image(class_name, rng, image_size=(256, 320)):
     image[mask] = colour
     # Luminance noise: one draw per pixel, shared by the channels (a third of the cost).
     image += 6.0 * rng.standard_normal(size=(height, width, 1), dtype=np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    rows, cols = np.any(mask, axis=1).nonzero()[0], np.any(mask, axis=0).nonzero()[0]
+    box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1) if rows.size else None
+    return np.clip(image, 0, 255).astype(np.uint8), box
 
 
 def _expected_marker(num_classes, train_per_class, val_per_class, image_size, seed):
@@ -171,6 +185,35 @@ def _write_split(directory, names, per_class, image_size, rng):
             encoded = tf.io.encode_jpeg(pixels, quality=90).numpy()
             with open(os.path.join(class_dir, f"{name}_{i:05d}.jpg"), "wb") as f:
                 f.write(encoded)
+
+
+def shape_boxes(root):
+    """Where the shape of each image of a shapes set is: its bounding box, drawn again.
+
+    The set's marker file holds the parameters it was drawn with; drawing it again with
+    the same generator gives the same images, and each shape's box.
+
+    Args:
+        root: a folder `ensure_shapes_dataset` wrote.
+
+    Returns:
+        {path relative to root, e.g. "validation/red_circle/red_circle_00000.jpg":
+        (top, left, bottom, right) in the file's pixels}.
+
+    Raises:
+        ValueError: root holds no shapes set of this format.
+    """
+    marker = _read_marker(root)
+    if not marker or marker.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(f"root holds no shapes set (no {MARKER_FILE}). Received: root={root}")
+    rng = np.random.default_rng(marker["seed"])
+    boxes = {}
+    for split, per_class in (("train", "train_per_class"), ("validation", "val_per_class")):
+        for name in marker["class_names"]:
+            for i in range(marker[per_class]):
+                _, box = draw_image_and_box(name, rng, tuple(marker["image_size"]))
+                boxes[f"{split}/{name}/{name}_{i:05d}.jpg"] = box
+    return boxes
 
 
 def ensure_shapes_dataset(

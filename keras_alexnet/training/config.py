@@ -205,6 +205,11 @@ class TrainConfig:
     stats_images: int = _setting(
         10_000, "Training images sampled for the mean image and the colour PCA.", "integer"
     )
+    projector_images: int = _setting(
+        1000,
+        "Validation images whose fc7 vectors go to TensorBoard's projector (0: none).",
+        "integer",
+    )
     max_steps: int = _setting(None, "Stop after this many steps in all (smoke tests).", "integer")
     init_from: str = _setting(
         None,

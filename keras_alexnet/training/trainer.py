@@ -34,7 +34,9 @@ from keras_alexnet.data import service as data_service
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.training import distribute
+from keras_alexnet.training import hparams
 from keras_alexnet.training import preemption
+from keras_alexnet.training import projector
 from keras_alexnet.training import schedule as schedule_lib
 from keras_alexnet.training import state as train_state
 from keras_alexnet.training import steps
@@ -88,6 +90,7 @@ def _train(config, strategy, source):
         return dict(result, weights_sha256=train_state.weights_digest(state.model))
     writer = summaries.Writer(config.model_dir, run.chief)
     writer.scalars("train", state.step, {"skipped_images": run.skipped})
+    hparams.write(config.model_dir, run)
     step_fn = distribute.run_and_sum(
         run.strategy,
         steps.make_train_step(
@@ -117,6 +120,7 @@ def _train(config, strategy, source):
             if config.max_steps and state.step >= config.max_steps:
                 break
     profiler.stop()
+    projector.for_run(run, state.model)
     if not run.chief:
         run_folder.remove_worker_dir(config.model_dir, distribute.task_name(run.strategy))
     return dict(
