@@ -14,3 +14,12 @@ def logged_scalars(log_dir, tag):
                 if value.tag == tag:
                     values[event.step] = float(tf.make_ndarray(value.tensor))
     return values
+
+
+def logged_values(log_dir, tag):
+    """[(step, tf.compat.v1.Summary.Value)] of a tag in the event files of log_dir."""
+    found = []
+    for path in sorted(glob.glob(str(log_dir / "events.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            found += [(event.step, value) for value in event.summary.value if value.tag == tag]
+    return found

@@ -106,3 +106,21 @@ def test_default_root_is_under_tensorflow_datasets():
     assert "keras_alexnet_shapes" in shapes_dataset.DEFAULT_ROOT or os.environ.get(
         "KERAS_ALEXNET_SHAPES_DIR"
     )
+
+
+def test_shape_boxes_are_where_the_files_differ_from_their_background(tmp_path):
+    root = shapes_dataset.ensure_shapes_dataset(
+        tmp_path, num_classes=3, train_per_class=2, val_per_class=2, image_size=(64, 80)
+    )
+    boxes = shapes_dataset.shape_boxes(root)
+    assert len(boxes) == 3 * 4
+    for relative, box in boxes.items():
+        pixels = tf.io.decode_jpeg(tf.io.read_file(os.path.join(root, relative))).numpy()
+        background = np.median(pixels[[0, -1]].reshape(-1, 3), axis=0)
+        # The shape's colour is far from the grey background (JPEG and noise are not).
+        shape = np.abs(pixels.astype(float) - background).max(axis=-1) > 60
+        rows, cols = shape.any(axis=1).nonzero()[0], shape.any(axis=0).nonzero()[0]
+        found = (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+        assert box == pytest.approx(found, abs=2), relative
+    with pytest.raises(ValueError, match="holds no shapes set"):
+        shapes_dataset.shape_boxes(tmp_path / "train")
