@@ -4,4 +4,6 @@
 - `formats`: LiteRT (TensorFlow Lite) and ONNX files, and the runtimes that run them.
 - `model_files`: the model a tool works on, a run (--model_dir) or a file (--model).
 - `prediction`: top-5 predictions for image files.
+- `explanations`, `explain_page`: Grad-CAM, top-5 and fc7 neighbours of images, and their
+  page (the explain tool).
 """

@@ -7,4 +7,5 @@
 - `trainer`: the training loop; `evaluation`: the paper's test measure.
 - `launcher`: several training workers on one machine; `worker_output`: their lines on its console.
 - `preemption`, `write_errors`, `summaries`: signals, failing writes, TensorBoard.
+- `hparams`, `projector`: the run's settings (Text, HParams) and fc7 vectors in TensorBoard.
 """

@@ -1,9 +1,10 @@
 """A run's settings in TensorBoard: a Text entry, and HParams to compare runs by.
 
 Written when a run starts (and again when it resumes): the resolved `TrainConfig` and what
-the run found (the dataset, its classes and images, the replicas). The HParams view
-lists each run with these settings and its last validation top-1 and top-5 error, the
-scalars the run writes to model_dir/validation; the Text entry is in model_dir/train.
+the run found (the dataset, its classes and images, the replicas). The Text entry (in
+model_dir/train) holds them all; the HParams view lists each run with its recipe (the
+settings but where it writes and how it reports) and its last validation top-1 and top-5
+error, the scalars the run writes to model_dir/validation.
 """
 
 import dataclasses
@@ -13,6 +14,23 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from keras_alexnet.training import write_errors
+
+# Where a run reads and writes and how it reports, not what it learns: in the Text table, not in
+# the HParams, whose view then lists the recipe.
+NOT_HPARAMS = (
+    "model_dir",
+    "data_dir",
+    "manual_dir",
+    "dataset_name",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "input_timeout",
+    "data_service",
+    "log_every",
+    "profile_steps",
+    "projector_images",
+    "verbose",
+)
 
 # The validation scalars the HParams view shows as metrics: (tag, folder, display name).
 METRICS = (
@@ -69,16 +87,17 @@ def write(model_dir, run):
     if not run.chief:
         return
     values = settings(run)
+    recipe = {name: value for name, value in values.items() if name not in NOT_HPARAMS}
     try:
         session = tf.summary.create_file_writer(model_dir)
         with session.as_default(step=0):
             hp.hparams_config(
-                hparams=[hp.HParam(name) for name in values],
+                hparams=[hp.HParam(name) for name in recipe],
                 metrics=[
                     hp.Metric(tag, group=group, display_name=shown) for tag, group, shown in METRICS
                 ],
             )
-            hp.hparams(values, trial_id=os.path.basename(os.path.normpath(model_dir)))
+            hp.hparams(recipe, trial_id=os.path.basename(os.path.normpath(model_dir)))
         session.close()
         text = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
         with text.as_default(step=0):

@@ -60,8 +60,10 @@ def test_demo_model_looks_at_the_shape_and_its_neighbours_share_its_class(tmp_pa
         f"{np.mean(ratios > 1):.1%}; neighbours of the same class {agreements.mean():.1%}; "
         f"top-1 {accuracy:.1%}"
     )
-    assert np.mean(ratios > 1) > 0.5
-    assert agreements.mean() > 0.5
+    # Measured on the demo model: larger inside on 100% of the images, 83% of the
+    # neighbours of the same class (docs/explain.md).
+    assert np.mean(ratios > 1) > 0.9
+    assert agreements.mean() > 0.7
 
 
 if __name__ == "__main__":

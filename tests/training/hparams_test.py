@@ -28,8 +28,9 @@ def test_hparams_hold_the_runs_settings_and_metrics(trained):
     assert values["init"].string_value == "he"
     assert values["num_classes"].number_value == len(run["class_names"])
     assert values["deterministic"].bool_value is False
-    assert values["dataset_name"].string_value == run["dataset"]
+    assert values["dataset"].string_value == "folder" and "dataset_name" not in values
     assert values["max_steps"].string_value == "none"
+    assert "model_dir" not in values and "log_every" not in values  # in the Text table only
     [(_, experiment)] = logged_values(model_dir, "_hparams_/experiment")
     metrics = _plugin_data(experiment).experiment.metric_infos
     assert [(m.name.tag, m.name.group) for m in metrics] == [
