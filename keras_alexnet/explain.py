@@ -1,8 +1,7 @@
 """What the network sees: `python -m keras_alexnet.explain`.
 
     python -m keras_alexnet.explain --model_dir=runs/alexnet --output_dir=explained IMAGES...
-    python -m keras_alexnet.explain --model=bvlc_alexnet.keras --output_dir=out \
-        --neighbours=photos/ my_photo.jpg
+    python -m keras_alexnet.explain --model=alexnet.keras --output_dir=out --neighbours=ref/ me.jpg
 
 For each image (files, or folders of them): its five most probable labels as bars (the
 paper's figure 4; the true label marked when the image sits in a class folder), the
