@@ -216,3 +216,15 @@ def test_explain_tool_matches_predict_and_writes_a_projector(trained, tmp_path):
     np.testing.assert_allclose(vectors[0], keras.ops.convert_to_numpy(fc7)[0], rtol=1e-4, atol=1e-5)
     assert (folder / embedding.sprite.image_path).is_file()
     assert list(embedding.sprite.single_image_dim) == [64, 64]
+
+
+def test_grad_cam_of_a_saved_and_loaded_file(model, tmp_path):
+    """A .keras file (as convert and export write) gives the same maps as the built model."""
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    images = np.random.default_rng(2).normal(0, 60, (2, 227, 227, 3)).astype(np.float32)
+    ours, our_probs = explanations.grad_cam(model, images)
+    theirs, their_probs = explanations.grad_cam(loaded, images)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(their_probs, our_probs, rtol=1e-5)
