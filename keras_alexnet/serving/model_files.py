@@ -28,6 +28,7 @@ from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.weights import applications
 
 KERAS_FILE = "model.keras"  # the Keras model of an exported version
 
@@ -169,7 +170,7 @@ def _rebuilt(model, path, policy):
             f"mixed_precision needs an AlexNet of a known variant. Received: model={path}"
         )
     fc8 = model.get_layer("fc8")
-    return model_lib.AlexNet(
+    return applications.AlexNet(
         fc8.units,
         variant=variant,
         input_shape=model.input_shape[1:],
