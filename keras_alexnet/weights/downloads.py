@@ -185,7 +185,7 @@ class _Progress:
 
     def __init__(self, file_name, length, shown):
         self.file_name, self.length, self.shown = file_name, length, shown
-        self.last = 0.0
+        self.last = time.monotonic()  # the first line after a second, then the last
 
     def update(self, received, final=False):
         now = time.monotonic()
