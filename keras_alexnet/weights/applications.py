@@ -142,8 +142,8 @@ def _load_weights_file(path, allow_pickle, variant):
         return converted_model(path, allow_pickle=allow_pickle, variant=variant)
     if not str(path).endswith(".keras"):
         raise ValueError(
-            f"weights must be one of the names {catalog.names()}, the path of a .keras "
-            "file or of a weight file convert reads (.caffemodel, .npy, .pth). "
+            "weights must be the path of a .keras file or of a weight file convert reads "
+            f"(.caffemodel, .npy, .pth), or one of the names {catalog.names()}. "
             f"Received: weights={path!r}"
         )
     if not os.path.exists(path):
