@@ -38,6 +38,7 @@ TOOLS = (
     "export",
     "predict",
     "convert",
+    "pretrained",
     "verify",
     "prepare",
     "launch",
@@ -62,8 +63,11 @@ def define_model_flags(model_dir_help, precisions):
     flags.DEFINE_string(
         "model",
         None,
-        "A .keras model file (from convert, export or model.save), or an exported model's "
-        "folder; its preprocessing and class names come with it. Or --model_dir.",
+        "A .keras model file (from convert, export or model.save), an exported model's "
+        "folder, or a name of pretrained weights (bvlc_alexnet, imagenet, "
+        "torchvision_alexnet, IMAGENET1K_V1; fetched and cached on first use, see "
+        "keras_alexnet.pretrained); its preprocessing and class names come with it. "
+        "Or --model_dir.",
     )
     flags.DEFINE_string("model_dir", None, model_dir_help + " Or --model.")
     flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")

@@ -90,6 +90,7 @@ def test_console_scripts_run_each_tool():
         "export": ("export", "--output_dir"),
         "predict": ("predict", "--model_dir"),
         "convert": ("convert", "--output:"),
+        "pretrained": ("pretrained", "--download"),
         "verify": ("verify", "--format"),
         "prepare": ("prepare", "--output_dir"),
         "launch": ("launch", "--workers"),

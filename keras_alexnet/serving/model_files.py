@@ -3,7 +3,9 @@
 `evaluate`, `export` and `predict` take either and then run one code path on a
 `LoadedModel`: the Keras model, its class names and the statistics its preprocessing needs.
 
-A model file is a .keras file: one `python -m keras_alexnet.convert` wrote, the
+A model file is a name of pretrained weights (`weights.catalog`: bvlc_alexnet, imagenet,
+...), whose converted .keras file is fetched and cached on first use (`weights.cache`), or a
+.keras file: one `python -m keras_alexnet.convert` wrote, the
 `model.keras` of an exported version (or the version or model folder holding it), or any
 `model.save`d AlexNet. What its preprocessing needs travels with it:
 
@@ -29,6 +31,7 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.training.run import folder as run_dir
 from keras_alexnet.weights import applications
+from keras_alexnet.weights import cache
 
 KERAS_FILE = "model.keras"  # the Keras model of an exported version
 
@@ -64,8 +67,9 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
     """Loads the model of a --model or a --model_dir flag (exactly one of them).
 
     Args:
-        model: a .keras file, an exported version folder, or an exported model folder
-            (its highest version).
+        model: a name of pretrained weights (cached .keras file, fetched on first use),
+            a .keras file, an exported version folder, or an exported model folder (its
+            highest version).
         model_dir: a training run's model_dir.
         checkpoint: with model_dir, a checkpoint path (default: the latest).
         mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
@@ -76,7 +80,8 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
     Raises:
         ValueError: both or neither given, a checkpoint without model_dir, no run or
             checkpoint in model_dir, a file that is missing, not an AlexNet, or lacks the
-            mean image its input needs.
+            mean image its input needs; named weights that cannot be fetched
+            (`downloads.DownloadError`).
     """
     if (model is None) == (model_dir is None):
         raise ValueError(
@@ -91,7 +96,7 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
             "checkpoint names a checkpoint of a training run (model_dir), not of a model "
             f"file. Received: checkpoint={checkpoint!r} with model={model!r}"
         )
-    return _from_file(model, policy)
+    return _from_file(cache.resolve(model), policy)
 
 
 def _from_run(model_dir, checkpoint, policy):

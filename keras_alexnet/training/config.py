@@ -19,6 +19,7 @@ from keras_alexnet.data import tfds_sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
 from keras_alexnet.paper import numbers as paper
+from keras_alexnet.weights import catalog
 
 BUILTIN_DATASET = "shapes"
 PREPARED = "prepared:"  # --dataset=prepared:DIR reads what `prepare` wrote into DIR
@@ -208,9 +209,11 @@ class TrainConfig:
     max_steps: int = _setting(None, "Stop after this many steps in all (smoke tests).", "integer")
     init_from: str = _setting(
         None,
-        "A .keras AlexNet to start from (converted pretrained weights, or an export): every "
-        "layer is loaded but fc8 when the class count differs; the variant and the input "
-        "normalisation come from the file.",
+        "A .keras AlexNet to start from (converted pretrained weights, or an export), or a "
+        "name of pretrained weights (bvlc_alexnet, imagenet, torchvision_alexnet, "
+        "IMAGENET1K_V1; fetched and cached on first use): every layer is loaded but fc8 "
+        "when the class count differs; the variant and the input normalisation come from "
+        "the file.",
     )
     freeze: tuple = _setting(
         (), "Layers left untrained, e.g. conv1,conv2,conv3,conv4,conv5.", "list"
@@ -321,8 +324,10 @@ def _check_run(config):
     _check(
         config,
         "init_from",
-        config.init_from is None or str(config.init_from).endswith(".keras"),
-        "must be the path of a .keras model",
+        config.init_from is None
+        or str(config.init_from).endswith(".keras")
+        or catalog.is_name(config.init_from),
+        f"must be the path of a .keras model or one of the names {catalog.names()}",
     )
     _check(
         config, "freeze", isinstance(config.freeze, (list, tuple)), "must be a list of layer names"

@@ -22,6 +22,8 @@ from keras_alexnet.models import layer_weights
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training.run import folder as run_folder
+from keras_alexnet.weights import cache
+from keras_alexnet.weights import catalog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +112,7 @@ def prepare_run(config, strategy=None, source=None):
         dataset_flag=config.dataset,
         data_dir=config.data_dir and os.path.abspath(config.data_dir),
         manual_dir=config.manual_dir,
-        init_from=config.init_from and os.path.abspath(config.init_from),
+        init_from=_init_from_record(config.init_from),
         freeze=list(config.freeze),
     )
     run_folder.check_run(config.model_dir, record)
@@ -139,11 +141,20 @@ def _check_strategy(config, strategy):
         )
 
 
+def _init_from_record(init_from):
+    """init_from as the run records it: a name as it is, a file as an absolute path."""
+    if not init_from or catalog.is_name(init_from):
+        return init_from
+    return os.path.abspath(init_from)
+
+
 def _load_start_from(config):
-    """The model of `config.init_from`, checked to be an AlexNet of the config's variant."""
-    if not os.path.exists(config.init_from):
+    """The model of `config.init_from` (a file, or named weights fetched and cached on first
+    use), checked to be an AlexNet of the config's variant."""
+    path = cache.resolve(config.init_from)
+    if not os.path.exists(path):
         raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
-    start_from = keras.models.load_model(config.init_from, compile=False)
+    start_from = keras.models.load_model(path, compile=False)
     found = inspection.variant_of(start_from)
     if found is None:
         raise ValueError(
