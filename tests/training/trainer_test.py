@@ -189,6 +189,7 @@ def signal_args(root, replicas, checkpoint_every=2):
     return [
         "--dataset=folder",
         f"--data_dir={root}",
+        "--recipe=paper",
         "--variant=tiny",
         f"--cpu_replicas={replicas}",
         "--batch_size=6",
@@ -339,7 +340,9 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     # Standard output is a pipe: plain progress lines (every --log_every=10 steps and at
     # an epoch's end: one for each epoch the resumed run ends), no terminal escapes.
     assert "\x1b" not in resumed.stdout and "\b" not in resumed.stdout
-    lines = re.findall(r"^  step (\d+)/8 +loss \S+ +top1_err \S+%", resumed.stdout, re.M)
+    lines = re.findall(
+        r"^  step (\d+)/8 +cross_entropy \S+ +weight_decay \S+ +top1_err \S+%", resumed.stdout, re.M
+    )
     assert lines and set(lines) == {"8"}, resumed.stdout[-3000:]
     resume = re.search(
         r"Resuming from \S+ckpt-(\d+): epoch \d, step \d of 8, step (\d+) in all", resumed.stdout
