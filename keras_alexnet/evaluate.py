@@ -36,6 +36,7 @@ def format_report(report):
     rows = [
         ("top-1 error", f"{report['top1_error']:.2%}", f"{paper_1}%"),
         ("top-5 error", f"{report['top5_error']:.2%}", f"{paper_5}%"),
+        ("cross-entropy", f"{report['cross_entropy']:.4f}", ""),
         ("images evaluated", f"{report['images']:,}", "50,000"),
         ("images skipped as bad", f"{report['skipped']:,}", ""),
     ]

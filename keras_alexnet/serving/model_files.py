@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.training.run import folder as run_dir
@@ -111,7 +112,8 @@ def _from_run(model_dir, checkpoint, policy):
     number = checkpoint.rsplit("-", 1)[-1]
     return LoadedModel(
         model=model,
-        class_names=tuple(run["class_names"]),
+        # Folders named by synset ("n02123045"): the readable names, as converted models have.
+        class_names=tuple(imagenet_classes.with_readable_names(run["class_names"])),
         stats=stats,
         name=os.path.basename(os.path.normpath(model_dir)),
         origin=checkpoint,

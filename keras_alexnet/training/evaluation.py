@@ -22,6 +22,7 @@ from keras_alexnet.serving import model_files
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import steps
+from keras_alexnet.training import summaries
 from keras_alexnet.training.run import folder as run_folder
 
 CROPS = ("center", "10")  # the central patch, or the paper's ten (section 6)
@@ -72,7 +73,8 @@ def evaluate(
         mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
 
     Returns:
-        A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
+        A dict: top1_error, top5_error (fractions), cross_entropy (the mean, as training
+        reports it), images (evaluated), skipped (bad files left
         out), checkpoint, step, dataset, split, crops, replicas (of the strategy) and
         devices (this worker's, e.g. ["GPU:0"]).
 
@@ -136,7 +138,7 @@ def _report(result, loaded, source, split, crops, strategy):
     return dict(
         top1_error=result["top1_error"],
         top5_error=result["top5_error"],
-        loss=result["loss"],
+        cross_entropy=result["cross_entropy"],
         images=result["count"],
         skipped=len(source.bad_files),
         checkpoint=loaded.origin,
@@ -250,11 +252,15 @@ def _label_map(dataset_classes, model_classes):
 
 
 def _write_summaries(model_dir, report):
-    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10."""
+    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10.
+
+    Under the tags training writes (`summaries.in_percent`), so that they draw on its charts.
+    """
     writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
+    names = ("top1_error", "top5_error", "cross_entropy")
+    scalars = summaries.in_percent({name: report[name] for name in names})
     with writer.as_default(step=report["step"]):
-        tf.summary.scalar("top1_error", report["top1_error"])
-        tf.summary.scalar("top5_error", report["top5_error"])
-        tf.summary.scalar("loss", report["loss"])
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
         tf.summary.scalar("skipped_images", report["skipped"])
     writer.flush()

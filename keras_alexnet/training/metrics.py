@@ -34,3 +34,26 @@ def average_crops(model, images):
     flat = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
     probs = tf.cast(model(flat, training=False), tf.float32)
     return tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=1)
+
+
+def epoch_metrics(totals):
+    """The epoch's training metrics from its running sums.
+
+    Args:
+        totals: [cross-entropy sum, weight-decay sum (each a step's value times its
+            examples), top-1 hits, top-5 hits, examples].
+
+    Returns:
+        A dict: cross_entropy (the mean over the epoch's examples, the quantity validation
+        reports), weight_decay (the L2 term the optimised loss adds, `sum(model.losses)`),
+        total_loss (their sum, the loss the gradients are of), top1_error and
+        top5_error (fractions).
+    """
+    cross_entropy, decay, top1, top5, count = totals
+    return dict(
+        cross_entropy=cross_entropy / count,
+        weight_decay=decay / count,
+        total_loss=(cross_entropy + decay) / count,
+        top1_error=1 - top1 / count,
+        top5_error=1 - top5 / count,
+    )

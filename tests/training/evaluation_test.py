@@ -95,7 +95,7 @@ def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch
         assert f"{replicas} replica" in first_line, first_line
     one, two = reports[1], reports[2]
     assert two["images"] == one["images"] == 18
-    for key in ("loss", "top1_error", "top5_error"):
+    for key in ("cross_entropy", "top1_error", "top5_error"):
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
 
 
@@ -130,7 +130,7 @@ def test_the_test_split_of_a_folder(trained, tmp_path):
     validation = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy))
     test = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy), split="test")
     assert test["split"] == "test" and test["images"] == validation["images"] == 18
-    for key in ("loss", "top1_error", "top5_error"):
+    for key in ("cross_entropy", "top1_error", "top5_error"):
         assert test[key] == pytest.approx(validation[key]), key
     with pytest.raises(ValueError, match="has no test images"):
         evaluation.evaluate(model_dir, split="test")
