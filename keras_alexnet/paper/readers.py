@@ -1,0 +1,496 @@
+"""Model files of any AlexNet read as a `network.Network`: Keras, ONNX, PyTorch state dicts.
+
+Each reader turns what its file holds into layer records, by kind and in order, never by
+name: a Keras model of any layers (`read_keras`), an ONNX graph (`read_onnx`), or a
+PyTorch state dict, which holds weight shapes only (`read_state_dict`). `read_file`
+chooses by the file's name.
+"""
+
+import dataclasses
+import math
+import os
+
+import keras
+
+from keras_alexnet.models import layers as layers_lib
+from keras_alexnet.paper import network as net
+
+_STATE_DICT_CANNOT_TELL = (
+    "A PyTorch state dict holds weights only: strides, padding, pooling, LRN, dropout, "
+    "activations and the input size cannot be told from the file; output sizes, "
+    "multiply-adds and neurons neither."
+)
+_ONNX_DROPOUT = (
+    "No Dropout in the ONNX graph: exporters leave dropout out of an inference graph, so "
+    "whether the network has it cannot be told from the file."
+)
+
+
+def read_file(path, trust=False):
+    """The `Network` in a model file, chosen by its extension.
+
+    Args:
+        path: a .keras or .h5 Keras model, an .onnx file, or a .pth/.pt PyTorch state dict.
+        trust: load Keras models with safe_mode=False (runs the file's Lambda code).
+
+    Raises:
+        ValueError: for another extension, or a file that cannot be read as such.
+        OSError: when the file cannot be opened.
+    """
+    name = os.path.basename(path)
+    ext = os.path.splitext(path)[1].lower()
+    if not os.path.exists(path):
+        raise OSError(f"model file not found. Received: --model={path!r}")
+    if is_keras_file(path):
+        return read_keras(load_keras(path, trust), name)
+    if ext == ".onnx":
+        return read_onnx(path)
+    if ext in (".pth", ".pt", ".bin"):
+        return read_state_dict(path)
+    raise ValueError(
+        f"model files must end in .keras, .h5, .onnx, .pth or .pt. Received: --model={path!r}"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Keras
+# ------------------------------------------------------------------------------------------
+
+
+def is_keras_file(path):
+    return os.path.splitext(path)[1].lower() in (".keras", ".h5", ".hdf5")
+
+
+def load_keras(path, trust=False):
+    """A Keras model file, loaded without compiling; Lambda code runs only when trusted."""
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=not trust)
+    except ValueError as error:
+        if "Lambda" in str(error) or "safe_mode" in str(error):
+            raise ValueError(
+                f"{os.path.basename(path)} has a Lambda layer, whose code runs when it is "
+                f"loaded; pass --trust_model to load it anyway. Received: --model={path!r}"
+            ) from error
+        raise
+
+
+def _flat_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            yield layer
+
+
+def _shape(tensor):
+    try:
+        return tuple(tensor.shape[1:])
+    except (AttributeError, ValueError):
+        return None
+
+
+def _activation(layer):
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "__name__", None) if act is not None else None
+    return "" if name in (None, "linear") else name
+
+
+def _window(layer, record, size_attr):
+    record.kernel = tuple(getattr(layer, size_attr))
+    record.stride = tuple(layer.strides)
+    if record.input_shape and layer.padding == "same":
+        rows = net.same_padding(record.input_shape[0], record.kernel[0], record.stride[0])
+        cols = net.same_padding(record.input_shape[1], record.kernel[1], record.stride[1])
+        record.padding = (*rows, *cols)
+    else:
+        record.padding = (0, 0, 0, 0) if layer.padding == "valid" else None
+
+
+def _keras_record(layer):
+    """One Keras layer as a `LayerRecord` (kind "unknown" for a layer the report does not know)."""
+    L = keras.layers
+    record = net.LayerRecord(
+        "unknown",
+        layer.name,
+        type(layer).__name__,
+        input_shape=_shape(layer.input),
+        output_shape=_shape(layer.output),
+        params=layer.count_params(),
+    )
+    if isinstance(layer, (L.Conv2D, layers_lib.GroupedConv2D)):
+        record.kind, record.filters = "conv", layer.filters
+        record.groups = getattr(layer, "groups", 1)
+        record.in_channels = record.input_shape[-1] if record.input_shape else None
+        record.activation = _activation(layer)
+        _window(layer, record, "kernel_size")
+    elif isinstance(layer, L.Dense):
+        record.kind, record.filters, record.activation = "dense", layer.units, _activation(layer)
+        record.in_channels = record.input_shape[-1] if record.input_shape else None
+    elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
+        record.kind = "pool"
+        record.subkind = "max" if isinstance(layer, L.MaxPooling2D) else "avg"
+        _window(layer, record, "pool_size")
+    elif isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+        record.kind, record.subkind = "pool", "global"
+    elif isinstance(layer, layers_lib.LocalResponseNormalization):
+        record.kind, record.subkind = "norm", "lrn"
+        record.lrn = dict(
+            n=2 * layer.depth_radius + 1, k=layer.bias, alpha=layer.alpha, beta=layer.beta
+        )
+    elif isinstance(layer, L.BatchNormalization):
+        record.kind, record.subkind = "norm", "batchnorm"
+    elif isinstance(layer, (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization)):
+        record.kind, record.subkind = "norm", type(layer).__name__
+    elif isinstance(layer, L.Dropout) or type(layer).__name__.startswith("SpatialDropout"):
+        record.kind, record.rate = "dropout", float(layer.rate)
+    elif isinstance(layer, (L.ReLU, L.Softmax, L.LeakyReLU, L.ELU, L.PReLU)):
+        record.kind = "activation"
+        record.subkind = type(layer).__name__.lower()
+        if record.subkind == "relu" and (layer.negative_slope or layer.max_value is not None):
+            record.subkind = "relu (leaky or capped)"
+    elif isinstance(layer, L.Activation):
+        record.kind, record.subkind = "activation", _activation(layer) or "linear"
+    elif isinstance(layer, (L.Flatten, L.Reshape)):
+        record.kind = "flatten"
+    elif isinstance(layer, L.ZeroPadding2D):
+        (top, bottom), (left, right) = layer.padding
+        record.kind, record.padding = "padding", (top, bottom, left, right)
+    elif isinstance(layer, L.Concatenate):
+        record.kind = "concat"
+    elif isinstance(layer, (L.Rescaling, L.Normalization, L.Resizing, L.CenterCrop)):
+        record.kind = "preprocess"
+    elif type(layer).__name__ in ("ClassNames", "Identity"):
+        record.kind = "preprocess"
+    return record
+
+
+def fold_padding(records):
+    """Explicit zero-padding layers added into the padding of the conv or pool after them."""
+    folded, pending = [], None
+    for record in records:
+        if record.kind == "padding":
+            pending = (
+                record.padding if pending is None else tuple(map(sum, zip(pending, record.padding)))
+            )
+            continue
+        if pending is not None and record.kind in ("conv", "pool") and record.padding:
+            record = dataclasses.replace(
+                record,
+                padding=tuple(map(sum, zip(pending, record.padding))),
+                input_shape=folded[-1].output_shape if folded else record.input_shape,
+            )
+            pending = None
+        folded.append(record)
+    return folded
+
+
+def read_keras(model, name="model"):
+    """A Keras model of any layers (Sequential, functional, nested) as a `Network`."""
+    records = [_keras_record(layer) for layer in _flat_layers(model)]
+    cannot_tell = [
+        f"layer {r.name!r} ({r.type}) is not a layer the report knows; it is read as passing "
+        f"its input on ({r.params:,} parameters)"
+        for r in records
+        if r.kind == "unknown"
+    ]
+    return net.Network(
+        name=name,
+        source=f"Keras {type(model).__name__}",
+        records=net.merge_towers(fold_padding(records)),
+        input_shape=_shape(model.inputs[0]) if model.inputs else None,
+        params=model.count_params(),
+        cannot_tell=cannot_tell,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# ONNX
+# ------------------------------------------------------------------------------------------
+
+# Nodes that compute shapes, not maps: never part of the network's data path.
+_ONNX_PLUMBING = {"Shape", "Constant", "ConstantOfShape", "Size"}
+_ONNX_ACTIVATIONS = {
+    "Relu": "relu",
+    "Softmax": "softmax",
+    "LeakyRelu": "leakyrelu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Elu": "elu",
+    "LogSoftmax": "logsoftmax",
+}
+_ONNX_KINDS = {"Conv": "conv", "Gemm": "dense", "MaxPool": "pool", "AveragePool": "pool",
+               "GlobalAveragePool": "pool", "GlobalMaxPool": "pool", "LRN": "norm",
+               "BatchNormalization": "norm", "Dropout": "dropout", "Flatten": "flatten",
+               "Reshape": "flatten", "Concat": "concat", "Split": "split", "Slice": "split",
+               "Identity": "preprocess", "Pad": "padding",
+               **dict.fromkeys(_ONNX_ACTIVATIONS, "activation")}  # fmt: skip
+
+
+def _hwc(dims):
+    """ONNX's NCHW (or NC) shape without the batch, as (H, W, C) (or (C,))."""
+    if dims is None or len(dims) < 2:
+        return None
+    dims = tuple(dims[1:])
+    return (*dims[1:], dims[0]) if len(dims) == 3 else dims
+
+
+class _OnnxGraph:
+    def __init__(self, model):
+        import onnx
+
+        self.onnx = onnx
+        self.graph = onnx.shape_inference.infer_shapes(model).graph
+        self.init = {t.name: onnx.numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.shapes = {}
+        for value in [*self.graph.value_info, *self.graph.input, *self.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            self.shapes[value.name] = tuple(d.dim_value or None for d in dims)
+        self.consts = {}
+        for node in self.graph.node:
+            if node.op_type == "Constant" and node.attribute:
+                value = onnx.helper.get_attribute_value(node.attribute[0])
+                if hasattr(value, "dims"):
+                    self.consts[node.output[0]] = onnx.numpy_helper.to_array(value)
+
+    def attrs(self, node):
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def value(self, name):
+        return self.init.get(name, self.consts.get(name))
+
+
+def _onnx_padding(attrs, in_shape, kernel, stride):
+    pads = list(attrs.get("pads", [0] * 4))
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto.startswith("SAME") and in_shape:
+        rows = net.same_padding(in_shape[0], kernel[0], stride[0])
+        cols = net.same_padding(in_shape[1], kernel[1], stride[1])
+        if auto == "SAME_LOWER":
+            rows, cols = rows[::-1], cols[::-1]
+        return (*rows, *cols)
+    if len(pads) != 4:
+        return None
+    return (pads[0], pads[2], pads[1], pads[3])  # ONNX: begins (rows, cols), then ends
+
+
+def _onnx_record(g, node):
+    """One ONNX node as a `LayerRecord`, or None for a node outside the data path."""
+    attrs = g.attrs(node)
+    kind = _ONNX_KINDS.get(node.op_type, "unknown")
+    record = net.LayerRecord(
+        kind,
+        node.name or node.output[0],
+        node.op_type,
+        input_shape=_hwc(g.shapes.get(node.input[0])),
+        output_shape=_hwc(g.shapes.get(node.output[0])),
+    )
+    weights = [g.init[i] for i in node.input[1:] if i in g.init]
+    record.params = sum(int(w.size) for w in weights)
+    if node.op_type == "Conv" and weights:
+        w = weights[0]
+        record.filters, record.groups = int(w.shape[0]), int(attrs.get("group", 1))
+        record.in_channels = int(w.shape[1]) * record.groups
+        record.kernel = tuple(int(k) for k in w.shape[2:])
+        record.stride = tuple(attrs.get("strides", (1, 1)))
+        record.padding = _onnx_padding(attrs, record.input_shape, record.kernel, record.stride)
+        record.activation = ""
+    elif node.op_type in ("Gemm", "MatMul") and weights:
+        w = weights[0]
+        out_first = node.op_type == "Gemm" and attrs.get("transB", 0)
+        record.kind = "dense"
+        record.filters, record.in_channels = (w.shape if out_first else w.shape[::-1])[:2]
+        record.filters, record.in_channels = int(record.filters), int(record.in_channels)
+        record.activation = ""
+    elif kind == "pool":
+        record.subkind = {"MaxPool": "max", "AveragePool": "avg"}.get(node.op_type, "global")
+        if record.subkind != "global":
+            record.kernel = tuple(attrs["kernel_shape"])
+            record.stride = tuple(attrs.get("strides", (1,) * len(record.kernel)))
+            record.padding = _onnx_padding(attrs, record.input_shape, record.kernel, record.stride)
+            if len(record.kernel) != 2:
+                record.kind = "unknown"
+    elif node.op_type == "LRN":
+        size = int(attrs["size"])
+        alpha = float(attrs.get("alpha", 1e-4)) / size  # ONNX divides alpha by size
+        record.subkind = "lrn"
+        record.lrn = dict(n=size, k=float(attrs.get("bias", 1.0)), alpha=alpha,
+                          beta=float(attrs.get("beta", 0.75)))  # fmt: skip
+    elif node.op_type == "BatchNormalization":
+        record.subkind = "batchnorm"
+    elif node.op_type == "Dropout":
+        ratio = g.value(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        record.rate = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+    elif kind == "activation":
+        record.subkind = _ONNX_ACTIVATIONS[node.op_type]
+    elif node.op_type == "Concat" and (record.output_shape is None or len(record.output_shape) < 3):
+        return None  # a shape being built
+    elif node.op_type == "Pad":
+        pads = g.value(node.input[1]) if len(node.input) > 1 else attrs.get("pads")
+        if pads is None or len(pads) != 8:
+            record.kind = "unknown"
+        else:
+            p = [int(v) for v in pads]  # (N, C, H, W) begins, then ends
+            record.padding = (p[2], p[6], p[3], p[7])
+    return record
+
+
+def _written_out_lrn(g, nodes):
+    """An LRN written out as elementwise ops (PyTorch's LocalResponseNorm exports so), or None.
+
+    The window is an AveragePool over (channels, 1, 1); the mean is scaled by alpha, added
+    to k and raised to beta: alpha on the mean is alpha / n on the plain sum.
+    """
+    types = {n.op_type for n in nodes}
+    pools = [
+        n for n in nodes if n.op_type == "AveragePool" and len(g.attrs(n)["kernel_shape"]) == 3
+    ]
+    if not pools or not {"Div", "Pow"} <= types:
+        return None
+
+    def scalar(op_type):
+        for node in nodes:
+            if node.op_type == op_type:
+                for name in node.input:
+                    value = g.value(name)
+                    if value is not None and value.size == 1:
+                        return float(value.reshape(()))
+        return None
+
+    n = int(g.attrs(pools[0])["kernel_shape"][0])
+    alpha, k, beta = scalar("Mul"), scalar("Add"), scalar("Pow")
+    if None in (alpha, k, beta):
+        return None
+    return dict(n=n, k=k, alpha=alpha / n, beta=beta)
+
+
+def _data_nodes(g):
+    """The indices of the nodes on the data path: those fed (at last) by the graph input."""
+    data = {i.name for i in g.graph.input if i.name not in g.init}
+    on_path = []
+    for index, node in enumerate(g.graph.node):
+        if node.op_type in _ONNX_PLUMBING or not any(i in data for i in node.input):
+            continue
+        data.update(node.output)
+        on_path.append(index)
+    return on_path
+
+
+def read_onnx(path):
+    """An ONNX model file as a `Network` (shapes from ONNX's shape inference)."""
+    import onnx
+
+    g = _OnnxGraph(onnx.load(path))
+    nodes = g.graph.node
+    records, cannot_tell, run = [], [], []
+
+    def close_run():
+        if not run:
+            return
+        span = nodes[run[0] : run[-1] + 1]
+        lrn = _written_out_lrn(g, span)
+        kinds = sorted({nodes[i].op_type for i in run})
+        first, last = nodes[run[0]], nodes[run[-1]]
+        record = net.LayerRecord(
+            "norm" if lrn else "unknown",
+            first.name or first.output[0],
+            "+".join(kinds),
+            subkind="lrn" if lrn else "",
+            lrn=lrn,
+            input_shape=_hwc(g.shapes.get(first.input[0])),
+            output_shape=_hwc(g.shapes.get(last.output[0])),
+        )
+        if not lrn:
+            cannot_tell.append(
+                f"nodes {record.name!r}... ({', '.join(kinds)}) are not a layer the report "
+                "knows; they are read as passing their input on"
+            )
+        records.append(record)
+        run.clear()
+
+    for index in _data_nodes(g):
+        node = nodes[index]
+        if node.op_type in ("Add",) and records and records[-1].kind == "dense":
+            bias = [g.init[i] for i in node.input if i in g.init]
+            if bias:  # MatMul + Add: the dense layer's bias
+                records[-1].params += sum(int(b.size) for b in bias)
+                continue
+        record = _onnx_record(g, node)
+        if record is None:
+            continue
+        if record.kind == "unknown":
+            run.append(index)
+            continue
+        close_run()
+        records.append(record)
+    close_run()
+    records = net.merge_towers(fold_padding(records))
+    dropout_known = any(r.kind == "dropout" for r in records)
+    if not dropout_known:
+        cannot_tell.append(_ONNX_DROPOUT)
+    inputs = [i for i in g.graph.input if i.name not in g.init]
+    return net.Network(
+        name=os.path.basename(path),
+        source="ONNX",
+        records=records,
+        input_shape=_hwc(g.shapes.get(inputs[0].name)) if inputs else None,
+        params=sum(int(v.size) for v in g.init.values()),
+        dropout_known=dropout_known,
+        cannot_tell=cannot_tell,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# PyTorch state dicts
+# ------------------------------------------------------------------------------------------
+
+
+def read_state_dict(path):
+    """A PyTorch state dict (weights only) as a `Network` of its conv, dense and norm layers.
+
+    Convolution weights [out, in / groups, kh, kw] give the filters, the kernel and the
+    groups (the previous layer's channels over the weight's in); dense weights [out, in]
+    the units; weight, bias, running_mean and running_var of one module a BatchNorm.
+    """
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"not a PyTorch state dict. Received: --model={path!r}")
+    modules = {}
+    for key, tensor in state.items():
+        module, _, field = key.rpartition(".")
+        if hasattr(tensor, "shape") and field != "num_batches_tracked":
+            modules.setdefault(module, {})[field] = tuple(tensor.shape)
+    records, channels = [], 3
+    for module, fields in modules.items():
+        weight = fields.get("weight")
+        params = sum(math.prod(shape) for shape in fields.values())
+        record = net.LayerRecord("unknown", module, "state dict", params=params)
+        if weight is not None and len(weight) == 4:
+            groups = channels // weight[1] if channels and channels % weight[1] == 0 else None
+            record = dataclasses.replace(
+                record, kind="conv", filters=weight[0], kernel=weight[2:], groups=groups,
+                in_channels=channels, type="conv weight",
+            )  # fmt: skip
+            channels = weight[0]
+        elif weight is not None and len(weight) == 2:
+            record = dataclasses.replace(
+                record, kind="dense", filters=weight[0], in_channels=weight[1], type="linear weight"
+            )
+            channels = weight[0]
+        elif "running_mean" in fields:
+            record = dataclasses.replace(record, kind="norm", subkind="batchnorm", type="batchnorm")
+        records.append(record)
+    return net.Network(
+        name=os.path.basename(path),
+        source="PyTorch state dict (weights only)",
+        records=records,
+        params=sum(r.params for r in records),
+        order_known=False,
+        dropout_known=False,
+        cannot_tell=[_STATE_DICT_CANNOT_TELL],
+    )
