@@ -111,7 +111,7 @@ def draw(analysis, width=560):
             x += 42
     total = max(x, width // 3)
     return (
-        f'<svg class="drawing" viewBox="0 0 {total:.0f} 210" xmlns="http://www.w3.org/2000/svg" '
+        f'<svg class="drawing" viewBox="0 0 {total:.0f} 210" '
         f'role="img" aria-label="{_e(analysis.network.name)}">' + "".join(parts) + "</svg>"
     )
 

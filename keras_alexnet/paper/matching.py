@@ -113,6 +113,8 @@ def _pad_text(padding):
         return None
     if len(set(padding)) == 1:
         return str(padding[0])
+    if padding[:2] == padding[2:]:  # the same before and after in rows and columns
+        return f"{padding[0]}/{padding[1]}"
     return "/".join(str(p) for p in padding)
 
 
@@ -292,7 +294,8 @@ def _weight_finding(name, rec, ref, act, ref_act, order_known):
         diffs.append(f"activation {act or 'none'} instead of {ref_act}")
     effects = _delta("parameters", rec.params, ref.params)
     effects += _delta("multiply-adds", rec.multiply_adds, ref.multiply_adds)
-    effects += _shape_effect(rec.output_shape, ref.output_shape)
+    if rec.kind == "conv":
+        effects += _shape_effect(rec.output_shape, ref.output_shape)
     if rec.kind == "dense" and rec.in_channels != ref.in_channels and rec.in_channels:
         effects.append(f"reads {rec.in_channels:,} features instead of {ref.in_channels:,}")
     return Finding(

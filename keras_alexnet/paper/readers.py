@@ -323,6 +323,10 @@ def _onnx_record(g, node):
         record.rate = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
     elif kind == "activation":
         record.subkind = _ONNX_ACTIVATIONS[node.op_type]
+    elif node.op_type == "Reshape" and (
+        record.output_shape is None or len(record.output_shape) != 1
+    ):
+        record.kind = "unknown"  # not a flatten: part of an op written out
     elif node.op_type == "Concat" and (record.output_shape is None or len(record.output_shape) < 3):
         return None  # a shape being built
     elif node.op_type == "Pad":
