@@ -63,13 +63,13 @@ def draw(analysis, width=560):
     """The network drawn from its own shapes, as an inline SVG element."""
     stages = _stages(analysis)
     top, mid = 30, 130
-    parts, x = [], 8
+    parts, x = [], 24
     shape = analysis.network.input_shape
     if shape:
         side = _side(shape[0])
         parts.append(_box(x, mid - side / 2, 10, side, "#bbb", "input", "input"))
-        parts.append(_label(x + 5, mid + side / 2 + 14, matching.as_text(tuple(shape))))
-        x += 34
+        parts.append(_label(x + 5, mid + side / 2 + 14, matching.as_text(tuple(shape[:2]))))
+        x += 46
     for name, record, pool, norm, status in stages:
         fg, bg = COLOURS[status]
         if record is None:

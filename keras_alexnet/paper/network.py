@@ -128,6 +128,26 @@ def window_output(size, kernel, stride, before, after):
     return (size + before + after - kernel) // stride + 1
 
 
+def fold_padding(records):
+    """Explicit zero-padding layers added into the padding of the conv or pool after them."""
+    folded, pending = [], None
+    for record in records:
+        if record.kind == "padding":
+            pending = (
+                record.padding if pending is None else tuple(map(sum, zip(pending, record.padding)))
+            )
+            continue
+        if pending is not None and record.kind in ("conv", "pool") and record.padding:
+            record = dataclasses.replace(
+                record,
+                padding=tuple(map(sum, zip(pending, record.padding))),
+                input_shape=folded[-1].output_shape if folded else record.input_shape,
+            )
+            pending = None
+        folded.append(record)
+    return folded
+
+
 def merge_towers(records):
     """Convolutions computed as separate towers and concatenated, as one grouped record.
 

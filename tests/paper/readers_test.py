@@ -5,6 +5,7 @@ import pytest
 
 from keras_alexnet.paper import matching
 from keras_alexnet.paper import network as net
+from keras_alexnet.paper import onnx_reader
 from keras_alexnet.paper import readers
 
 L = keras.layers
@@ -32,7 +33,7 @@ def test_two_towers_and_a_written_out_lrn_in_onnx(tmp_path):
     ).eval()  # fmt: skip
     path = tmp_path / "towers.onnx"
     torch.onnx.export(model, torch.zeros(1, 3, 31, 31), path, dynamo=False)
-    records = [r for r in readers.read_onnx(str(path)).records if r.kind not in ("activation",)]
+    records = [r for r in onnx_reader.read_onnx(str(path)).records if r.kind not in ("activation",)]
     assert [r.kind for r in records] == ["conv", "norm", "pool", "conv"]
     lrn = records[1].lrn
     # torch's alpha multiplies the mean of the n squares: alpha / n on their sum.
