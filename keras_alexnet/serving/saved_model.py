@@ -233,7 +233,8 @@ def export_run(
         formats, quantize: as `export`.
         calibration_images: for int8, how many training images calibrate it.
         data_dir: for int8, where the run's images are, if not where the run found them
-            (with a model file: an image folder to calibrate on).
+            (with a model file: an image folder to calibrate on, of class folders or
+            with train/, validation/ or test/ (`folder_sources.evaluation_source`)).
 
     Returns:
         The path of the new version folder.
@@ -249,17 +250,20 @@ def export_run(
     calibration = None
     if "int8" in quantize and "litert" in formats:
         purpose = "int8 quantization calibrates on"
+        split = "train"
         if model is None:
             source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
         elif data_dir:
-            source = folder_sources.folder_source(data_dir)
+            # Any folder of class folders: its training images, else the others.
+            source = folder_sources.evaluation_source(data_dir, split=None)
+            split = next(s for s in ("train", "validation", "test") if source.num_examples(s))
         else:
             raise ValueError(
                 f"{purpose} training images: with --model, name an image folder with "
                 f"--data_dir. Received: model={model!r}, data_dir=None"
             )
         calibration = formats_lib.calibration_pixels(
-            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1]
+            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1], split=split
         )
     return export(
         loaded.model,

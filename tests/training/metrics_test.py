@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.data import preprocessing
 from keras_alexnet.training import metrics
 
 
@@ -24,14 +25,22 @@ def test_ten_crop_average_equals_a_hand_computation():
     model = keras.Sequential(
         [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")]
     )
-    images = np.random.default_rng(0).normal(size=(2, 10, 4, 4, 3)).astype(np.float32)
+    # Whole images, not square, so every corner and the centre are other patches.
+    images = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype(np.float32)
+    # The reference: the ten patches of each image one by one (preprocessing.ten_crop).
+    patches = np.stack([preprocessing.ten_crop(image, crop=4).numpy() for image in images])
+    for index in range(10):
+        got = metrics.patch_of_batch(tf.constant(images), tf.constant(index), 4).numpy()
+        np.testing.assert_array_equal(got, patches[:, index])
     kernel, bias = (w.numpy() for w in model.weights)
-    logits = images.reshape(2, 10, -1) @ kernel + bias
+    logits = patches.reshape(2, 10, -1) @ kernel + bias
     softmax = np.exp(logits - logits.max(-1, keepdims=True))
     softmax /= softmax.sum(-1, keepdims=True)
     want = softmax.mean(axis=1)
     got = metrics.average_crops(model, tf.constant(images)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    in_graph = tf.function(lambda x: metrics.average_crops(model, x))(tf.constant(images))
+    np.testing.assert_allclose(in_graph.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_ties_do_not_count_as_hits():
