@@ -52,7 +52,16 @@ def latest_version(base):
     """The path of the highest numeric version under `base`, as TF Serving would pick it."""
     versions = _versions(base)
     if not versions:
-        raise ValueError(f"No exported version (a numeric subfolder) under {base}.")
+        hint = ""
+        if tf.io.gfile.exists(os.path.join(base, run_dir.RUN_FILE)) or tf.io.gfile.isdir(
+            os.path.join(base, run_dir.CHECKPOINTS)
+        ):
+            hint = (
+                f" It is a training run's model_dir: pass it as --model_dir={base} (its latest "
+                f"checkpoint), or export it first (python -m keras_alexnet.export "
+                f"--model_dir={base})."
+            )
+        raise ValueError(f"No exported version (a numeric subfolder) under {base}.{hint}")
     return os.path.join(base, str(versions[-1]))
 
 
