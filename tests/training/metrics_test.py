@@ -57,3 +57,20 @@ def test_ties_do_not_count_as_hits():
     underflow[0, 3] = 1.0
     assert float(metrics.top_k_correct([9], underflow, 5)) == 0
     assert float(metrics.top_k_correct([3], underflow, 1)) == 1
+
+
+def test_ten_patches_go_through_the_model_one_batch_at_a_time():
+    """The model sees b patches per call, as for the central patch, never b * 10."""
+    largest = tf.Variable(0)
+
+    class Recording(keras.layers.Layer):
+        def call(self, x):
+            largest.assign(tf.maximum(largest, tf.shape(x)[0]))
+            return x
+
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), Recording(), keras.layers.Flatten(), keras.layers.Dense(5)]
+    )
+    images = tf.random.normal((3, 7, 9, 3))
+    tf.function(lambda x: metrics.average_crops(model, x))(images)
+    assert int(largest.numpy()) == 3
