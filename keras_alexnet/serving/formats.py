@@ -206,19 +206,20 @@ def write(model, folder, formats, quantize=("none",), calibration=None):
     return [name for name, _ in targets]
 
 
-def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0):
-    """Preprocessed training images to calibrate int8 quantization with.
+def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0, split="train"):
+    """Preprocessed images to calibrate int8 quantization with.
 
-    The first `count` images of the training split in the shuffled order of (seed, epoch
-    0), so every class is represented, preprocessed as evaluation and serving preprocess
-    them (central patch, training mean subtracted): the inputs the model will see.
+    The first `count` images of the split (the training split by default) in the shuffled
+    order of (seed, epoch 0), so every class is represented, preprocessed as evaluation and
+    serving preprocess them (central patch, training mean subtracted): the inputs the model
+    will see.
 
     Returns:
-        float32 [n, crop, crop, 3], n = min(count, training images).
+        float32 [n, crop, crop, 3], n = min(count, the split's images).
     """
     if count < 1:
         raise ValueError(f"calibration_images must be >= 1. Received: {count}")
-    ds = source.examples("train", order=(seed, 0)).take(count)
+    ds = source.examples(split, order=(seed, 0)).take(count)
     ds = ds.map(
         lambda ref, label: preprocessing.preprocess_for_eval(source.load(ref), stats, crop=crop),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -52,7 +52,16 @@ def latest_version(base):
     """The path of the highest numeric version under `base`, as TF Serving would pick it."""
     versions = _versions(base)
     if not versions:
-        raise ValueError(f"No exported version (a numeric subfolder) under {base}.")
+        hint = ""
+        if tf.io.gfile.exists(os.path.join(base, run_dir.RUN_FILE)) or tf.io.gfile.isdir(
+            os.path.join(base, run_dir.CHECKPOINTS)
+        ):
+            hint = (
+                f" It is a training run's model_dir: pass it as --model_dir={base} (its latest "
+                f"checkpoint), or export it first (python -m keras_alexnet.export "
+                f"--model_dir={base})."
+            )
+        raise ValueError(f"No exported version (a numeric subfolder) under {base}.{hint}")
     return os.path.join(base, str(versions[-1]))
 
 
@@ -233,7 +242,8 @@ def export_run(
         formats, quantize: as `export`.
         calibration_images: for int8, how many training images calibrate it.
         data_dir: for int8, where the run's images are, if not where the run found them
-            (with a model file: an image folder to calibrate on).
+            (with a model file: an image folder to calibrate on, of class folders or
+            with train/, validation/ or test/ (`folder_sources.evaluation_source`)).
 
     Returns:
         The path of the new version folder.
@@ -249,17 +259,20 @@ def export_run(
     calibration = None
     if "int8" in quantize and "litert" in formats:
         purpose = "int8 quantization calibrates on"
+        split = "train"
         if model is None:
             source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
         elif data_dir:
-            source = folder_sources.folder_source(data_dir)
+            # Any folder of class folders: its training images, else the others.
+            source = folder_sources.evaluation_source(data_dir, split=None)
+            split = next(s for s in ("train", "validation", "test") if source.num_examples(s))
         else:
             raise ValueError(
                 f"{purpose} training images: with --model, name an image folder with "
                 f"--data_dir. Received: model={model!r}, data_dir=None"
             )
         calibration = formats_lib.calibration_pixels(
-            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1]
+            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1], split=split
         )
     return export(
         loaded.model,

@@ -327,6 +327,9 @@ def _check_data(config):
         )
     elif config.dataset.startswith(PREPARED):
         _check(config, "dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
+    elif tfds_sources.is_imagenet2012(config.dataset) and not config.data_dir:
+        # Everything it lacks in one message (the tar files are checked too).
+        tfds_sources.check_imagenet2012(config.dataset, config.data_dir, config.manual_dir)
     elif config.dataset != BUILTIN_DATASET:
         _check(
             config,

@@ -104,8 +104,9 @@ def make_eval_step(model, crops="center"):
 
     Args:
         model: a Keras model returning class probabilities.
-        crops: "center" for [b, h, w, c] batches, "10" for [b, 10, h, w, c] (the
-            probabilities of the ten patches are averaged, as in the paper).
+        crops: "center" for batches of patches [b, h, w, c], "10" for batches of whole
+            images [b, H, W, c] whose ten patches are cut here and their probabilities
+            averaged, as in the paper (`metrics.average_crops`).
     """
 
     def step(images, labels):
@@ -127,8 +128,10 @@ def make_eval_step(model, crops="center"):
     return step
 
 
-def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
+def evaluate_dataset(model, dataset, *, strategy=None, crops="center", progress=None):
     """Mean cross-entropy, top-1 and top-5 error of a model over a whole dataset.
+
+    Only the four sums are kept from batch to batch: nothing per image.
 
     Args:
         model: a Keras model returning class probabilities.
@@ -136,6 +139,8 @@ def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
             `strategy`.
         strategy: the `tf.distribute.Strategy` the dataset is distributed with, or None.
         crops: "center" or "10" (see `make_eval_step`).
+        progress: None, or a function called after each step with the number of images
+            evaluated so far (over all replicas).
 
     Returns:
         A dict with cross_entropy, top1_error, top5_error (fractions) and count.
@@ -144,6 +149,8 @@ def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
     totals = [0.0, 0.0, 0.0, 0.0]
     for images, labels in dataset:
         totals = [t + float(r) for t, r in zip(totals, run(images, labels))]
+        if progress:
+            progress(int(totals[3]))
     cross_entropy, top1, top5, count = totals
     if count == 0:
         raise ValueError("The evaluation dataset is empty.")

@@ -8,6 +8,7 @@ fixtures in conftest.py.
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.serving import formats
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training.run import folder as run_dir
 
@@ -155,3 +157,31 @@ def test_serving_reads_alpha_and_grey_images_as_rgb_and_refuses_misread_ones(exp
                 serve(images=tf.constant([f.read()]))
         reason = bad_images.error_summary(raised.value.message)
         assert reason == image_files.image_file_problem(path_of[name]), name
+
+
+def test_int8_of_a_model_file_calibrates_on_a_folder_of_validation_images(
+    exported, trained, tmp_path, monkeypatch
+):
+    _, root = trained
+    val = tmp_path / "val"  # class folders, no train/
+    for name in sorted(os.listdir(os.path.join(root, "validation")))[:2]:
+        shutil.copytree(os.path.join(root, "validation", name), val / name)
+    calibrated = []
+    calibration_pixels = formats.calibration_pixels
+
+    def recorded(source, *args, split="train", **kwargs):
+        pixels = calibration_pixels(source, *args, split=split, **kwargs)
+        calibrated.append((sorted(source.files(split)[0]), len(pixels)))
+        return pixels
+
+    monkeypatch.setattr(formats, "calibration_pixels", recorded)
+    version = export.export_run(
+        model=str(exported[1]),
+        output_dir=str(tmp_path / "out"),
+        formats="litert",
+        quantize="int8",
+        calibration_images=4,
+        data_dir=str(val),
+    )
+    assert os.path.exists(os.path.join(version, "model_int8.tflite"))
+    assert calibrated == [(sorted(str(p) for p in val.glob("*/*")), 4)]

@@ -127,3 +127,9 @@ def test_flags_are_made_from_the_fields_and_parse_back():
     values(["train", "--input_scale=big"])
     with pytest.raises(ValueError, match="input_scale must be a number or .auto.*big"):
         config_lib.from_flags(values)
+
+
+def test_imagenet2012_without_its_folders_names_both(tmp_path):
+    config = config_lib.TrainConfig(model_dir=str(tmp_path), dataset="imagenet2012")
+    with pytest.raises(ValueError, match="missing: no data_dir: .*; no manual_dir: "):
+        config_lib.resolve(config)
