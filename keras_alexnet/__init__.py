@@ -13,6 +13,7 @@ from keras_alexnet.models.labels import ClassNames  # noqa: E402
 from keras_alexnet.models.labels import decode_predictions  # noqa: E402
 from keras_alexnet.models.layers import GroupedConv2D  # noqa: E402
 from keras_alexnet.models.layers import LocalResponseNormalization  # noqa: E402
+from keras_alexnet.models.mean_image import SubtractMean  # noqa: E402
 from keras_alexnet.models.variants import VARIANTS  # noqa: E402
 from keras_alexnet.weights.applications import AlexNet  # noqa: E402
 from keras_alexnet.weights.pretrained import preprocess_input  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
     "GroupedConv2D",
     "LocalResponseNormalization",
     "ReplicaDropout",
+    "SubtractMean",
     "VARIANTS",
     "decode_predictions",
     "preprocess_input",
