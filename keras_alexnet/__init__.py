@@ -7,6 +7,11 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_alexnet import startup  # noqa: E402
+
+# Before anything imports Keras: TensorFlow's load-time INFO lines stay off stderr.
+startup.import_keras()
+
 from keras_alexnet.models.head_layers import FastInputGradientDense  # noqa: E402
 from keras_alexnet.models.head_layers import ReplicaDropout  # noqa: E402
 from keras_alexnet.models.labels import ClassNames  # noqa: E402
