@@ -53,7 +53,8 @@ class SubtractMean(keras.layers.Layer):
     def call(self, inputs):
         height, width = inputs.shape[1], inputs.shape[2]
         top, left = (self.size - height) // 2, (self.size - width) // 2
-        window = keras.ops.slice(self.mean_image, (top, left, 0), (height, width, 3))
+        mean = keras.ops.convert_to_tensor(self.mean_image)
+        window = mean[top : top + height, left : left + width]
         return keras.ops.cast(inputs, "float32") - window
 
     def compute_output_shape(self, input_shape):
