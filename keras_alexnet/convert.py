@@ -5,10 +5,14 @@
     python -m keras_alexnet.convert alexnet-owt-7be5be79.pth --output alexnet_torch.keras
     python -m keras_alexnet.convert bvlc_alexnet --output alexnet_caffe.keras  # fetched once
 
-The source is a file, or a name of pretrained weights (`weights.catalog`), whose file is
-fetched into the Keras cache and verified first (`weights.cache.fetch`).
+Reads Caffe's bvlc_alexnet.caffemodel (no Caffe needed), a .npy of the same weights or
+torchvision's alexnet .pth, or a name of pretrained weights (its file fetched into the
+Keras cache and verified first), and writes a .keras model that takes raw RGB 0-255 pixels
+(the file's normalisation inside) and carries the 1000 ImageNet class names, for evaluate,
+export, predict and train --init_from.
 
-The work is `weights.conversion.convert`; this module holds the flags and what it prints.
+The names are `weights.catalog`'s, fetched by `weights.cache.fetch`; the work is
+`weights.conversion.convert`; this module holds the flags and what it prints.
 """
 
 import sys

@@ -5,11 +5,12 @@
     python -m keras_alexnet.predict --model imagenet image.jpg  # fetched once, then cached
     python -m keras_alexnet.predict --model_dir runs/alexnet image.jpg
 
-prints the five most probable labels of each image. `--model` is an exported model's folder
+prints the five most probable labels of each image. --model is an exported model's folder
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
-ONNX .onnx file of a version folder; `--model_dir` a training run (`serving.prediction`).
-An image that does not decode is reported by name; the others are still predicted, and the
-exit status is 1.
+ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
+decode is reported by name; the others are still predicted, and the exit status is 1.
+
+The work is `serving.prediction`.
 """
 
 import sys

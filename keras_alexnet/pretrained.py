@@ -4,8 +4,11 @@
     python -m keras_alexnet.pretrained --download=bvlc_alexnet  # fetch, verify, convert now
     python -m keras_alexnet.pretrained --file=bvlc_alexnet=~/Downloads/bvlc_alexnet.caffemodel
 
---download readies a machine that will be offline later; --file caches a file downloaded
-by other means, once its hash is the publisher's. The work is in `weights.cache`.
+Lists the named pretrained weights (AlexNet(weights=NAME), --model=NAME, --init_from=NAME)
+and whether each is cached. --download readies a machine that will be offline later;
+--file caches a file downloaded by other means, once its hash is the publisher's.
+
+The work is in `weights.cache`.
 """
 
 import sys

@@ -2,13 +2,16 @@
 
     python -m keras_alexnet.verify [--variant=paper] [--input_size=227] [--format=text]
     python -m keras_alexnet.verify --model=path/to/model.keras --variant=paper
-    python -m keras_alexnet.verify --model=alexnet.onnx --format=html --output=report.html \
+    python -m keras_alexnet.verify --model=alexnet.onnx --format=html --output=report.html \\
         --compare=paper,caffe,one_weird_trick
 
---model takes any AlexNet: a Keras file of any layers, an ONNX file, a PyTorch state dict.
+Checks each layer's output size, kernel, towers, neuron and parameter counts against the
+numbers the paper states, naming where the paper contradicts itself; --model takes any
+AlexNet: a Keras file of any layers, an ONNX file, a PyTorch state dict. The exit status is
+1 when a check fails (a model of this package) or when the model departs from the paper
+(any other AlexNet), 2 when the model cannot be built or read.
+
 The work is `paper.verification`'s; this module holds the flags and prints the report.
-The exit status is 1 when a check fails (a model of this package) or when the model
-departs from the paper (any other AlexNet), 2 when the model cannot be built or read.
 """
 
 import sys

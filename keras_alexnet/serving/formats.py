@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
+from keras_alexnet.models import mean_image
 from keras_alexnet.training.run import folder as run_dir
 
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
@@ -288,11 +289,16 @@ class OnnxModel:
 
 
 class KerasModel:
-    """A .keras file saved by this package: float32 pixels in, probabilities out."""
+    """A .keras file saved by this package: float32 pixels in (mean subtracted, as the
+    other files take them), probabilities out.
+
+    An exported model.keras subtracts the mean image itself (`mean_image`); here it is
+    taken out, so that the file runs on the pixels every format here takes.
+    """
 
     def __init__(self, path):
         self.path = path
-        self.model = keras.models.load_model(path)
+        self.model, _ = mean_image.split(keras.models.load_model(path))
         self.input_size = int(self.model.input_shape[1])
 
     def __call__(self, pixels):

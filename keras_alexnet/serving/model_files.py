@@ -12,7 +12,9 @@ A model file is a name of pretrained weights (`weights.catalog`: bvlc_alexnet, i
   - the input size: the model's input shape;
   - the input normalisation: its "input_rescaling" layer (converted weights carry their mean
     pixel and scale there, and then take raw 0-255 RGB);
-  - a training set's mean image: `dataset_stats.npz` beside the file (export writes it);
+  - a training set's mean image: its "subtract_mean" layer (`mean_image`: an exported
+    model.keras takes raw 0-255 RGB), else `dataset_stats.npz` beside the file (how
+    earlier exports carried it);
   - the class names: its `labels.ClassNames` layer, else `labels.txt` beside the file.
 """
 
@@ -30,6 +32,7 @@ from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
+from keras_alexnet.models import mean_image
 from keras_alexnet.training.run import folder as run_dir
 from keras_alexnet.weights import applications
 from keras_alexnet.weights import cache
@@ -152,18 +155,21 @@ def keras_file(path):
 
 def _from_file(path, policy):
     path = keras_file(path)
-    model = keras.models.load_model(path, compile=False)
+    # An exported model.keras subtracts the mean image itself; the tools' preprocessing
+    # subtracts it instead, the right window for each of the paper's ten patches.
+    model, mean = mean_image.split(keras.models.load_model(path, compile=False))
     if inspection.layer_or_none(model, "fc8") is None:
         raise ValueError(
             f"model has no fc8: a tool needs an AlexNet with its classifier. Received: {path}"
         )
+    class_names = _class_names(model, os.path.dirname(path))
+    stats = _stats(model, os.path.dirname(path), path, mean)
     if policy is not None:
         model = _rebuilt(model, path, policy)
-    folder = os.path.dirname(path)
     return LoadedModel(
         model=model,
-        class_names=tuple(_class_names(model, folder)),
-        stats=_stats(model, folder, path),
+        class_names=tuple(class_names),
+        stats=stats,
         name=_name(path),
         origin=path,
     )
@@ -204,9 +210,13 @@ def _class_names(model, folder):
     return names
 
 
-def _stats(model, folder, path):
-    """dataset_stats.npz beside the file; else no mean image for a self-normalising model."""
+def _stats(model, folder, path, mean=None):
+    """The file's own mean image (with dataset_stats.npz's PCA), else dataset_stats.npz
+    beside the file, else no mean image for a self-normalising model."""
     stats = run_dir.read_stats(folder)
+    if mean is not None:
+        pca = stats.pca if stats is not None else stats_lib.IMAGENET_PCA
+        return stats_lib.Stats(mean, pca.eigval, pca.eigvec)
     if stats is not None:
         return stats
     if inspection.normalizes_input(model):
