@@ -7,6 +7,11 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_alexnet import startup  # noqa: E402
+
+# Before anything imports Keras: TensorFlow's load-time INFO lines stay off stderr.
+startup.import_keras()
+
 from keras_alexnet.models.features import feature_extractor  # noqa: E402
 from keras_alexnet.models.head_layers import FastInputGradientDense  # noqa: E402
 from keras_alexnet.models.head_layers import ReplicaDropout  # noqa: E402
@@ -14,6 +19,7 @@ from keras_alexnet.models.labels import ClassNames  # noqa: E402
 from keras_alexnet.models.labels import decode_predictions  # noqa: E402
 from keras_alexnet.models.layers import GroupedConv2D  # noqa: E402
 from keras_alexnet.models.layers import LocalResponseNormalization  # noqa: E402
+from keras_alexnet.models.mean_image import SubtractMean  # noqa: E402
 from keras_alexnet.models.variants import VARIANTS  # noqa: E402
 from keras_alexnet.weights.applications import AlexNet  # noqa: E402
 from keras_alexnet.weights.pretrained import preprocess_input  # noqa: E402
@@ -25,6 +31,7 @@ __all__ = [
     "GroupedConv2D",
     "LocalResponseNormalization",
     "ReplicaDropout",
+    "SubtractMean",
     "VARIANTS",
     "decode_predictions",
     "feature_extractor",

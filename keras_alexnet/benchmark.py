@@ -1,11 +1,13 @@
 """Training and inference speed of AlexNet: `python -m keras_alexnet.benchmark`.
 
-Measures the implementations, the GEMM peak and, with --torch_peer, the same network in
-PyTorch in a process of its own, in turn, step by step (`benchmarks.model_speed`). Prints
-each figure, as images/s, GFLOP/s and a fraction of the GEMM peak, and the ratios to the
-first implementation; with --per_layer, the forward and backward time of each layer.
-
     python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --torch_peer --per_layer
+
+Measures the implementations, the GEMM peak and, with --torch_peer, the same network in
+PyTorch in a process of its own, in turn, step by step. Prints each figure, as images/s,
+GFLOP/s and a fraction of the GEMM peak, and the ratios to the first implementation; with
+--per_layer, the forward and backward time of each layer.
+
+The measurements are `benchmarks.model_speed`'s.
 """
 
 import importlib.util

@@ -4,6 +4,10 @@
 for each of `TOOLS` (setup.cfg's console_scripts); both call the tool module's `run`.
 """
 
+import inspect
+import sys
+import textwrap
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -12,15 +16,24 @@ from absl import logging
 flags.disclaim_key_flags()
 
 
-def run(main, define_flags=None):
+def run(main, define_flags=None, groups=None):
     """Defines the tool's flags and runs `main` under `absl.app`.
 
     absl logs at INFO under `app.run`, which fills the console with TensorFlow's own
     INFO lines (one for every checkpoint saved); the tools log at WARNING unless
-    `--verbosity` is given.
+    `--verbosity` is given. `--help` prints `tool_help` and exits 0 (absl's own prints
+    the module's docstring and no flag); `--helpfull` stays absl's.
+
+    Args:
+        main: the tool's main(argv).
+        define_flags: defines the tool's flags.
+        groups: {flag name: group} for this tool, over `FLAG_GROUPS`.
     """
     if define_flags is not None:
         define_flags()
+    if _asks_for_help(sys.argv[1:]):
+        print(tool_help(sys.modules[main.__module__].__doc__, groups), end="")
+        sys.exit(0)
 
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:
@@ -38,6 +51,7 @@ TOOLS = (
     "export",
     "predict",
     "convert",
+    "pretrained",
     "verify",
     "prepare",
     "launch",
@@ -63,10 +77,157 @@ def define_model_flags(model_dir_help, precisions):
     flags.DEFINE_string(
         "model",
         None,
-        "A .keras model file (from convert, export or model.save), or an exported model's "
-        "folder; its preprocessing and class names come with it. Or --model_dir.",
+        "A .keras model file (from convert, export or model.save), an exported model's "
+        "folder, or a name of pretrained weights (bvlc_alexnet, imagenet, "
+        "torchvision_alexnet, IMAGENET1K_V1; fetched and cached on first use, see "
+        "keras_alexnet.pretrained); its preprocessing and class names come with it. "
+        "Or --model_dir.",
     )
     flags.DEFINE_string("model_dir", None, model_dir_help + " Or --model.")
     flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")
     flags.DEFINE_enum("mixed_precision", "none", list(precisions), "Compute dtype.")
     flags.mark_flags_as_mutual_exclusive(["model", "model_dir"], required=True)
+
+
+# The groups --help lists a tool's flags in, in this order, as the docs group them; a flag
+# in none of them is listed under "options". A tool may place a flag otherwise (`run`).
+FLAG_GROUPS = {
+    "model": (
+        "model",
+        "model_dir",
+        "checkpoint",
+        "variant",
+        "num_classes",
+        "input_size",
+        "implementation",
+    ),
+    "data": (
+        "dataset",
+        "data_dir",
+        "manual_dir",
+        "split",
+        "validation_split",
+        "on_bad_image",
+        "stats_images",
+        "data_service",
+    ),
+    "recipe": (
+        "recipe",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "learning_rate",
+        "lr_schedule",
+        "lr_patience",
+        "lr_max_reductions",
+        "momentum",
+        "weight_decay",
+        "dropout",
+        "init",
+        "input_scale",
+        "seed",
+    ),
+    "fine-tuning": ("init_from", "freeze"),
+    "run": (
+        "checkpoint_every",
+        "log_every",
+        "profile_steps",
+        "max_steps",
+        "deterministic",
+        "input_timeout",
+        "projector_images",
+    ),
+    "machine": (
+        "strategy",
+        "cpu_replicas",
+        "worker_timeout",
+        "mixed_precision",
+        "dtype_policy",
+        "jit_compile",
+        "threads",
+    ),
+    "output": ("output", "output_dir", "name", "format", "quantize", "json"),
+}
+OTHER_GROUP = "options"
+_HELP_ARGS = {"--help", "-help", "-h", "--h", "-?", "--helpshort", "-helpshort", "--help=true"}
+
+
+def _asks_for_help(args):
+    """Whether the command line asks for --help (before any "--": launch passes on what
+    follows it)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in _HELP_ARGS:
+            return True
+    return False
+
+
+def tool_help(doc, groups=None):
+    """What --help prints: the docstring's description for users, then the tool's flags.
+
+    The description is the docstring up to its first paragraph of prose after the
+    summary line (indented usage lines included); the tool's flags are those defined by
+    the package's modules (not absl's, TensorFlow's or absl.testing's), grouped by
+    `FLAG_GROUPS` and `groups`, each with its default.
+
+    Args:
+        doc: the tool module's docstring.
+        groups: {flag name: group} overriding `FLAG_GROUPS`.
+
+    Returns:
+        The text, ending with a newline.
+    """
+    group_of = {name: group for group, names in FLAG_GROUPS.items() for name in names}
+    group_of.update(groups or {})
+    order = list(FLAG_GROUPS) + [g for g in (groups or {}).values() if g not in FLAG_GROUPS]
+    listed = {}
+    for flag in _own_flags():
+        listed.setdefault(group_of.get(flag.name, OTHER_GROUP), []).append(flag)
+    lines = [_description(doc or ""), ""]
+    for group in order + [OTHER_GROUP]:
+        if group not in listed:
+            continue
+        lines.append(f"{group}:")
+        for flag in listed[group]:
+            lines.append(f"  --{flag.name}{_default(flag)}")
+            lines.extend(
+                textwrap.wrap(flag.help, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            )
+        lines.append("")
+    lines.append("--verbosity=0 shows TensorFlow's INFO lines too.")
+    lines.append("--helpfull lists every flag, absl's and TensorFlow's included.")
+    return "\n".join(lines) + "\n"
+
+
+def _own_flags():
+    """The flags the package's modules defined, in the order they were defined."""
+    seen = {}
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
+        if "keras_alexnet" not in module:
+            continue
+        for flag in module_flags:
+            seen.setdefault(flag.name, flag)
+    return list(seen.values())
+
+
+def _description(doc):
+    """The docstring's summary line, usage lines and first paragraph of prose."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    shown = paragraphs[:1]
+    for paragraph in paragraphs[1:]:
+        shown.append(paragraph)
+        if not paragraph.startswith(" "):
+            break
+    return "\n\n".join(shown)
+
+
+def _default(flag):
+    """ "=DEFAULT" for a flag with a default, "" for none."""
+    if flag.default is None or flag.default == []:
+        return ""
+    if isinstance(flag.default, bool):
+        return "=" + str(flag.default).lower()
+    if isinstance(flag.default, (list, tuple)):
+        return "=" + ",".join(map(str, flag.default))
+    return f"={flag.default}"

@@ -3,8 +3,16 @@
     python -m keras_alexnet.convert bvlc_alexnet.caffemodel --output alexnet_caffe.keras
     python -m keras_alexnet.convert bvlc_alexnet.npy --allow_pickle --output alexnet_npy.keras
     python -m keras_alexnet.convert alexnet-owt-7be5be79.pth --output alexnet_torch.keras
+    python -m keras_alexnet.convert bvlc_alexnet --output alexnet_caffe.keras  # fetched once
 
-The work is `weights.conversion.convert`; this module holds the flags and what it prints.
+Reads Caffe's bvlc_alexnet.caffemodel (no Caffe needed), a .npy of the same weights or
+torchvision's alexnet .pth, or a name of pretrained weights (its file fetched into the
+Keras cache and verified first), and writes a .keras model that takes raw RGB 0-255 pixels
+(the file's normalisation inside) and carries the 1000 ImageNet class names, for evaluate,
+export, predict and train --init_from.
+
+The names are `weights.catalog`'s, fetched by `weights.cache.fetch`; the work is
+`weights.conversion.convert`; this module holds the flags and what it prints.
 """
 
 import sys
@@ -14,6 +22,8 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet.models import labels
+from keras_alexnet.weights import cache
+from keras_alexnet.weights import catalog
 from keras_alexnet.weights import conversion
 from keras_alexnet.weights import weight_files
 
@@ -49,16 +59,20 @@ def define_flags():
 
 def main(argv):
     if len(argv) != 2:
-        raise app.UsageError(f"Expected one source file. Received: {argv[1:]}")
-    src = argv[1]
+        raise app.UsageError(f"Expected one source file or name. Received: {argv[1:]}")
+    src, fmt, variant = argv[1], FLAGS.format, FLAGS.variant
     try:
+        if catalog.is_name(src):
+            conversion.check_output(FLAGS.output)  # before a download, not after
+            entry = catalog.entry(src)
+            src, fmt, variant = cache.fetch(src), entry.format, variant or entry.variant
         model = conversion.convert(
             src,
             FLAGS.output,
-            FLAGS.format,
+            fmt,
             FLAGS.allow_pickle,
             num_classes=FLAGS.num_classes,
-            variant=FLAGS.variant,
+            variant=variant,
         )
     except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)

@@ -5,6 +5,10 @@
         [--port=5051] [--host=THIS_HOST]
     python -m keras_alexnet.train --data_service=grpc://HOST:5050 ...
 
+A dispatcher hands out the training input's work; each worker, on another machine, reads
+the same image or record files at the same paths, decodes and augments the batches and
+sends them to the training job (train --data_service). Both serve until killed.
+
 How the work is shared, and what holds and does not with the service: `data.service`.
 """
 

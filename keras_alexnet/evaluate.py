@@ -3,8 +3,11 @@
     python -m keras_alexnet.evaluate --model_dir=runs/alexnet --crops=10
     python -m keras_alexnet.evaluate --model=alexnet.keras --dataset=imagenet2012 --data_dir=TFDS
 
-Prints the top-1 and top-5 error beside the paper's (section 6, table 2); the work is
-`training.evaluation.evaluate`.
+Prints the top-1 and top-5 error of a training run (--model_dir) or a model file (--model)
+on a dataset's validation images, beside the paper's (section 6, table 2): on the central
+patch, or averaged over the paper's ten patches with --crops=10.
+
+The work is `training.evaluation.evaluate`.
 """
 
 import json
@@ -36,6 +39,7 @@ def format_report(report):
     rows = [
         ("top-1 error", f"{report['top1_error']:.2%}", f"{paper_1}%"),
         ("top-5 error", f"{report['top5_error']:.2%}", f"{paper_5}%"),
+        ("cross-entropy", f"{report['cross_entropy']:.4f}", ""),
         ("images evaluated", f"{report['images']:,}", "50,000"),
         ("images skipped as bad", f"{report['skipped']:,}", ""),
     ]

@@ -3,9 +3,12 @@
     python -m keras_alexnet.export --model_dir=runs/alexnet             # a training run
     python -m keras_alexnet.export --model=pretrained/bvlc_alexnet.keras  # a model file
 
-Writes a new numeric version under `OUTPUT_DIR/<name>/`, the layout TensorFlow Serving
-watches: the SavedModel, model.keras, labels.txt, dataset_stats.npz and, with --format,
-LiteRT and ONNX files (`serving.saved_model` describes them).
+Writes a new numeric version under OUTPUT_DIR/<name>/, the layout TensorFlow Serving
+watches: the SavedModel (image file bytes in), model.keras (raw RGB pixels in), labels.txt,
+dataset_stats.npz and, with --format, LiteRT and ONNX files. An existing version is never
+touched.
+
+`serving.saved_model` describes the files.
 """
 
 import os

@@ -1,11 +1,13 @@
 """What each exported format costs and keeps: `python -m keras_alexnet.format_benchmark`.
 
-    python -m keras_alexnet.format_benchmark --model_dir=runs/alexnet \
+    python -m keras_alexnet.format_benchmark --model_dir=runs/alexnet \\
         --version=saved_models/alexnet/1
 
-Measures the SavedModel, model.keras and every LiteRT and ONNX file of an export version on
-the run's validation images (`benchmarks.format_speed`). It prints a Markdown table
+Measures the size, speed and agreement of the SavedModel, model.keras and every LiteRT and
+ONNX file of an export version on the run's validation images. It prints a Markdown table
 (README.md's) and, with --output, writes the figures as JSON.
+
+The measurements are `benchmarks.format_speed`'s.
 """
 
 import json

@@ -4,9 +4,11 @@
 
 prints, from one run, for the same images as files and prepared (256x256 JPEG shards), the
 images/s and CPU ms per image of each stage (read, plain decode, the full training
-pipeline) and the ratios the project aims at (`benchmarks.input_speed` says what each
-stage does). Without --data_dir it writes --num_images JPEGs of 500x375 into a temporary
-folder. Compare ratios, not absolute numbers from other runs.
+pipeline) and the ratios the project aims at. Without --data_dir it writes --num_images
+JPEGs of 500x375 into a temporary folder. Compare ratios, not absolute numbers from other
+runs.
+
+`benchmarks.input_speed` says what each stage does.
 """
 
 import json

@@ -2,13 +2,15 @@
 
     python -m keras_alexnet.predict --model saved_models/alexnet image.jpg other.png
     python -m keras_alexnet.predict --model bvlc_alexnet.keras image.jpg
+    python -m keras_alexnet.predict --model imagenet image.jpg  # fetched once, then cached
     python -m keras_alexnet.predict --model_dir runs/alexnet image.jpg
 
-prints the five most probable labels of each image. `--model` is an exported model's folder
+prints the five most probable labels of each image. --model is an exported model's folder
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
-ONNX .onnx file of a version folder; `--model_dir` a training run (`serving.prediction`).
-An image that does not decode is reported by name; the others are still predicted, and the
-exit status is 1.
+ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
+decode is reported by name; the others are still predicted, and the exit status is 1.
+
+The work is `serving.prediction`.
 """
 
 import sys
@@ -28,7 +30,9 @@ def define_flags():
         "model",
         None,
         "An exported model folder or one of its versions, a .keras file (from convert, "
-        "export or model.save), or a .tflite or .onnx file of a version folder. Or --model_dir.",
+        "export or model.save), a .tflite or .onnx file of a version folder, or a name of "
+        "pretrained weights (bvlc_alexnet, imagenet, ...; fetched and cached on first "
+        "use). Or --model_dir.",
     )
     flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint). Or --model.")
     flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")

@@ -5,8 +5,10 @@
 
 Reads any source the training tool reads (same --dataset, --data_dir, --manual_dir,
 --validation_split, --on_bad_image flags) and writes its images at 256x256 to sharded
-TFRecord files (`data.shard_writer`), which training then decodes instead of full-size
-photos. An interrupted preparation resumes where it stopped.
+TFRecord files, which training then decodes instead of full-size photos. An interrupted
+preparation resumes where it stopped.
+
+The writer is `data.shard_writer`.
 """
 
 import sys

@@ -2,8 +2,9 @@
 
     python -m keras_alexnet.train --model_dir=runs/alexnet [--dataset=...] [--strategy=...]
 
-Resumes from the latest checkpoint in --model_dir. `--helpfull` lists every setting with
-the paper's default and the built-in demo's.
+Trains AlexNet on the built-in image set, an image folder, prepared shards or ImageNet;
+checkpoints, TensorBoard logs and the run's settings go to --model_dir, and a rerun with the
+same --model_dir resumes from its latest checkpoint. Without flags: the built-in demo.
 """
 
 import os
@@ -90,7 +91,7 @@ def print_result(result):
 
 
 def run():
-    cli.run(main, define_flags)
+    cli.run(main, define_flags, groups={"model_dir": "run"})
 
 
 if __name__ == "__main__":

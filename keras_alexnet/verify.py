@@ -2,10 +2,16 @@
 
     python -m keras_alexnet.verify [--variant=paper] [--input_size=227] [--format=text]
     python -m keras_alexnet.verify --model=path/to/model.keras --variant=paper
+    python -m keras_alexnet.verify --model=alexnet.onnx --format=html --output=report.html \\
+        --compare=paper,caffe,one_weird_trick
 
-The checks are `paper.conformance`'s and the report `paper.report`'s; this module holds
-the flags and prints the report. The exit status is 1 when any check fails, 2 when the
-model cannot be built or loaded.
+Checks each layer's output size, kernel, towers, neuron and parameter counts against the
+numbers the paper states, naming where the paper contradicts itself; --model takes any
+AlexNet: a Keras file of any layers, an ONNX file, a PyTorch state dict. The exit status is
+1 when a check fails (a model of this package) or when the model departs from the paper
+(any other AlexNet), 2 when the model cannot be built or read.
+
+The work is `paper.verification`'s; this module holds the flags and prints the report.
 """
 
 import sys
@@ -14,9 +20,8 @@ from absl import flags
 
 from keras_alexnet import cli
 from keras_alexnet.models import variants
-from keras_alexnet.paper import conformance
 from keras_alexnet.paper import numbers as paper
-from keras_alexnet.paper import report
+from keras_alexnet.paper import verification
 
 FLAGS = flags.FLAGS
 
@@ -31,27 +36,48 @@ def define_flags():
     )
     flags.DEFINE_integer("input_size", paper.INPUT_SIZE, "Input height and width.", lower_bound=1)
     flags.DEFINE_integer("num_classes", paper.NUM_CLASSES, "Classes of fc8.", lower_bound=1)
-    flags.DEFINE_enum("format", "text", ["text", "markdown", "json"], "Report format.")
+    flags.DEFINE_enum("format", "text", ["text", "markdown", "json", "html"], "Report format.")
     flags.DEFINE_string(
         "model",
         None,
-        "A saved .keras model to check instead of a new one "
-        "(its weights are not checked against the paper's initialisation).",
+        "A model to check instead of a new one: a Keras file (.keras, .h5) of any layers, "
+        "an ONNX file or a PyTorch state dict (.pth); the weights' initialisation is not "
+        "checked.",
+    )
+    flags.DEFINE_string("output", None, "Write the report to this file instead of stdout.")
+    flags.DEFINE_list(
+        "compare",
+        [],
+        "Variants (paper, caffe, one_weird_trick) or model files to put beside the model, "
+        "in columns of the HTML page.",
+    )
+    flags.DEFINE_bool(
+        "trust_model", False, "Load Keras files with Lambda layers (their code runs)."
     )
 
 
 def main(argv):
     del argv
     try:
-        model = report.model_to_check(
-            FLAGS.model, FLAGS.variant, FLAGS.num_classes, FLAGS.input_size
+        result = verification.verify(
+            FLAGS.model,
+            FLAGS.variant,
+            FLAGS.num_classes,
+            FLAGS.input_size,
+            FLAGS.format,
+            compare=FLAGS.compare,
+            trust=FLAGS.trust_model,
         )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    checks, rows = conformance.check_model(model, FLAGS.variant, check_init=not FLAGS.model)
-    print(report.render(FLAGS.variant, model, checks, rows, FLAGS.format))
-    return 1 if any(c.status == conformance.FAIL for c in checks) else 0
+    if FLAGS.output:
+        with open(FLAGS.output, "w", encoding="utf-8") as f:
+            f.write(result.text + "\n")
+        print(f"{result.summary}\nwrote {FLAGS.output}")
+    else:
+        print(result.text)
+    return result.status
 
 
 def run():

@@ -55,6 +55,15 @@ def _collect_large_garbage():
 
 
 @pytest.fixture(autouse=True)
+def _no_publishers(monkeypatch, tmp_path_factory):
+    """Named weights are fetched from nowhere real and cached in a folder of the test's own:
+    the mirror is a closed port on 127.0.0.1 (refused at once), KERAS_HOME a fresh folder.
+    A test that serves files points the mirror at its own server."""
+    monkeypatch.setenv("KERAS_ALEXNET_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+
+
+@pytest.fixture(autouse=True)
 def _float32_policy():
     """Each test starts and ends under the float32 policy, whatever it sets."""
     keras.config.set_dtype_policy("float32")

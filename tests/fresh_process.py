@@ -1,7 +1,8 @@
 """Run a keras_alexnet tool as its users do, in a fresh process, with the tests' tiny
-variant known to it.
+variant (and test-only pretrained names, `weight_server`) known to it.
 
-`python tests/fresh_process.py TOOL ARGS...` registers `tiny.VARIANT` and then runs what
+`python tests/fresh_process.py TOOL ARGS...` registers `tiny.VARIANT` (and the names of
+`weight_server.ENTRIES_ENV`) and then runs what
 `python -m keras_alexnet.TOOL ARGS...` runs: `cli.run(TOOL.main, TOOL.define_flags)`.
 """
 
@@ -150,11 +151,13 @@ def _main():
     import importlib
 
     import tiny
+    import weight_server
 
     from keras_alexnet import cli
     from keras_alexnet.training import launcher as launch
 
     tiny.register()
+    weight_server.register_from_environment()
     # The launcher's workers run the same way, the tiny variant known to them too.
     launch.train_command = lambda train_args, python=sys.executable: command(
         "train", "--strategy=multi_worker", *train_args

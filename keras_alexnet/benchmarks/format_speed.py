@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
+from keras_alexnet.models import mean_image
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import saved_model
 from keras_alexnet.training.run import folder as run_dir
@@ -150,7 +151,9 @@ def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
     batch = pixels[:batch_size]
     with tempfile.TemporaryDirectory() as scratch:
         if os.path.exists(os.path.join(version, formats.litert_file("int8"))):
-            keras_model = keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
+            keras_model, _ = mean_image.split(
+                keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
+            )
             runner = int8_without_lrn(
                 keras_model, pixels[:64], os.path.join(scratch, "no_lrn.tflite")
             )

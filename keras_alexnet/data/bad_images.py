@@ -111,7 +111,7 @@ def check_decoding(source, *, model_dir=None, splits=sources.SPLITS, write_list=
         key = f"{split} {files_digest(list(paths))}"
         if key in checked:
             continue
-        new = _decode_all(source, split)
+        new = _decode_all(source, split, recorded=bool(write_list and model_dir))
         found += [(path, reason) for path, reason in new if path not in recorded]
         recorded.update(path for path, _ in new)
         checked.add(key)
@@ -129,20 +129,23 @@ def check_decoding(source, *, model_dir=None, splits=sources.SPLITS, write_list=
     return source, found
 
 
-def _decode_all(source, split):
-    """Decodes every file of a split, with progress lines; the failures and their reasons."""
+def _decode_all(source, split, recorded):
+    """Decodes every file of a split, with progress lines; the failures and their reasons.
+
+    recorded says whether the result is written in a model_dir (the first line says so).
+    """
     total = source.num_examples(split)
     print(
         f"Decoding the {total:,} {split} images once, to leave out those that do not decode "
-        "(recorded in the model_dir; --on_bad_image=fail skips this)",
+        f"({'recorded in the model_dir; ' if recorded else ''}--on_bad_image=fail skips this)",
         flush=True,
     )
-    start, last = time.perf_counter(), [time.perf_counter()]
+    start, last, shown = time.perf_counter(), [time.perf_counter()], [0]
 
     def progress(done):
         now = time.perf_counter()
-        if now - last[0] >= 30 or done == total:
-            last[0] = now
+        if (now - last[0] >= 30 or done == total) and done != shown[0]:
+            last[0], shown[0] = now, done
             rate = done / max(now - start, 1e-9)
             print(f"  {done:,}/{total:,} {split} images checked, {rate:,.0f}/s", flush=True)
 

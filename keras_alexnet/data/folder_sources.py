@@ -24,8 +24,9 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
     """An image folder in one of the common layouts.
 
     - DIR/train/<class>/*.jpg with DIR/validation/, DIR/val/ or DIR/valid/ beside it (the
-      validation split, optional) and DIR/test/ (the test split, optional): every split
-      must have the same class folders.
+      validation split, optional) and DIR/test/ (the test split, optional). The classes
+      are the training folder's; the other splits may lack some (a warning names them),
+      not have others.
     - With `validation_split`: DIR/<class>/*.jpg (or DIR/train/<class>/... without a
       validation folder), of which each class keeps that fraction of its files for
       validation, chosen by a hash of (seed, path): stable across reruns.
@@ -34,10 +35,11 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
     .png, .bmp, .gif or .webp in any case; the format is read from the bytes.
 
     Classes are the sorted class folder names. Every file is checked with
-    `image_files.image_file_problem` (in a thread pool); bad files, empty class folders and
-    stray entries are left out and listed in `Source.bad_files`, so the input order never
-    depends on a decode error (`bad_images.check_decoding` then finds the files that pass
-    this scan and still do not decode).
+    `image_files.image_file_problem` (in a thread pool); bad files and stray entries are
+    left out and listed in `Source.bad_files` (empty class folders are named in a
+    warning), so the input order never depends on a decode error
+    (`bad_images.check_decoding` then finds the files that pass this scan and still do
+    not decode).
 
     Args:
         data_dir: the folder.
@@ -51,13 +53,7 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
     """
     sources.check_on_bad_image(on_bad_image)
     sources.check_validation_split(validation_split)
-    if not data_dir:
-        raise ValueError(f"data_dir must name an image folder. Received: data_dir={data_dir!r}")
-    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-    if not os.path.isdir(data_dir):
-        raise ValueError(f"data_dir does not exist or is not a folder. Received: {data_dir}")
-    if not os.listdir(data_dir):
-        raise ValueError(f"data_dir is empty. Received: {data_dir}")
+    data_dir = _checked_folder(data_dir)
     split_dirs, layout = _find_splits(data_dir, validation_split)
     train_dir = split_dirs["train"]
     class_names = _class_folders(train_dir)
@@ -65,10 +61,12 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
         raise ValueError(f"{train_dir} has no class folders. Received: data_dir={data_dir}")
     _check_class_folders(split_dirs, class_names)
 
+    empty = []
     listed = {
-        split: _list_split(folder, class_names) if folder else ([], [], [])
+        split: _list_split(folder, class_names, empty) if folder else ([], [], [])
         for split, folder in split_dirs.items()
     }
+    _warn_empty(empty)
     if validation_split is not None:
         listed["train"], listed["validation"] = _hold_out(
             listed["train"], validation_split, seed, train_dir
@@ -98,6 +96,122 @@ def folder_source(data_dir, *, on_bad_image="skip", validation_split=None, seed=
     )
 
 
+def evaluation_source(data_dir, split="validation", *, on_bad_image="skip", num_threads=32):
+    """An image folder to evaluate, or to calibrate on: one split, no training folder needed.
+
+    - DIR/<class>/... (DIR holds no train/, validation/, val/, valid/ or test/): all its
+      images are the set, as `split` (a folder of validation images by class, e.g.
+      ImageNet's by synset).
+    - DIR/validation/ (or val/, valid/), DIR/train/, DIR/test/: the folder of `split`
+      alone, whatever the others hold or lack.
+
+    The classes are that folder's class folders (sorted); whoever evaluates maps them to
+    the model's own (`evaluation.evaluate`, by class id). Files are checked as by
+    `folder_source`.
+
+    Args:
+        data_dir: the folder.
+        split: "train", "validation" or "test"; None: the first of them whose folder holds
+            files (the whole of DIR when it is one folder of class folders, as "train").
+        on_bad_image: "skip" or "fail".
+        num_threads: threads of the scan.
+
+    Returns:
+        A `sources.Source` whose other splits are empty.
+
+    Raises:
+        ValueError: naming the folder: missing, no folder of that split, no class folders,
+            no images.
+    """
+    sources.check_on_bad_image(on_bad_image)
+    if split is not None and split not in sources.SPLITS:
+        raise ValueError(f"split must be one of {sources.SPLITS}. Received: split={split!r}")
+    data_dir = _checked_folder(data_dir)
+    split, folder, layout = _evaluation_folder(data_dir, split)
+    class_names = _class_folders(folder)
+    if not class_names:
+        raise ValueError(
+            f"{folder} has no class folders: it must hold one folder per class, holding that "
+            f"class's images. Received: data_dir={data_dir}"
+        )
+    empty = []
+    listed = {s: ([], [], []) for s in sources.SPLITS}
+    listed[split] = _list_split(folder, class_names, empty)
+    _warn_empty(empty)
+    if not listed[split][0]:
+        extensions = "/".join(image_files.IMAGE_EXTENSIONS)
+        raise ValueError(
+            f"No {extensions} files in the class folders of {folder}. Received: {data_dir}"
+        )
+    files, bad_files = _check_files(listed, listed[split][0], num_threads)
+    if len(files[split][0]) == 0:
+        raise ValueError(f"No usable images under {folder}. Received: data_dir={data_dir}")
+    sources.check_bad_files(bad_files, on_bad_image)
+    counts = {s: len(files[s][0]) for s in sources.SPLITS}
+    return sources.Source(
+        name=f"folder:{data_dir}",
+        kind="folder",
+        class_names=tuple(class_names),
+        num_train=counts["train"],
+        num_validation=counts["validation"],
+        num_test=counts["test"],
+        bad_files=tuple(bad_files),
+        layout=layout,
+        _reader=_FolderReader(files),
+    )
+
+
+def _evaluation_folder(data_dir, split):
+    """(split, its folder, the layout in words) of `evaluation_source`."""
+    split_dirs = _split_folders(data_dir)
+    if not any(split_dirs.values()):
+        return split or "train", data_dir, "one folder of class folders"
+    if split is None:
+        present = [s for s, d in split_dirs.items() if d]
+        split = next((s for s in present if _holds_files(split_dirs[s])), present[0])
+    folder = split_dirs[split]
+    if folder is None:
+        names = VALIDATION_FOLDERS if split == "validation" else (split,)
+        held = ", ".join(f"{os.path.basename(d)}/" for d in split_dirs.values() if d)
+        raise ValueError(
+            f"{data_dir} has no {'/, '.join(names)}/ folder to evaluate (it holds {held}): "
+            "name the split that is there (--split), or point data_dir at one folder of "
+            f"class folders. Received: data_dir={data_dir}, split={split}"
+        )
+    return split, folder, f"{os.path.basename(folder)}/ alone"
+
+
+def _checked_folder(data_dir):
+    """data_dir as an absolute path, checked to be a folder that holds something."""
+    if not data_dir:
+        raise ValueError(f"data_dir must name an image folder. Received: data_dir={data_dir!r}")
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"data_dir does not exist or is not a folder. Received: {data_dir}")
+    if not os.listdir(data_dir):
+        raise ValueError(f"data_dir is empty. Received: {data_dir}")
+    return data_dir
+
+
+def _holds_files(folder):
+    """Whether any class folder of `folder` holds a file that is not hidden."""
+    for entry in os.scandir(folder):
+        if entry.is_dir() and not entry.name.startswith("."):
+            if any(not f.name.startswith(".") for f in os.scandir(entry.path)):
+                return True
+    return False
+
+
+def _warn_empty(empty):
+    """Names the empty class folders in a warning: their classes have no images there."""
+    if empty:
+        logging.warning(
+            "%d empty class folder(s), whose class has no images there: %s",
+            len(empty),
+            ", ".join(sorted(empty)[:10]) + (", ..." if len(empty) > 10 else ""),
+        )
+
+
 def _check_files(listed, all_candidates, num_threads):
     """Checks every candidate (in a thread pool): the usable files of each split, and the
     sorted (path, reason) of all that `_list_split` or the check left out."""
@@ -122,8 +236,9 @@ def _class_folders(folder):
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def _list_split(split_dir, class_names):
-    """Lists candidate images and the entries that cannot be images of a class."""
+def _list_split(split_dir, class_names, empty):
+    """Lists candidate images and the entries that cannot be images of a class; appends
+    the class folders that hold nothing to `empty`."""
     candidates, labels, bad = [], [], []
     label_of = {name: i for i, name in enumerate(class_names)}
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
@@ -135,7 +250,7 @@ def _list_split(split_dir, class_names):
         files = sorted(os.scandir(entry.path), key=lambda e: e.name)
         files = [f for f in files if not f.name.startswith(".")]
         if not files:
-            bad.append((entry.path, "empty class folder"))
+            empty.append(entry.path)  # not a bad file: a class with no images here
         for f in files:
             if f.is_dir():
                 bad.append((f.path, "folder inside a class folder"))
@@ -149,19 +264,8 @@ def _list_split(split_dir, class_names):
 
 def _find_splits(data_dir, validation_split):
     """The folder of each split (None where there is none), and the layout in words."""
-
-    def sub(name):
-        path = os.path.join(data_dir, name)
-        return path if os.path.isdir(path) else None
-
-    validation_dirs = [d for d in map(sub, VALIDATION_FOLDERS) if d]
-    if len(validation_dirs) > 1:
-        raise ValueError(
-            f"data_dir holds {len(validation_dirs)} validation folders; keep one of "
-            f"{', '.join(VALIDATION_FOLDERS)}. Received: {', '.join(validation_dirs)}"
-        )
-    validation_dir = validation_dirs[0] if validation_dirs else None
-    train_dir, test_dir = sub("train"), sub("test")
+    found = _split_folders(data_dir)
+    train_dir, validation_dir, test_dir = found["train"], found["validation"], found["test"]
     if validation_split is not None:
         if validation_dir:
             raise ValueError(
@@ -189,22 +293,57 @@ def _find_splits(data_dir, validation_split):
     return dict(train=train_dir, validation=validation_dir, test=test_dir), layout
 
 
+def _split_folders(data_dir):
+    """The train/, validation (validation/, val/ or valid/) and test/ folders of data_dir,
+    None where there is none.
+
+    Raises:
+        ValueError: more than one validation folder.
+    """
+
+    def sub(name):
+        path = os.path.join(data_dir, name)
+        return path if os.path.isdir(path) else None
+
+    validation_dirs = [d for d in map(sub, VALIDATION_FOLDERS) if d]
+    if len(validation_dirs) > 1:
+        raise ValueError(
+            f"data_dir holds {len(validation_dirs)} validation folders; keep one of "
+            f"{', '.join(VALIDATION_FOLDERS)}. Received: {', '.join(validation_dirs)}"
+        )
+    validation_dir = validation_dirs[0] if validation_dirs else None
+    return dict(train=sub("train"), validation=validation_dir, test=sub("test"))
+
+
 def _check_class_folders(split_dirs, class_names):
-    """Raises a ValueError naming the class folders that are in one split and not another."""
+    """Checks the class folders of the validation and test splits against training's.
+
+    The classes and their indices are the training folder's. A split may lack some of them
+    (it is evaluated on those it has; a warning names the others); a class folder training
+    does not have is an error naming it.
+    """
     train_dir = split_dirs["train"]
     for split in ("validation", "test"):
         if split_dirs[split] is None:
             continue
         names = _class_folders(split_dirs[split])
-        only_train = sorted(set(class_names) - set(names))
         only_here = sorted(set(names) - set(class_names))
-        if only_train or only_here:
+        if only_here:
             raise ValueError(
-                f"The class folders of {split_dirs[split]} differ from those of {train_dir}: "
-                f"only in the training folder: {only_train[:10] or 'none'}; only in the "
-                f"{split} folder: {only_here[:10] or 'none'}. Every split needs the same class "
-                f"folders (an empty one is allowed). Received: {len(names)} {split} and "
-                f"{len(class_names)} training class folders"
+                f"{split_dirs[split]} has class folders that {train_dir} has not: "
+                f"{only_here[:10]}{' ...' if len(only_here) > 10 else ''}. The classes are "
+                f"the training folder's: training never sees these, so they cannot be "
+                f"evaluated. Received: {len(only_here)} {split} class folder(s) not in training"
+            )
+        missing = sorted(set(class_names) - set(names))
+        if missing:
+            logging.warning(
+                "%s has no folder for %d of the %d training classes: %s; it is evaluated on "
+                "the classes it has.",
+                split_dirs[split],
+                len(missing),
+                len(class_names),
+                ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else ""),
             )
 
 

@@ -425,8 +425,10 @@ def eval_dataset(
 
     Returns:
         A `tf.data.Dataset` of (images, labels int32); images are float32 [b, 227, 227, 3] for
-        "center" and [b, 10, 227, 227, 3] for "10". On one replica the last batch may be
-        smaller; on several, batches are full and the last ones may hold padding.
+        "center", and for "10" the mean-subtracted 256x256 images [b, 256, 256, 3], whose
+        ten patches the evaluation step cuts (`steps.make_eval_step`). On one replica the
+        last batch may be smaller; on several, batches are full and the last ones may hold
+        padding.
     """
     if crops not in ("center", "10"):
         raise ValueError(f'crops must be "center" or "10". Received: crops={crops!r}')
@@ -435,6 +437,11 @@ def eval_dataset(
     pipelines, pipeline_id, per_replica = _layout(input_context, batch_size)
 
     def preprocess(ref, label):
+        if crops == "10":
+            # Each image once: the evaluation step cuts its ten patches one at a time.
+            size = stats.mean_image.shape[0]
+            image = preprocessing.decode_and_center_crop(source.load(ref), size)
+            return preprocessing.subtract_mean(image, stats.mean_image), label
         return preprocessing.preprocess_for_eval(source.load(ref), stats, crops), label
 
     ds = source.examples(split)

@@ -32,6 +32,8 @@ def tfds_source(name, data_dir, manual_dir=None):
     """
     if not name:
         raise ValueError(f"name must name a TFDS dataset. Received: name={name!r}")
+    if is_imagenet2012(name):
+        check_imagenet2012(name, data_dir, manual_dir)
     if not data_dir:
         raise ValueError(f"data_dir must be the TFDS data folder. Received: data_dir={data_dir!r}")
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
@@ -121,6 +123,60 @@ def is_imagenet2012(name):
         bool.
     """
     return name.split(":")[0].split("/")[0] == "imagenet2012"
+
+
+def check_imagenet2012(name, data_dir, manual_dir):
+    """Raises one ValueError naming everything imagenet2012 lacks to be read, else nothing.
+
+    It is read from data_dir, where it is prepared once from the tar files in manual_dir:
+    a data_dir, and then either the prepared dataset in it or manual_dir with both tar
+    files. Each missing piece is named, all in one message.
+
+    Args:
+        name: "imagenet2012" or "imagenet2012:VERSION".
+        data_dir: the TFDS data folder, or None.
+        manual_dir: the folder of the tar files, or None.
+    """
+    problems = []
+    if not data_dir:
+        problems.append("no data_dir: the TFDS data folder it is read from (and prepared into)")
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir))) if data_dir else None
+    if data_dir and _is_prepared(name, data_dir):
+        return
+    if manual_dir is None:
+        if data_dir and not os.path.isdir(data_dir):
+            problems.append(f"data_dir {data_dir} does not exist")
+        elif data_dir:
+            problems.append(f"it is not prepared in {data_dir}")
+        problems.append(
+            f"no manual_dir: the folder of {' and '.join(IMAGENET_MANUAL_FILES)}, to prepare "
+            "it from once (hours, about 150 GB)"
+        )
+    else:
+        manual = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
+        missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.isfile(os.path.join(manual, f))]
+        if not os.path.isdir(manual):
+            problems.append(f"manual_dir {manual} does not exist")
+        elif missing:
+            problems.append(f"manual_dir {manual} lacks {' and '.join(missing)}")
+    if problems:
+        raise ValueError(
+            f"{name} is read from data_dir, prepared there once from the ILSVRC2012 tar files "
+            f"in manual_dir; missing: {'; '.join(problems)}. Received: data_dir={data_dir}, "
+            f"manual_dir={manual_dir}"
+        )
+
+
+def _is_prepared(name, data_dir):
+    """Whether TFDS dataset `name` is prepared in data_dir."""
+    if not os.path.isdir(data_dir):
+        return False
+    import tensorflow_datasets as tfds  # Imported here: the folder path does not need it.
+
+    try:
+        return tfds.builder(name, data_dir=data_dir).is_prepared()
+    except tfds.core.DatasetNotFoundError:
+        return False
 
 
 def _check_manual_dir(name, manual_dir):

@@ -39,6 +39,24 @@ def synsets():
     return tuple(name.split(" ", 1)[0] for name in class_names())
 
 
+def with_readable_names(names):
+    """Class names, each bare ILSVRC-2012 synset id given its readable name.
+
+    A run trained on folders named by synset ("n02123045") carries the names converted
+    models carry ("n02123045 tabby, tabby cat"), so that predictions read the same; any
+    other name (and a synset of no ILSVRC-2012 class) stays as it is. `split_label` gives
+    the id back.
+
+    Args:
+        names: class names, e.g. a training run's class folders.
+
+    Returns:
+        A list of the names, in the same order.
+    """
+    readable = {name.split(" ", 1)[0]: name for name in class_names()}
+    return [readable.get(name, name) for name in names]
+
+
 def split_label(label):
     """A class name as (id, readable name).
 

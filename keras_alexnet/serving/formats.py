@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
+from keras_alexnet.models import mean_image
 from keras_alexnet.training.run import folder as run_dir
 
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
@@ -206,19 +207,20 @@ def write(model, folder, formats, quantize=("none",), calibration=None):
     return [name for name, _ in targets]
 
 
-def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0):
-    """Preprocessed training images to calibrate int8 quantization with.
+def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0, split="train"):
+    """Preprocessed images to calibrate int8 quantization with.
 
-    The first `count` images of the training split in the shuffled order of (seed, epoch
-    0), so every class is represented, preprocessed as evaluation and serving preprocess
-    them (central patch, training mean subtracted): the inputs the model will see.
+    The first `count` images of the split (the training split by default) in the shuffled
+    order of (seed, epoch 0), so every class is represented, preprocessed as evaluation and
+    serving preprocess them (central patch, training mean subtracted): the inputs the model
+    will see.
 
     Returns:
-        float32 [n, crop, crop, 3], n = min(count, training images).
+        float32 [n, crop, crop, 3], n = min(count, the split's images).
     """
     if count < 1:
         raise ValueError(f"calibration_images must be >= 1. Received: {count}")
-    ds = source.examples("train", order=(seed, 0)).take(count)
+    ds = source.examples(split, order=(seed, 0)).take(count)
     ds = ds.map(
         lambda ref, label: preprocessing.preprocess_for_eval(source.load(ref), stats, crop=crop),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -287,11 +289,16 @@ class OnnxModel:
 
 
 class KerasModel:
-    """A .keras file saved by this package: float32 pixels in, probabilities out."""
+    """A .keras file saved by this package: float32 pixels in (mean subtracted, as the
+    other files take them), probabilities out.
+
+    An exported model.keras subtracts the mean image itself (`mean_image`); here it is
+    taken out, so that the file runs on the pixels every format here takes.
+    """
 
     def __init__(self, path):
         self.path = path
-        self.model = keras.models.load_model(path)
+        self.model, _ = mean_image.split(keras.models.load_model(path))
         self.input_size = int(self.model.input_shape[1])
 
     def __call__(self, pixels):

@@ -3,14 +3,18 @@
 `evaluate`, `export` and `predict` take either and then run one code path on a
 `LoadedModel`: the Keras model, its class names and the statistics its preprocessing needs.
 
-A model file is a .keras file: one `python -m keras_alexnet.convert` wrote, the
+A model file is a name of pretrained weights (`weights.catalog`: bvlc_alexnet, imagenet,
+...), whose converted .keras file is fetched and cached on first use (`weights.cache`), or a
+.keras file: one `python -m keras_alexnet.convert` wrote, the
 `model.keras` of an exported version (or the version or model folder holding it), or any
 `model.save`d AlexNet. What its preprocessing needs travels with it:
 
   - the input size: the model's input shape;
   - the input normalisation: its "input_rescaling" layer (converted weights carry their mean
     pixel and scale there, and then take raw 0-255 RGB);
-  - a training set's mean image: `dataset_stats.npz` beside the file (export writes it);
+  - a training set's mean image: its "subtract_mean" layer (`mean_image`: an exported
+    model.keras takes raw 0-255 RGB), else `dataset_stats.npz` beside the file (how
+    earlier exports carried it);
   - the class names: its `labels.ClassNames` layer, else `labels.txt` beside the file.
 """
 
@@ -25,9 +29,13 @@ import tensorflow as tf
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
+from keras_alexnet.models import mean_image
 from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.weights import applications
+from keras_alexnet.weights import cache
 
 KERAS_FILE = "model.keras"  # the Keras model of an exported version
 
@@ -63,8 +71,9 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
     """Loads the model of a --model or a --model_dir flag (exactly one of them).
 
     Args:
-        model: a .keras file, an exported version folder, or an exported model folder
-            (its highest version).
+        model: a name of pretrained weights (cached .keras file, fetched on first use),
+            a .keras file, an exported version folder, or an exported model folder (its
+            highest version).
         model_dir: a training run's model_dir.
         checkpoint: with model_dir, a checkpoint path (default: the latest).
         mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
@@ -75,7 +84,8 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
     Raises:
         ValueError: both or neither given, a checkpoint without model_dir, no run or
             checkpoint in model_dir, a file that is missing, not an AlexNet, or lacks the
-            mean image its input needs.
+            mean image its input needs; named weights that cannot be fetched
+            (`downloads.DownloadError`).
     """
     if (model is None) == (model_dir is None):
         raise ValueError(
@@ -90,7 +100,7 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
             "checkpoint names a checkpoint of a training run (model_dir), not of a model "
             f"file. Received: checkpoint={checkpoint!r} with model={model!r}"
         )
-    return _from_file(model, policy)
+    return _from_file(cache.resolve(model), policy)
 
 
 def _from_run(model_dir, checkpoint, policy):
@@ -105,7 +115,8 @@ def _from_run(model_dir, checkpoint, policy):
     number = checkpoint.rsplit("-", 1)[-1]
     return LoadedModel(
         model=model,
-        class_names=tuple(run["class_names"]),
+        # Folders named by synset ("n02123045"): the readable names, as converted models have.
+        class_names=tuple(imagenet_classes.with_readable_names(run["class_names"])),
         stats=stats,
         name=os.path.basename(os.path.normpath(model_dir)),
         origin=checkpoint,
@@ -144,18 +155,21 @@ def keras_file(path):
 
 def _from_file(path, policy):
     path = keras_file(path)
-    model = keras.models.load_model(path, compile=False)
+    # An exported model.keras subtracts the mean image itself; the tools' preprocessing
+    # subtracts it instead, the right window for each of the paper's ten patches.
+    model, mean = mean_image.split(keras.models.load_model(path, compile=False))
     if inspection.layer_or_none(model, "fc8") is None:
         raise ValueError(
             f"model has no fc8: a tool needs an AlexNet with its classifier. Received: {path}"
         )
+    class_names = _class_names(model, os.path.dirname(path))
+    stats = _stats(model, os.path.dirname(path), path, mean)
     if policy is not None:
         model = _rebuilt(model, path, policy)
-    folder = os.path.dirname(path)
     return LoadedModel(
         model=model,
-        class_names=tuple(_class_names(model, folder)),
-        stats=_stats(model, folder, path),
+        class_names=tuple(class_names),
+        stats=stats,
         name=_name(path),
         origin=path,
     )
@@ -169,7 +183,7 @@ def _rebuilt(model, path, policy):
             f"mixed_precision needs an AlexNet of a known variant. Received: model={path}"
         )
     fc8 = model.get_layer("fc8")
-    return model_lib.AlexNet(
+    return applications.AlexNet(
         fc8.units,
         variant=variant,
         input_shape=model.input_shape[1:],
@@ -196,9 +210,13 @@ def _class_names(model, folder):
     return names
 
 
-def _stats(model, folder, path):
-    """dataset_stats.npz beside the file; else no mean image for a self-normalising model."""
+def _stats(model, folder, path, mean=None):
+    """The file's own mean image (with dataset_stats.npz's PCA), else dataset_stats.npz
+    beside the file, else no mean image for a self-normalising model."""
     stats = run_dir.read_stats(folder)
+    if mean is not None:
+        pca = stats.pca if stats is not None else stats_lib.IMAGENET_PCA
+        return stats_lib.Stats(mean, pca.eigval, pca.eigvec)
     if stats is not None:
         return stats
     if inspection.normalizes_input(model):

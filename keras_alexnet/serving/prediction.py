@@ -17,6 +17,7 @@ from keras_alexnet.data import bad_images
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import model_files
 from keras_alexnet.serving import saved_model
+from keras_alexnet.weights import cache
 
 
 def load_saved_model(path):
@@ -34,8 +35,9 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
     """The function predict runs on image bytes, and what it came from.
 
     Args:
-        model: an exported SavedModel (a version or model folder), a .keras file, or a
-            .tflite or .onnx file of a version folder.
+        model: an exported SavedModel (a version or model folder), a .keras file, a
+            .tflite or .onnx file of a version folder, or a name of pretrained weights
+            (its cached .keras file, fetched on first use).
         model_dir: a training run (instead of model).
         checkpoint: with model_dir, a checkpoint path.
 
@@ -44,6 +46,7 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
         (probabilities, top5_indices, top5_labels); origin is the version folder, file or
         checkpoint.
     """
+    model = cache.resolve(model)
     if model is not None and formats.is_model_file(model) and not str(model).endswith(".keras"):
         return formats.serving_function(model), model
     if model is not None and not str(model).endswith(".keras"):

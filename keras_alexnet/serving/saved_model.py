@@ -10,9 +10,11 @@ numeric version each time (an existing version is never touched):
                          evaluation preprocessing run inside the graph.
         predict_pixels   pixels: float32 [batch, 227, 227, 3], already preprocessed (the
                          training mean subtracted) -> the same outputs.
-    model.keras          the Keras model (preprocessed pixels in, probabilities out,
-                         its class names inside), for `import keras_alexnet;
-                         keras.models.load_model(path)` and the tools' --model.
+    model.keras          the Keras model: raw RGB 0-255 pixels [batch, 227, 227, 3]
+                         in (the training mean image subtracted inside, its first
+                         layer), probabilities out, its class names inside; for
+                         `import keras_alexnet; keras.models.load_model(path)` and
+                         the tools' --model.
     labels.txt           class names in label order.
     dataset_stats.npz    the training set's mean image and colour PCA.
     model*.tflite, model.onnx   with --format=litert (--quantize=...) and --format=onnx:
@@ -27,11 +29,13 @@ import re
 import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_alexnet.data import folder_sources
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import labels
+from keras_alexnet.models import mean_image
 from keras_alexnet.serving import formats as formats_lib
 from keras_alexnet.serving import model_files
 from keras_alexnet.training import config as config_lib
@@ -52,7 +56,16 @@ def latest_version(base):
     """The path of the highest numeric version under `base`, as TF Serving would pick it."""
     versions = _versions(base)
     if not versions:
-        raise ValueError(f"No exported version (a numeric subfolder) under {base}.")
+        hint = ""
+        if tf.io.gfile.exists(os.path.join(base, run_dir.RUN_FILE)) or tf.io.gfile.isdir(
+            os.path.join(base, run_dir.CHECKPOINTS)
+        ):
+            hint = (
+                f" It is a training run's model_dir: pass it as --model_dir={base} (its latest "
+                f"checkpoint), or export it first (python -m keras_alexnet.export "
+                f"--model_dir={base})."
+            )
+        raise ValueError(f"No exported version (a numeric subfolder) under {base}.{hint}")
     return os.path.join(base, str(versions[-1]))
 
 
@@ -180,25 +193,52 @@ def _next_version(base):
 
 def _serving_archive(model, stats, class_names):
     """The `keras.export.ExportArchive` of the model's two signatures (see the module's
-    docstring), ready to be written."""
+    docstring), ready to be written.
+
+    The model is not `track`ed: the archive would then save each weight twice, once as
+    the Keras variable and once as the TensorFlow variable the signatures read (the
+    paper's network: 488 MB of variables for 244 MB of weights). The signatures' own
+    variables are saved once, and listed under `variables`, `trainable_variables` and
+    `non_trainable_variables` of the loaded SavedModel as `track` would list them.
+    """
     from_bytes, from_pixels = serving_functions(model, stats, class_names)
     crop = model.input_shape[1]
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
-    )
-    archive.add_endpoint(
-        "predict_pixels",
-        from_pixels,
-        input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
-    )
+    endpoints = [
+        archive.add_endpoint(
+            "serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)]
+        ),
+        archive.add_endpoint(
+            "predict_pixels",
+            from_pixels,
+            input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
+        ),
+    ]
+    used = {}
+    for endpoint in endpoints:
+        for variable in endpoint.get_concrete_function().variables:
+            used.setdefault(id(variable), variable)
+    used = list(used.values())
+    archive.add_variable_collection("variables", used)
+    archive.add_variable_collection("trainable_variables", [v for v in used if v.trainable])
+    archive.add_variable_collection("non_trainable_variables", [v for v in used if not v.trainable])
     return archive
+
+
+def keras_model(model, stats, class_names):
+    """The model an export saves as model.keras: raw RGB 0-255 pixels in.
+
+    The training set's mean image goes inside (`mean_image.with_mean`; not for a model
+    that normalises its own input, whose mean image is zeros), and the class names.
+    """
+    if np.any(stats.mean_image):
+        model = mean_image.with_mean(model, stats.mean_image)
+    return labels.with_class_names(model, class_names)
 
 
 def _write_beside(folder, model, stats, class_names):
     """Writes model.keras, labels.txt and dataset_stats.npz beside the SavedModel."""
-    labels.with_class_names(model, class_names).save(os.path.join(folder, KERAS_FILE))
+    keras_model(model, stats, class_names).save(os.path.join(folder, KERAS_FILE))
     with tf.io.gfile.GFile(os.path.join(folder, run_dir.LABELS_FILE), "w") as f:
         f.write("\n".join(class_names) + "\n")
     run_dir.write_stats(folder, stats)
@@ -233,7 +273,8 @@ def export_run(
         formats, quantize: as `export`.
         calibration_images: for int8, how many training images calibrate it.
         data_dir: for int8, where the run's images are, if not where the run found them
-            (with a model file: an image folder to calibrate on).
+            (with a model file: an image folder to calibrate on, of class folders or
+            with train/, validation/ or test/ (`folder_sources.evaluation_source`)).
 
     Returns:
         The path of the new version folder.
@@ -249,17 +290,20 @@ def export_run(
     calibration = None
     if "int8" in quantize and "litert" in formats:
         purpose = "int8 quantization calibrates on"
+        split = "train"
         if model is None:
             source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
         elif data_dir:
-            source = folder_sources.folder_source(data_dir)
+            # Any folder of class folders: its training images, else the others.
+            source = folder_sources.evaluation_source(data_dir, split=None)
+            split = next(s for s in ("train", "validation", "test") if source.num_examples(s))
         else:
             raise ValueError(
                 f"{purpose} training images: with --model, name an image folder with "
                 f"--data_dir. Received: model={model!r}, data_dir=None"
             )
         calibration = formats_lib.calibration_pixels(
-            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1]
+            source, loaded.stats, calibration_images, crop=loaded.model.input_shape[1], split=split
         )
     return export(
         loaded.model,

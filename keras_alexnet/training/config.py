@@ -1,11 +1,12 @@
-"""A training run's settings: the recipes, `TrainConfig`, its checks and its flags.
+"""A training run's settings: `TrainConfig`, its checks and its flags.
 
 Each setting is described once, in the `help` of its `TrainConfig` field; the flags of
 `python -m keras_alexnet.train` are generated from those fields (`define_flags`), with the
-paper's and the demo's defaults appended from the recipes.
+recipes' defaults (`recipes`) appended.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 from absl import flags
@@ -18,67 +19,14 @@ from keras_alexnet.data import sources
 from keras_alexnet.data import tfds_sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
-from keras_alexnet.paper import numbers as paper
+from keras_alexnet.training import recipes
+from keras_alexnet.weights import catalog
 
-BUILTIN_DATASET = "shapes"
+BUILTIN_DATASET = recipes.BUILTIN_DATASET
 PREPARED = "prepared:"  # --dataset=prepared:DIR reads what `prepare` wrote into DIR
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_MODEL_DIR = "runs/alexnet"
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Training hyperparameters: the fields of `TrainConfig` that default per dataset."""
-
-    epochs: int
-    batch_size: int
-    optimizer: str
-    learning_rate: float
-    momentum: float
-    weight_decay: float
-    dropout: float
-    lr_schedule: str
-    lr_patience: int
-    lr_max_reductions: int
-    init: str
-    input_scale: object
-
-
-# Section 5 of the paper. The patience is not stated ("when the validation error rate
-# stopped improving"); the learning rate was lowered three times in about 90 epochs.
-PAPER_RECIPE = Recipe(
-    epochs=paper.EPOCHS,
-    batch_size=paper.BATCH_SIZE,
-    optimizer="sgd",
-    learning_rate=paper.LEARNING_RATE,
-    momentum=paper.MOMENTUM,
-    weight_decay=paper.WEIGHT_DECAY,
-    dropout=paper.DROPOUT_RATE,
-    lr_schedule="plateau",
-    lr_patience=5,
-    lr_max_reductions=paper.LR_REDUCTIONS,
-    init="paper",
-    input_scale=1.0,
-)
-
-# The built-in demo set. From scratch, the paper's recipe stays at chance for hundreds of
-# steps (its N(0, 0.01) weights and biases of 1 give a long flat loss, as Caffe's authors
-# reported); to learn in minutes on a CPU the demo uses He init on inputs scaled to unit
-# variance, and Adam, which was steadier than SGD across seeds; a cosine decay over the
-# run's few steps ends it better than waiting for a plateau. Measured in the README,
-# "The built-in dataset".
-DEMO_RECIPE = dataclasses.replace(
-    PAPER_RECIPE,
-    epochs=5,
-    batch_size=32,
-    optimizer="adam",
-    learning_rate=1e-4,
-    lr_schedule="cosine",
-    lr_patience=2,
-    init="he",
-    input_scale="auto",
-)
 
 
 def _setting(default, help, flag="string", **flag_args):
@@ -95,9 +43,9 @@ def _setting(default, help, flag="string", **flag_args):
 class TrainConfig:
     """Everything a training run needs; each field's `help` metadata describes it.
 
-    The fields of `Recipe` default to None: they take the dataset's recipe (`recipe_for`),
-    `PAPER_RECIPE` or, for the built-in set, `DEMO_RECIPE`. `python -m keras_alexnet.train
-    --helpfull` prints every description with both defaults.
+    The fields of `recipes.Recipe` default to None: they take the recipe's (`recipe`, by
+    default `recipes.default_recipe`'s). `python -m keras_alexnet.train --helpfull` prints
+    every description with the recipes' defaults.
     """
 
     model_dir: str = _setting(
@@ -129,6 +77,16 @@ class TrainConfig:
         "enum",
         # Read when the flags are defined: variants registered by then are choices too.
         enum_values=lambda: list(variants.VARIANTS),
+    )
+    recipe: str = _setting(
+        None,
+        "The defaults of the settings below that no flag gives: paper (the paper's, section "
+        "5), scratch (learns from scratch on small data: Adam, He init, cosine decay) or "
+        "finetune (from --init_from: SGD at a tenth of the paper's rate, cosine decay). "
+        "Default: finetune with --init_from, scratch for the built-in set and image "
+        "folders, paper otherwise; a resumed run keeps its own.",
+        "enum",
+        enum_values=list(recipes.RECIPES),
     )
     epochs: int = _setting(None, "Epochs to train.", "integer")
     batch_size: int = _setting(None, "The GLOBAL batch, over all replicas.", "integer")
@@ -213,9 +171,11 @@ class TrainConfig:
     max_steps: int = _setting(None, "Stop after this many steps in all (smoke tests).", "integer")
     init_from: str = _setting(
         None,
-        "A .keras AlexNet to start from (converted pretrained weights, or an export): every "
-        "layer is loaded but fc8 when the class count differs; the variant and the input "
-        "normalisation come from the file.",
+        "A .keras AlexNet to start from (converted pretrained weights, or an export), or a "
+        "name of pretrained weights (bvlc_alexnet, imagenet, torchvision_alexnet, "
+        "IMAGENET1K_V1; fetched and cached on first use): every layer is loaded but fc8 "
+        "when the class count differs; the variant and the input normalisation come from "
+        "the file.",
     )
     freeze: tuple = _setting(
         (), "Layers left untrained, e.g. conv1,conv2,conv3,conv4,conv5.", "list"
@@ -233,16 +193,11 @@ class TrainConfig:
     verbose: bool = _setting(True, "Show a progress bar.", None)
 
 
-def recipe_for(dataset):
-    """The default recipe of a dataset: the demo's for the built-in set, else the paper's."""
-    return DEMO_RECIPE if dataset == BUILTIN_DATASET else PAPER_RECIPE
-
-
 def resolve(config):
-    """Fills the None fields of `config` from its dataset's recipe and checks every field.
+    """Fills the None fields of `config` from its recipe and checks every field.
 
     Args:
-        config: a `TrainConfig`.
+        config: a `TrainConfig`; without a recipe, `recipes.default_recipe`'s.
 
     Returns:
         A new, complete `TrainConfig`.
@@ -250,10 +205,16 @@ def resolve(config):
     Raises:
         ValueError: naming the first bad field and its value.
     """
-    recipe = recipe_for(config.dataset)
+    if config.recipe is None:
+        config = dataclasses.replace(
+            config, recipe=recipes.default_recipe(config.dataset, config.init_from)
+        )
+    names = list(recipes.RECIPES)
+    _check(config, "recipe", config.recipe in names, f"must be one of {names}")
+    recipe = recipes.RECIPES[config.recipe]
     filled = {
         f.name: getattr(recipe, f.name)
-        for f in dataclasses.fields(Recipe)
+        for f in dataclasses.fields(recipes.Recipe)
         if getattr(config, f.name) is None
     }
     config = dataclasses.replace(config, **filled)
@@ -270,9 +231,19 @@ def _check(config, name, ok, requirement):
         raise ValueError(f"{name} {requirement}. Received: {name}={getattr(config, name)!r}")
 
 
+def check_model_dir(model_dir):
+    """Raises a ValueError if model_dir names a file: a run's folder cannot be made there."""
+    if model_dir and os.path.isfile(model_dir):
+        raise ValueError(
+            "model_dir must be a folder (an existing run's, or one to create), not a file. "
+            f"Received: model_dir={model_dir}"
+        )
+
+
 def _check_model(config):
     """Checks the run's folder and the fields that say which network is built."""
     _check(config, "model_dir", bool(config.model_dir), "must name a folder")
+    check_model_dir(config.model_dir)
     _check(
         config,
         "variant",
@@ -326,8 +297,10 @@ def _check_run(config):
     _check(
         config,
         "init_from",
-        config.init_from is None or str(config.init_from).endswith(".keras"),
-        "must be the path of a .keras model",
+        config.init_from is None
+        or str(config.init_from).endswith(".keras")
+        or catalog.is_name(config.init_from),
+        f"must be the path of a .keras model or one of the names {catalog.names()}",
     )
     _check(
         config, "freeze", isinstance(config.freeze, (list, tuple)), "must be a list of layer names"
@@ -359,6 +332,9 @@ def _check_data(config):
         )
     elif config.dataset.startswith(PREPARED):
         _check(config, "dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
+    elif tfds_sources.is_imagenet2012(config.dataset) and not config.data_dir:
+        # Everything it lacks in one message (the tar files are checked too).
+        tfds_sources.check_imagenet2012(config.dataset, config.data_dir, config.manual_dir)
     elif config.dataset != BUILTIN_DATASET:
         _check(
             config,
@@ -416,10 +392,11 @@ def load_source(config):
 
 def _flag_help(field):
     help = field.metadata["help"]
-    if field.name in {f.name for f in dataclasses.fields(Recipe)}:
-        paper_value = getattr(PAPER_RECIPE, field.name)
-        demo_value = getattr(DEMO_RECIPE, field.name)
-        help += f" Default: the paper's {paper_value}, the built-in demo's {demo_value}."
+    if field.name in {f.name for f in dataclasses.fields(recipes.Recipe)}:
+        defaults = ", ".join(
+            f"{name}'s {getattr(recipe, field.name)}" for name, recipe in recipes.RECIPES.items()
+        )
+        help += f" Default: the recipe's: {defaults}."
     return help
 
 

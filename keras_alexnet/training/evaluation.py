@@ -11,10 +11,12 @@ where there are several, or on the CPU (over --cpu_replicas logical CPUs, if giv
 """
 
 import os
+import time
 
 import tensorflow as tf
 
 from keras_alexnet.data import bad_images
+from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import sources
 from keras_alexnet.models import imagenet_classes
@@ -22,6 +24,7 @@ from keras_alexnet.serving import model_files
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import steps
+from keras_alexnet.training import summaries
 from keras_alexnet.training.run import folder as run_folder
 
 CROPS = ("center", "10")  # the central patch, or the paper's ten (section 6)
@@ -43,6 +46,7 @@ def evaluate(
     strategy=None,
     write_summaries=True,
     mixed_precision="none",
+    progress_seconds=10.0,
 ):
     """Evaluates a training run's checkpoint, or a model file.
 
@@ -70,9 +74,12 @@ def evaluate(
         write_summaries: write the errors as TensorBoard scalars in model_dir/eval_<crops>
             (a training run's only).
         mixed_precision: "none", "float16" or "bfloat16": the compute dtype.
+        progress_seconds: print a progress line (images done of the total, time) at most
+            this often, and at the end; None prints none.
 
     Returns:
-        A dict: top1_error, top5_error, loss, images (evaluated), skipped (bad files left
+        A dict: top1_error, top5_error (fractions), cross_entropy (the mean, as training
+        reports it), images (evaluated), skipped (bad files left
         out), checkpoint, step, dataset, split, crops, replicas (of the strategy) and
         devices (this worker's, e.g. ["GPU:0"]).
 
@@ -89,13 +96,18 @@ def evaluate(
             "A model file has no training run whose data it would default to: name the "
             f"dataset (--dataset, --data_dir). Received: model={model!r}, dataset=None"
         )
-    source = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image)
+    source = _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image, split)
     source = _checked_split(source, split, on_bad_image, model_dir if run is not None else None)
     strategy = strategy or distribute.make_strategy("auto")
     with strategy.scope():
         loaded = model_files.load_model_or_run(model, model_dir, checkpoint, mixed_precision)
     label_map = _label_map(source.class_names, loaded.class_names)
-    result = _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy)
+    progress = None
+    if progress_seconds is not None and distribute.is_chief(strategy):
+        progress = _progress(source.num_examples(split), split, crops, progress_seconds)
+    result = _evaluate_split(
+        loaded, source, label_map, split, crops, batch_size, strategy, progress
+    )
     report = _report(result, loaded, source, split, crops, strategy)
     if write_summaries and loaded.model_dir and distribute.is_chief(strategy):
         _write_summaries(loaded.model_dir, report)
@@ -136,7 +148,7 @@ def _report(result, loaded, source, split, crops, strategy):
     return dict(
         top1_error=result["top1_error"],
         top5_error=result["top5_error"],
-        loss=result["loss"],
+        cross_entropy=result["cross_entropy"],
         images=result["count"],
         skipped=len(source.bad_files),
         checkpoint=loaded.origin,
@@ -149,7 +161,23 @@ def _report(result, loaded, source, split, crops, strategy):
     )
 
 
-def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy):
+def _progress(total, split, crops, every):
+    """Prints the evaluation's first line now; returns the function that prints its progress."""
+    patches = "ten patches" if crops == "10" else "central patch"
+    print(f"Evaluating {total:,} {split} images ({patches})", flush=True)
+    start = last = time.perf_counter()
+
+    def progress(done):
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every or done >= total:
+            last = now
+            print(f"  {done:,}/{total:,} images, {now - start:.0f} s", flush=True)
+
+    return progress
+
+
+def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strategy, progress):
     """steps.evaluate_dataset over a split; an image that does not decode is named."""
 
     def dataset(ctx):
@@ -169,7 +197,9 @@ def _evaluate_split(loaded, source, label_map, split, crops, batch_size, strateg
 
     data = strategy.distribute_datasets_from_function(dataset)
     try:
-        return steps.evaluate_dataset(loaded.model, data, strategy=strategy, crops=crops)
+        return steps.evaluate_dataset(
+            loaded.model, data, strategy=strategy, crops=crops, progress=progress
+        )
     except tf.errors.InvalidArgumentError as error:
         raise bad_images.undecodable_error(
             error, source, split, f"{split} image(s)", "evaluating"
@@ -197,8 +227,11 @@ def _checked_split(source, split, on_bad_image, model_dir):
     return source
 
 
-def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
+def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image, split):
     """The source to evaluate on: by default the run's own, with its validation_split.
+
+    An image folder is opened for its split alone (`folder_sources.evaluation_source`): a
+    folder of class folders, or a validation folder without train/, is enough.
 
     Raises:
         ValueError: bad data.
@@ -219,7 +252,12 @@ def _open_source(run, source, dataset, data_dir, manual_dir, on_bad_image):
             validation_split=run.get("validation_split") if own else None,
             seed=run.get("seed", 0),
         )
-        source = config_lib.load_source(config_lib.resolve(config))  # applies on_bad_image
+        config = config_lib.resolve(config)
+        if config.dataset == "folder" and config.validation_split is None:
+            return folder_sources.evaluation_source(
+                config.data_dir, split, on_bad_image=on_bad_image
+            )
+        source = config_lib.load_source(config)  # applies on_bad_image
     else:
         sources.check_bad_files(source.bad_files, on_bad_image)
     return source
@@ -250,11 +288,15 @@ def _label_map(dataset_classes, model_classes):
 
 
 def _write_summaries(model_dir, report):
-    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10."""
+    """The report's errors as TensorBoard scalars in model_dir/eval_center or eval_10.
+
+    Under the tags training writes (`summaries.in_percent`), so that they draw on its charts.
+    """
     writer = tf.summary.create_file_writer(os.path.join(model_dir, f"eval_{report['crops']}"))
+    names = ("top1_error", "top5_error", "cross_entropy")
+    scalars = summaries.in_percent({name: report[name] for name in names})
     with writer.as_default(step=report["step"]):
-        tf.summary.scalar("top1_error", report["top1_error"])
-        tf.summary.scalar("top5_error", report["top5_error"])
-        tf.summary.scalar("loss", report["loss"])
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
         tf.summary.scalar("skipped_images", report["skipped"])
     writer.flush()

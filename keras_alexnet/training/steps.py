@@ -1,7 +1,9 @@
 """The per-replica steps every tool runs: a training step and an evaluation step.
 
-Each step returns sums over its replica's batch (a loss, top-1 and top-5 hits, a count),
-so that `distribute.run_and_sum` gives the same totals on one device and on many.
+Each step returns sums over its replica's batch (a cross-entropy, top-1 and top-5 hits, a
+count), so that `distribute.run_and_sum` gives the same totals on one device and on many.
+Training and evaluation report the same quantity, the cross-entropy; the training step
+reports the weight-decay term it adds to it apart.
 """
 
 import keras
@@ -29,8 +31,11 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False, fini
             work of `input_pipeline.train_dataset(raw=True)`'s batches).
 
     Returns:
-        step(images, labels) -> (loss, top-1 hits, top-5 hits), to call directly or with
-        `strategy.run`. The loss is the one before the update, unscaled.
+        step(images, labels) -> (cross-entropy, weight decay, top-1 hits, top-5 hits), to
+        call directly or with `strategy.run`. The optimised loss is the cross-entropy plus
+        the weight decay; both are this replica's shares, which sum over the replicas to
+        the global batch's mean cross-entropy and to `sum(model.losses)`, before the update
+        and unscaled.
     """
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -41,9 +46,15 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False, fini
         with tf.GradientTape() as tape:
             probs = model(images, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            cross_entropy = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch_size
+            )
+            decay = (
+                tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                if model.losses
+                else tf.zeros_like(cross_entropy)
+            )
+            loss = cross_entropy + decay
             # float16: gradients of the scaled loss, unscaled by the optimizer.
             scaled_loss = optimizer.scale_loss(loss) if scaled else loss
         grads = tape.gradient(scaled_loss, model.trainable_variables)
@@ -51,7 +62,8 @@ def make_train_step(model, optimizer, global_batch_size, jit_compile=False, fini
             grads = _non_finite_on_every_replica_if_on_one(grads)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return (
-            loss,
+            cross_entropy,
+            decay,
             metrics.top_k_correct(labels, probs, 1),
             metrics.top_k_correct(labels, probs, 5),
         )
@@ -85,15 +97,16 @@ def _non_finite_on_every_replica_if_on_one(grads):
 
 
 def make_eval_step(model, crops="center"):
-    """Returns step(images, labels) -> (loss sum, top-1 hits, top-5 hits, count) for a batch.
+    """Returns step(images, labels) -> (cross-entropy sum, top-1 hits, top-5 hits, count).
 
     Examples labelled `input_pipeline.PADDING_LABEL` (negative), which fill the last step
     of a distributed evaluation, count for nothing.
 
     Args:
         model: a Keras model returning class probabilities.
-        crops: "center" for [b, h, w, c] batches, "10" for [b, 10, h, w, c] (the
-            probabilities of the ten patches are averaged, as in the paper).
+        crops: "center" for batches of patches [b, h, w, c], "10" for batches of whole
+            images [b, H, W, c] whose ten patches are cut here and their probabilities
+            averaged, as in the paper (`metrics.average_crops`).
     """
 
     def step(images, labels):
@@ -115,8 +128,10 @@ def make_eval_step(model, crops="center"):
     return step
 
 
-def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
-    """Mean loss, top-1 and top-5 error of a model over a whole dataset.
+def evaluate_dataset(model, dataset, *, strategy=None, crops="center", progress=None):
+    """Mean cross-entropy, top-1 and top-5 error of a model over a whole dataset.
+
+    Only the four sums are kept from batch to batch: nothing per image.
 
     Args:
         model: a Keras model returning class probabilities.
@@ -124,19 +139,23 @@ def evaluate_dataset(model, dataset, *, strategy=None, crops="center"):
             `strategy`.
         strategy: the `tf.distribute.Strategy` the dataset is distributed with, or None.
         crops: "center" or "10" (see `make_eval_step`).
+        progress: None, or a function called after each step with the number of images
+            evaluated so far (over all replicas).
 
     Returns:
-        A dict with loss, top1_error, top5_error (fractions) and count.
+        A dict with cross_entropy, top1_error, top5_error (fractions) and count.
     """
     run = distribute.run_and_sum(strategy, make_eval_step(model, crops))
     totals = [0.0, 0.0, 0.0, 0.0]
     for images, labels in dataset:
         totals = [t + float(r) for t, r in zip(totals, run(images, labels))]
-    loss, top1, top5, count = totals
+        if progress:
+            progress(int(totals[3]))
+    cross_entropy, top1, top5, count = totals
     if count == 0:
         raise ValueError("The evaluation dataset is empty.")
     return dict(
-        loss=loss / count,
+        cross_entropy=cross_entropy / count,
         top1_error=1.0 - top1 / count,
         top5_error=1.0 - top5 / count,
         count=int(count),

@@ -1,6 +1,7 @@
 """What a training run shows in TensorBoard.
 
-Scalars, the conv1 kernels as the paper's figure 3, weight histograms and input images.
+Scalars (error rates in percent, `in_percent`), the conv1 kernels as the paper's figure 3,
+weight histograms and input images.
 """
 
 import os
@@ -11,20 +12,44 @@ import tensorflow as tf
 
 from keras_alexnet.training import write_errors
 
+# The error rates as TensorBoard shows them: in percent, as the console prints them, under
+# tags that say so (top1_error -> top1_error_pct).
+PERCENT_SUFFIX = "_pct"
 
-def conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4):
+
+def in_percent(scalars):
+    """The scalars for TensorBoard: each error rate (a name ending in "_error") in percent.
+
+    Args:
+        scalars: dict of name -> value; error rates as fractions.
+
+    Returns:
+        A new dict: "top1_error": 0.25 becomes "top1_error_pct": 25.0; the rest as given.
+    """
+    return {
+        (name + PERCENT_SUFFIX if name.endswith("_error") else name): (
+            100.0 * value if name.endswith("_error") else value
+        )
+        for name, value in scalars.items()
+    }
+
+
+def conv1_grid(kernel, groups=2, columns=16, gap=1, tower_gap=4, scale=4):
     """Tiles conv1's kernels into one RGB image, one block per tower (paper, figure 3).
 
     Each kernel is scaled to [0, 1] on its own, as the paper's figure shows them. With the
-    paper's 96 kernels and groups=2, the 48 of the first tower stand on the left and the 48
-    of the second on the right.
+    paper's 96 kernels and groups=2, the figure's layout: the 48 kernels of the first
+    tower in 3 rows of 16 on top, the 48 of the second below. Each pixel is then repeated
+    `scale` times in each direction (nearest neighbour), so that the 11x11 kernels can be
+    seen in a browser: 764x296 pixels for the paper's conv1.
 
     Args:
         kernel: array [kh, kw, 3, filters].
         groups: towers to separate; must divide filters.
         columns: kernels per row inside a tower.
-        gap: pixels between kernels.
-        tower_gap: pixels between towers.
+        gap: pixels between kernels (before scaling).
+        tower_gap: pixels between towers (before scaling).
+        scale: how many image pixels each kernel pixel takes in each direction.
 
     Returns:
         float32 array [1, height, width, 3] in [0, 1], ready for `tf.summary.image`.
@@ -35,21 +60,24 @@ def conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4):
         raise ValueError(f"conv1_grid needs RGB kernels. Received: kernel.shape={kernel.shape}")
     if filters % groups:
         raise ValueError(f"groups must divide filters ({filters}). Received: groups={groups}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1. Received: scale={scale!r}")
     low = kernel.min(axis=(0, 1, 2), keepdims=True)
     high = kernel.max(axis=(0, 1, 2), keepdims=True)
     kernel = (kernel - low) / np.maximum(high - low, 1e-12)
     per_tower = filters // groups
+    columns = min(columns, per_tower)
     rows = -(-per_tower // columns)
     tower_h = rows * (kh + gap) - gap
     tower_w = columns * (kw + gap) - gap
-    grid = np.ones((tower_h, groups * (tower_w + tower_gap) - tower_gap, 3), np.float32)
+    grid = np.ones((groups * (tower_h + tower_gap) - tower_gap, tower_w, 3), np.float32)
     for f in range(filters):
         tower, index = divmod(f, per_tower)
         row, col = divmod(index, columns)
-        top = row * (kh + gap)
-        left = tower * (tower_w + tower_gap) + col * (kw + gap)
+        top = tower * (tower_h + tower_gap) + row * (kh + gap)
+        left = col * (kw + gap)
         grid[top : top + kh, left : left + kw] = kernel[:, :, :, f]
-    return grid[None]
+    return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)[None]
 
 
 def displayable(images, mean_rgb=None):
@@ -126,7 +154,7 @@ class Writer:
                 "conv1_kernels",
                 conv1_grid(kernel, groups=groups),
                 description="The conv1 kernels as in the paper's figure 3: the first tower's "
-                "on the left, the second's on the right.",
+                "on top, the second's below; each kernel pixel shown 4x4.",
             )
             for weight in model.trainable_weights:
                 # TensorBoard's histogram op is slow on millions of values (fc6 has 37M):

@@ -33,8 +33,10 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import inspection
+from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import hparams
+from keras_alexnet.training import metrics
 from keras_alexnet.training import preemption
 from keras_alexnet.training import projector
 from keras_alexnet.training import schedule as schedule_lib
@@ -70,6 +72,7 @@ def train(config, *, strategy=None, source=None):
         input_timeout.InputStalled: no batch came within config.input_timeout seconds;
             a checkpoint was written (on one process; across workers the last one stays).
     """
+    config_lib.check_model_dir(config.model_dir)  # before the lock, which goes inside it
     chief = strategy is None or distribute.is_chief(strategy)
     with run_lock.held(config.model_dir, chief):
         return _train(config, strategy, source)
@@ -269,11 +272,11 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
     """Trains from the state's step to the end of its epoch, or to max_steps.
 
     Returns:
-        The epoch's training metrics so far: loss, top1_error, top5_error.
+        The epoch's training metrics so far (`metrics.epoch_metrics`).
     """
     config = run.config
     progbar = _progress_bar(run, state)
-    totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, examples
+    totals = np.zeros(5)  # cross-entropy and weight-decay sums, top-1, top-5 hits, examples
     start, first = time.perf_counter(), state.step_in_epoch
     train_metrics = {}
     while state.step_in_epoch < run.steps_per_epoch:
@@ -286,7 +289,8 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
                 )
             )
         images, labels = next_batch(run, state, iterator)
-        loss, top1, top5 = (float(x) for x in step_fn(images, labels))
+        cross_entropy, decay, top1, top5 = (float(x) for x in step_fn(images, labels))
+        loss = cross_entropy + decay
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"The loss became {loss} at step {global_step} (epoch {state.epoch + 1}). "
@@ -295,17 +299,14 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
             )
         state.advance()
         profiler.after_step(global_step)
-        totals += (loss * config.batch_size, top1, top5, config.batch_size)
+        batch = config.batch_size
+        totals += (cross_entropy * batch, decay * batch, top1, top5, batch)
         rate = (state.step_in_epoch - first) * config.batch_size / (time.perf_counter() - start)
-        train_metrics = dict(
-            loss=totals[0] / totals[3],
-            top1_error=1 - totals[1] / totals[3],
-            top5_error=1 - totals[2] / totals[3],
-        )
+        train_metrics = metrics.epoch_metrics(totals)
         if progbar:
             progbar.update(
                 state.step_in_epoch,
-                [(k.replace("_error", "_err"), v) for k, v in train_metrics.items()]
+                [(name.replace("_error", "_err"), train_metrics[name]) for name in PRINTED_METRICS]
                 + [("img/s", rate)],
             )
         _write_step_summaries(run, state, writer, train_metrics, rate)
@@ -330,6 +331,11 @@ def train_epoch(run, state, step_fn, iterator, writer, profiler):
     return train_metrics
 
 
+# What the progress line shows: the cross-entropy, as validation reports it, and the
+# weight-decay term the optimised loss adds to it (their sum is TensorBoard's total_loss).
+PRINTED_METRICS = ("cross_entropy", "weight_decay", "top1_error", "top5_error")
+
+
 def _progress_bar(run, state):
     """A progress bar on a terminal; elsewhere (a log file, CI) plain lines."""
     if not run.config.verbose:
@@ -338,7 +344,8 @@ def _progress_bar(run, state):
     if not sys.stdout.isatty():
         return LogLines(run.steps_per_epoch, run.config.log_every)
     return keras.utils.Progbar(
-        run.steps_per_epoch, stateful_metrics=["loss", "top1_err", "top5_err", "img/s"]
+        run.steps_per_epoch,
+        stateful_metrics=[name.replace("_error", "_err") for name in PRINTED_METRICS] + ["img/s"],
     )
 
 
@@ -373,7 +380,7 @@ def _write_step_summaries(run, state, writer, train_metrics, rate):
     )
     if state.loss_scale is not None:
         scalars["loss_scale"] = state.loss_scale
-    writer.scalars("train", step, scalars)
+    writer.scalars("train", step, summaries.in_percent(scalars))
 
 
 def next_batch(run, state, iterator):
@@ -431,7 +438,9 @@ def end_epoch(run, state, validation, writer):
         writer.scalars(
             "validation",
             state.step,
-            {name: val[name] for name in ("loss", "top1_error", "top5_error")},
+            summaries.in_percent(
+                {name: val[name] for name in ("cross_entropy", "top1_error", "top5_error")}
+            ),
         )
         lowered = config.lr_schedule == "plateau" and state.schedule.update(
             val["top1_error"], state.optimizer

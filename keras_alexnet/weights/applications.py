@@ -1,6 +1,8 @@
 """`keras_alexnet.AlexNet`: the builder with weights, the keras.applications way.
 
-`AlexNet(weights=PATH)` takes a .keras file, or one of the public weight files that
+`AlexNet(weights="imagenet")` takes a name of `catalog` (bvlc_alexnet, alias imagenet;
+torchvision_alexnet, alias IMAGENET1K_V1), fetched, verified, converted and cached once
+(`cache`). `AlexNet(weights=PATH)` takes a .keras file, or one of the public weight files that
 `python -m keras_alexnet.convert` reads (bvlc_alexnet.caffemodel, the caffe-tensorflow
 bvlc_alexnet.npy, torchvision's alexnet-owt-*.pth), converted here on the fly with the same
 rules: a pickled .npy only with allow_pickle=True, a .pth with `torch.load(weights_only=True)`.
@@ -16,6 +18,8 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.models import layer_weights
 from keras_alexnet.paper import numbers as paper
+from keras_alexnet.weights import cache
+from keras_alexnet.weights import catalog
 from keras_alexnet.weights import conversion
 from keras_alexnet.weights import weight_files
 
@@ -49,13 +53,19 @@ def AlexNet(
             as in `models.alexnet.AlexNet`, the builder.
         variant: as in the builder; default: the weights' variant, or "paper".
         input_scale, input_offset: as in the builder; default: the weights' own.
-        weights: None, or the path of a .keras file saved from an AlexNet (a converted
+        weights: None; a name of pretrained weights ("imagenet" or "bvlc_alexnet",
+            "torchvision_alexnet" or "IMAGENET1K_V1"), downloaded into the Keras cache
+            on first use, its hash checked, converted and cached; or the path of a
+            .keras file saved from an AlexNet (a converted
             pretrained model from `python -m keras_alexnet.convert`, or an exported one),
             or a public weight file that `convert` reads (.caffemodel, caffe-tensorflow
             .npy, torchvision .pth), converted on the fly: its weights are loaded layer by
             layer, by name; with include_top=False only up to pool5. The file's input
             normalisation (input_scale, input_offset) is kept unless other values are
-            passed, and so are its class names.
+            passed, and so are its class names. With a name and include_top=True,
+            num_classes must be the weights' 1000, as in keras.applications: to
+            fine-tune for other classes, build include_top=False and add a head, or
+            train with --init_from=NAME (fc8 replaced).
         allow_pickle: allow unpickling a .npy weights file; a pickle can run code: only
             for files from sources you trust (as `convert --allow_pickle`).
         class_names: as in the builder; default: the weights file's (ILSVRC-2012's for
@@ -65,11 +75,14 @@ def AlexNet(
         The builder's `keras.Model`, holding the file's weights if any.
 
     Raises:
-        ValueError: the builder's errors; a weights file that is missing or does not fit.
-        ImportError: for a torch file when PyTorch is not installed.
+        ValueError: the builder's errors; a weights file that is missing or does not fit;
+            a named file that cannot be fetched or verified (`downloads.DownloadError`,
+            whose message says what to do), or PyTorch missing for torchvision's.
+        ImportError: for a torch file path when PyTorch is not installed.
     """
-    # The cheap checks first: a file may take a while to read and convert.
+    # The cheap checks first: a file may take a while to download, read and convert.
     alexnet.check_top(pooling, class_names, include_top)
+    _check_named(weights, num_classes, include_top, variant)
     source = None
     if weights is not None:
         source = _load_weights_file(weights, allow_pickle, variant)
@@ -101,14 +114,37 @@ def AlexNet(
     return model
 
 
+def _check_named(weights, num_classes, include_top, variant):
+    """keras.applications' rules for named weights, before anything is downloaded."""
+    entry = catalog.find(weights)
+    if entry is None:
+        return
+    if include_top and num_classes != 1000:
+        raise ValueError(
+            f"weights={weights!r} with include_top=True holds fc8 for the 1000 ILSVRC-2012 "
+            "classes (as keras.applications, num_classes must be 1000). For other classes, "
+            "build include_top=False and add your own head, or fine-tune with "
+            f"`python -m keras_alexnet.train --init_from={entry.name}` (fc8 replaced). "
+            f"Received: num_classes={num_classes!r}"
+        )
+    if variant not in (None, entry.variant):
+        raise ValueError(
+            f"weights={weights!r} are a {entry.variant!r} AlexNet; variant must be that or "
+            f"left out. Received: variant={variant!r}"
+        )
+
+
 def _load_weights_file(path, allow_pickle, variant):
-    """The model a weights file holds: a .keras file, or a public weight file converted."""
+    """The model a weights file holds: a named one, a .keras file, or a public weight file
+    converted."""
+    path = cache.resolve(path)
     if is_weight_file(path):
         return converted_model(path, allow_pickle=allow_pickle, variant=variant)
     if not str(path).endswith(".keras"):
         raise ValueError(
             "weights must be the path of a .keras file or of a weight file convert reads "
-            f"(.caffemodel, .npy, .pth). Received: weights={path!r}"
+            f"(.caffemodel, .npy, .pth), or one of the names {catalog.names()}. "
+            f"Received: weights={path!r}"
         )
     if not os.path.exists(path):
         raise ValueError(f"weights file does not exist. Received: weights={path!r}")

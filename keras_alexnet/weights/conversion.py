@@ -162,7 +162,8 @@ def build_model(pretrained, num_classes=None, classifier_activation="softmax", v
     return model
 
 
-def _check_output(output):
+def check_output(output):
+    """The output path of `convert`, checked: a .keras file that does not exist yet."""
     output = os.fspath(output)
     if not output.endswith(".keras"):
         raise ValueError(f"output must be a .keras file. Received: output={output!r}")
@@ -202,10 +203,10 @@ def convert(
             `build_model`.
         ImportError: for a torch file when PyTorch is not installed.
     """
-    output = _check_output(output)
+    output = check_output(output)
     pretrained = weight_files.read_weights(src, fmt, allow_pickle=allow_pickle)
     model = build_model(pretrained, num_classes, classifier_activation, variant)
-    _check_output(output)  # Reading and building took a while: check again.
+    check_output(output)  # Reading and building took a while: check again.
     parent = os.path.dirname(output)
     if parent:
         os.makedirs(parent, exist_ok=True)

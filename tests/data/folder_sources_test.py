@@ -1,5 +1,6 @@
 """folder_sources: image folders in the common layouts, their splits and their bad files."""
 
+import logging
 import os
 import re
 import shutil
@@ -52,21 +53,20 @@ def test_bad_files_are_found_skipped_or_fatal(tmp_path):
     (root / "train" / "b" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (root / "train" / "b" / "text.jpg").write_text("<html>not an image</html>")
     (root / "train" / "c_empty").mkdir()
-    (root / "validation" / "c_empty").mkdir()  # every split has the same class folders
     png = (root / "train" / "a" / "png_image.png").read_bytes()
     (root / "validation" / "a" / "cut.png").write_bytes(png[:-20])
 
     source = folder_sources.folder_source(root, on_bad_image="skip")
     reasons = {os.path.basename(p): r for p, r in source.bad_files}
-    assert set(reasons) == {"corrupt.jpg", "truncated.jpg", "text.jpg", "c_empty", "cut.png"}
-    assert len(source.bad_files) == 6  # c_empty twice: in train/ and validation/
+    # An empty class folder is no bad image: its class is kept (and named in a warning).
+    assert set(reasons) == {"corrupt.jpg", "truncated.jpg", "text.jpg", "cut.png"}
+    assert len(source.bad_files) == 4
     assert "corrupt JPEG" in reasons["corrupt.jpg"]
     assert "truncated JPEG" in reasons["truncated.jpg"]
     assert "not a JPEG, PNG, BMP, GIF or WebP" in reasons["text.jpg"]
-    assert "empty class folder" in reasons["c_empty"]
     assert source.class_names == ("a", "b", "c_empty")
     assert source.num_train == 7 and source.num_validation == 2
-    assert sources.check_bad_files(source.bad_files, "skip") == 6
+    assert sources.check_bad_files(source.bad_files, "skip") == 4
     # The kept files all decode.
     for ref, _ in source.examples("train").as_numpy_iterator():
         preprocessing.decode_and_center_crop(tf.io.read_file(ref))
@@ -107,16 +107,69 @@ def test_validation_and_test_folders_of_the_common_layouts(tmp_path, name):
     assert labels == [0, 0, 1, 1]
 
 
-def test_class_folders_that_differ_between_splits_are_named(tmp_path):
+def test_a_split_may_lack_training_classes_not_have_others(tmp_path, caplog):
     root = tmp_path / "data"
-    image_data.make_folder(root, classes=("a", "b"), train_per_class=3, val_per_class=2)
-    (root / "validation" / "b").rename(root / "validation" / "c")
-    with pytest.raises(ValueError, match=r"only in the training folder: \['b'\].*\['c'\]"):
+    image_data.make_folder(root, classes=("a", "b", "c"), train_per_class=2, val_per_class=2)
+    shutil.rmtree(root / "validation" / "b")
+    (root / "train" / "d").mkdir()  # a class with no training images yet
+    with caplog.at_level(logging.WARNING):
+        source = folder_sources.folder_source(root)
+    # The classes and their indices are the training folder's; validation has a and c.
+    assert source.class_names == ("a", "b", "c", "d")
+    labels = [int(label) for _, label in source.examples("validation").as_numpy_iterator()]
+    assert labels == [0, 0, 2, 2]
+    assert re.search(r"validation has no folder for 2 of the 4 training classes: b, d", caplog.text)
+    assert re.search(r"1 empty class folder.*train/d", caplog.text)
+    assert source.bad_files == ()
+    (root / "validation" / "e").mkdir()
+    image_data.write_jpeg(str(root / "validation" / "e" / "0.jpg"), seed=1)
+    with pytest.raises(
+        ValueError, match=r"validation has class folders that .*train has not: \['e'\]"
+    ):
         folder_sources.folder_source(root)
     (root / "validation").rename(root / "val")
     (root / "valid").mkdir()
     with pytest.raises(ValueError, match="2 validation folders"):
         folder_sources.folder_source(root)
+
+
+def test_a_folder_of_validation_images_is_evaluated_alone(tmp_path):
+    # One folder of class folders, as ImageNet's validation images by synset.
+    val = tmp_path / "val"
+    for i, synset in enumerate(("n01440764", "n02123045")):
+        for j in range(2):
+            image_data.write_jpeg(str(val / synset / f"{j}.JPEG"), seed=10 * i + j)
+    source = folder_sources.evaluation_source(val)
+    assert source.class_names == ("n01440764", "n02123045")
+    assert (source.num_train, source.num_validation, source.num_test) == (0, 4, 0)
+    assert source.layout == "one folder of class folders"
+    with pytest.raises(ValueError, match="train/ .*validation_split"):
+        folder_sources.folder_source(val)  # training still needs its training images
+    # A validation folder without train/, or beside train/ folders that are empty.
+    data = tmp_path / "data"
+    shutil.copytree(val, data / "valid")
+    (data / "test" / "n09999999").mkdir(parents=True)
+    assert folder_sources.evaluation_source(data).files("validation")[0].tolist() == sorted(
+        str(data / "valid" / p.relative_to(val)) for p in val.glob("*/*")
+    )
+    (data / "train" / "n01440764").mkdir(parents=True)
+    assert folder_sources.evaluation_source(data).layout == "valid/ alone"
+    assert folder_sources.evaluation_source(data, split=None).num_validation == 4
+    # Errors name the folder.
+    with pytest.raises(ValueError, match=f"{re.escape(str(data))} has no train/ folder"):
+        shutil.rmtree(data / "train")
+        folder_sources.evaluation_source(data, split="train")
+    with pytest.raises(ValueError, match=f"No .*files in the class folders of .*{data}/test"):
+        folder_sources.evaluation_source(data, split="test")
+    no_classes = tmp_path / "no_classes"
+    image_data.write_jpeg(str(no_classes / "validation" / "0.jpg"), seed=0)
+    with pytest.raises(ValueError, match=f"{no_classes}/validation has no class folders"):
+        folder_sources.evaluation_source(no_classes)
+    no_images = tmp_path / "no_images" / "cat"
+    no_images.mkdir(parents=True)
+    (no_images / "photo.jpg").write_text("<html>not an image</html>")
+    with pytest.raises(ValueError, match=f"No usable images under {no_images.parent}"):
+        folder_sources.evaluation_source(no_images.parent)
 
 
 def test_validation_split_of_one_folder_is_stratified_seeded_and_stable(tmp_path):

@@ -150,7 +150,7 @@ def test_a_dispatcher_and_two_workers_feed_a_short_run_to_its_end(
     out = capsys.readouterr().out
     assert f"training batches from the tf.data service at grpc://{address}" in out
     assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
-    assert np.isfinite(result["train"]["loss"])
+    assert np.isfinite(result["train"]["cross_entropy"])
     assert result["validation"]["count"] == 16
     assert result["checkpoint"].endswith("ckpt-6")
     assert run_dir.latest_checkpoint(cfg.model_dir) == result["checkpoint"]
@@ -372,7 +372,7 @@ def test_a_short_run_from_a_prepared_folder_through_the_service(cluster, tmp_pat
     )
     result = train.train(cfg)
     assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
-    assert np.isfinite(result["train"]["loss"])
+    assert np.isfinite(result["train"]["cross_entropy"])
     assert result["validation"]["count"] == 16
     assert result["checkpoint"].endswith("ckpt-6")
     assert all(worker.process.poll() is None for worker in workers)
@@ -417,5 +417,5 @@ def test_a_worker_killed_mid_run_does_not_stop_training(cluster, tmp_path, tiny_
     assert workers[0].process.wait(timeout=30) == -signal.SIGKILL
     assert workers[1].process.poll() is None
     assert result["step"] == 36 and result["epoch"] == 6
-    assert np.isfinite(result["train"]["loss"])
+    assert np.isfinite(result["train"]["cross_entropy"])
     assert 36 - killed_at[0] >= 30, killed_at

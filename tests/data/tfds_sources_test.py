@@ -98,3 +98,25 @@ def test_tfds_source_errors_name_the_path(tmp_path):
         tfds_sources.tfds_source("mnist", str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match=f"not prepared in {re.escape(str(tmp_path))}"):
         tfds_sources.tfds_source("mnist", str(tmp_path))
+
+
+def test_imagenet2012_names_everything_it_lacks_at_once(tmp_path):
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(ValueError) as raised:
+        tfds_sources.tfds_source("imagenet2012", str(nowhere))
+    message = str(raised.value)
+    assert f"data_dir {nowhere} does not exist" in message
+    assert "no manual_dir: the folder of ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in (
+        message
+    )
+    with pytest.raises(ValueError, match=f"it is not prepared in {re.escape(str(tmp_path))};"):
+        tfds_sources.tfds_source("imagenet2012", str(tmp_path))
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    with pytest.raises(ValueError) as raised:
+        tfds_sources.check_imagenet2012("imagenet2012", None, str(manual))
+    message = str(raised.value)
+    assert "no data_dir" in message
+    assert f"manual_dir {manual} lacks ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in (
+        message
+    )

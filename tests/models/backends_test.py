@@ -39,7 +39,7 @@ BACKENDS = ("jax", "torch")
 
 @pytest.fixture(scope="module")
 def pixels(tmp_path_factory):
-    x = np.random.default_rng(0).normal(0, 40, (3, 227, 227, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 227, 227, 3)).astype(np.float32)
     path = tmp_path_factory.mktemp("backends") / "x.npy"
     np.save(path, x)
     return x, path
@@ -85,4 +85,8 @@ def test_keras_file_predicts_the_same_under_another_backend(
     assert info == {"backend": backend, "tensorflow_imported": False}
     x, _ = pixels
     model, _ = run_dir.restore_model(trained[0])
-    np.testing.assert_allclose(np.load(out), model(x, training=False).numpy(), rtol=1e-5)
+    # The file takes raw pixels: it subtracts the central window of the run's mean image.
+    mean = run_dir.read_stats(trained[0]).mean_image
+    top = (mean.shape[0] - x.shape[1]) // 2
+    window = mean[top : top + x.shape[1], top : top + x.shape[2]]
+    np.testing.assert_allclose(np.load(out), model(x - window, training=False).numpy(), rtol=1e-5)

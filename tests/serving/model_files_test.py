@@ -21,7 +21,9 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.models import imagenet_classes
 from keras_alexnet.serving import model_files
 from keras_alexnet.serving import prediction as predict
+from keras_alexnet.training import evaluation
 from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.training.run import record as run_record
 
 SYNSETS = ("n01440764", "n02123045", "n15075141")  # tench, tabby, toilet tissue
 
@@ -159,3 +161,31 @@ def test_mixed_precision_rebuilds_a_file_under_the_policy(tmp_path):
     assert loaded.class_names == ("a", "b", "c")
     x = tf.random.stateless_uniform((2, 227, 227, 3), (1, 2), 0, 255)
     np.testing.assert_allclose(loaded.model(x), model(x), atol=0.05)
+
+
+def test_a_run_on_synset_folders_carries_the_readable_names(tmp_path):
+    # Class folders named by synset, as ImageNet's are (and as fine-tuning data often are).
+    data = image_data.make_folder(
+        tmp_path / "photos", classes=SYNSETS, train_per_class=4, val_per_class=1
+    )
+    model_dir = tmp_path / "run"
+    # The run's record and a checkpoint of its model, as a run that trained leaves them.
+    run = run_record.prepare_run(
+        tiny.train_config(model_dir, str(data), batch_size=4, on_bad_image="fail")
+    )
+    model = keras_alexnet.AlexNet(**run.model_args)
+    checkpoint = tf.train.Checkpoint(state=tf.train.Checkpoint(model=model))
+    checkpoint.write(str(model_dir / run_dir.CHECKPOINTS / "ckpt-1"))
+    readable = {name.split(" ", 1)[0]: name for name in imagenet_classes.class_names()}
+    expected = tuple(readable[synset] for synset in SYNSETS)
+    assert expected[1] == "n02123045 tabby, tabby cat"
+    loaded = model_files.load_model_or_run(model_dir=str(model_dir))
+    assert loaded.class_names == expected
+    fn, _ = predict.serving_function(model_dir=str(model_dir))
+    image = sorted(glob.glob(os.path.join(data, "validation", "*", "*")))[0]
+    [(_, labels, error)] = predict.predict_files(fn, [image])
+    assert error is None and {label for label, _ in labels} == set(expected)
+    # The run still names its classes by folder, and evaluates on those folders.
+    assert run_dir.read_run(str(model_dir))["class_names"] == list(SYNSETS)
+    report = evaluation.evaluate(str(model_dir), write_summaries=False, on_bad_image="fail")
+    assert report["images"] == 3

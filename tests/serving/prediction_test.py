@@ -3,8 +3,10 @@
 
 import glob
 import os
+import re
 
 import numpy as np
+import pytest
 import wild_images
 from fresh_process import run_module
 
@@ -54,3 +56,12 @@ def test_a_run_a_keras_file_and_a_saved_model_predict_alike(exported, trained):
         for (_, want, _), (_, got, _) in zip(results[0], other):
             assert [label for label, _ in got] == [label for label, _ in want]
             np.testing.assert_allclose([p for _, p in got], [p for _, p in want], rtol=1e-4)
+
+
+def test_a_training_run_given_as_model_is_pointed_to_model_dir(trained, tmp_path):
+    model_dir, _ = trained
+    with pytest.raises(ValueError, match=f"No exported version.*--model_dir={model_dir}"):
+        predict.serving_function(model=model_dir)
+    # A folder that is no run gets no such hint.
+    with pytest.raises(ValueError, match=re.escape(f"subfolder) under {tmp_path}.") + "$"):
+        predict.serving_function(model=str(tmp_path))

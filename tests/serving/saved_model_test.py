@@ -8,10 +8,12 @@ fixtures in conftest.py.
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
+import fresh_process
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,6 +25,8 @@ from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.serving import formats
+from keras_alexnet.serving import prediction
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training.run import folder as run_dir
 
@@ -109,25 +113,48 @@ def test_saved_model_serves_jpeg_bytes_in_a_fresh_process(trained, exported, tmp
     assert got["labels"] == [run["class_names"][i] for i in order]
 
 
-def test_keras_file_loads_in_a_fresh_process(exported, trained, tmp_path):
+# docs/serving.md's two lines from an image file to model.keras's input, then the model.
+RAW_PIXELS = textwrap.dedent("""
+    import json, sys
+    import keras, numpy as np, tensorflow as tf
+    import keras_alexnet
+    model = keras.models.load_model(sys.argv[1])
+    for path in sys.argv[2:]:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = keras.layers.Resizing(256, 256, crop_to_aspect_ratio=True)(tf.cast(image, "float"))
+        pixels = keras.layers.CenterCrop(227, 227)(image)  # raw RGB 0-255, 227x227
+        print(json.dumps(model.predict(np.asarray(pixels)[None], verbose=0)[0].tolist()))
+""")
+
+
+def test_keras_file_takes_raw_pixels_in_a_fresh_process(exported, trained):
+    model_dir, root = trained
+    _, first, _ = exported
+    paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))[::6]
+    keras_file = os.path.join(first, export.KERAS_FILE)
+    result = fresh_process.run_script(RAW_PIXELS, keras_file, *paths)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = [json.loads(line) for line in result.stdout.strip().splitlines()[-len(paths) :]]
+    # The package's own path: the run's checkpoint, the evaluation preprocessing.
+    fn, _ = prediction.serving_function(model_dir=model_dir)
+    for path, probabilities in zip(paths, got):
+        with open(path, "rb") as f:
+            want = fn(images=tf.constant([f.read()]))["probabilities"].numpy()[0]
+        np.testing.assert_allclose(probabilities, want, rtol=1e-4, atol=1e-6, err_msg=path)
+
+
+def test_saved_model_holds_each_weight_once(exported, trained):
     model_dir, _ = trained
     _, first, _ = exported
     model, _ = run_dir.restore_model(model_dir)
-    x = np.random.default_rng(0).normal(0, 40, (2, 227, 227, 3)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "want.npy", model(x, training=False).numpy())
-    script = textwrap.dedent(f"""
-        import keras_alexnet, keras, numpy as np
-        model = keras.models.load_model({os.path.join(first, export.KERAS_FILE)!r})
-        got = np.asarray(model(np.load({str(tmp_path / "x.npy")!r}), training=False))
-        np.testing.assert_allclose(got, np.load({str(tmp_path / "want.npy")!r}), rtol=1e-5)
-        print("SAME")
-    """)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    weight_bytes = sum(np.asarray(w).nbytes for w in model.weights)
+    folder = os.path.join(first, "variables")
+    saved = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    assert weight_bytes < saved <= 1.1 * weight_bytes, (saved, weight_bytes)
+    loaded = tf.saved_model.load(first)
+    assert sorted(v.shape.num_elements() for v in loaded.variables) == sorted(
+        int(np.prod(w.shape)) for w in model.weights
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "SAME" in result.stdout
 
 
 def test_bytes_that_are_not_an_image_fail_clearly(exported):
@@ -155,3 +182,31 @@ def test_serving_reads_alpha_and_grey_images_as_rgb_and_refuses_misread_ones(exp
                 serve(images=tf.constant([f.read()]))
         reason = bad_images.error_summary(raised.value.message)
         assert reason == image_files.image_file_problem(path_of[name]), name
+
+
+def test_int8_of_a_model_file_calibrates_on_a_folder_of_validation_images(
+    exported, trained, tmp_path, monkeypatch
+):
+    _, root = trained
+    val = tmp_path / "val"  # class folders, no train/
+    for name in sorted(os.listdir(os.path.join(root, "validation")))[:2]:
+        shutil.copytree(os.path.join(root, "validation", name), val / name)
+    calibrated = []
+    calibration_pixels = formats.calibration_pixels
+
+    def recorded(source, *args, split="train", **kwargs):
+        pixels = calibration_pixels(source, *args, split=split, **kwargs)
+        calibrated.append((sorted(source.files(split)[0]), len(pixels)))
+        return pixels
+
+    monkeypatch.setattr(formats, "calibration_pixels", recorded)
+    version = export.export_run(
+        model=str(exported[1]),
+        output_dir=str(tmp_path / "out"),
+        formats="litert",
+        quantize="int8",
+        calibration_images=4,
+        data_dir=str(val),
+    )
+    assert os.path.exists(os.path.join(version, "model_int8.tflite"))
+    assert calibrated == [(sorted(str(p) for p in val.glob("*/*")), 4)]

@@ -7,6 +7,7 @@ import tiny
 from absl import flags
 
 from keras_alexnet.training import config as config_lib
+from keras_alexnet.training import recipes
 
 
 @pytest.mark.parametrize(
@@ -32,10 +33,11 @@ def test_bad_config_is_refused_with_its_name(tmp_path, overrides, message):
         config_lib.resolve(tiny.train_config(tmp_path, "/nonexistent", **overrides))
 
 
-def test_defaults_follow_the_dataset(tmp_path):
+def test_the_recipe_follows_the_dataset_and_each_flag_overrides_it(tmp_path):
     paper = config_lib.resolve(
         config_lib.TrainConfig(model_dir="m", dataset="imagenet2012", data_dir="d")
     )
+    assert paper.recipe == "paper"
     assert (paper.batch_size, paper.epochs, paper.learning_rate, paper.momentum) == (
         128,
         90,
@@ -43,17 +45,43 @@ def test_defaults_follow_the_dataset(tmp_path):
         0.9,
     )
     assert (paper.weight_decay, paper.dropout, paper.init) == (5e-4, 0.5, "paper")
-    assert paper.lr_schedule == "plateau"  # the paper's rule; the demo decays by cosine
+    assert paper.lr_schedule == "plateau"  # the paper's rule; the others decay by cosine
     demo = config_lib.resolve(config_lib.TrainConfig(model_dir="m"))
-    assert demo.dataset == "shapes" and demo == config_lib.resolve(demo)
-    assert (demo.batch_size, demo.epochs, demo.init) == (
-        config_lib.DEMO_RECIPE.batch_size,
-        config_lib.DEMO_RECIPE.epochs,
-        config_lib.DEMO_RECIPE.init,
+    assert (
+        demo.dataset == "shapes" and demo.recipe == "scratch" and demo == config_lib.resolve(demo)
+    )
+    scratch = recipes.RECIPES["scratch"]
+    assert (demo.batch_size, demo.epochs, demo.init, demo.optimizer) == (
+        scratch.batch_size,
+        scratch.epochs,
+        scratch.init,
+        "adam",
     )
     assert demo.lr_schedule == "cosine"
-    # A flag the user gave wins over the recipe.
+    # An image folder learns from scratch on small data, not with a 1.2M-image recipe.
+    folder = config_lib.resolve(
+        config_lib.TrainConfig(model_dir="m", dataset="folder", data_dir="d")
+    )
+    assert (folder.recipe, folder.batch_size, folder.init) == ("scratch", 32, "he")
+    finetune = config_lib.resolve(
+        config_lib.TrainConfig(model_dir="m", dataset="folder", data_dir="d", init_from="a.keras")
+    )
+    assert (finetune.recipe, finetune.optimizer, finetune.learning_rate) == (
+        "finetune",
+        "sgd",
+        1e-3,
+    )
+    assert finetune.lr_schedule == "cosine"
+    # --recipe names one for any dataset; a flag the user gave wins over the recipe.
+    named = config_lib.resolve(
+        config_lib.TrainConfig(model_dir="m", dataset="folder", data_dir="d", recipe="paper")
+    )
+    assert (named.batch_size, named.optimizer) == (128, "sgd")
     assert config_lib.resolve(config_lib.TrainConfig(model_dir="m", batch_size=64)).batch_size == 64
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['paper', 'scratch', 'finetune'\]"
+    ):
+        config_lib.resolve(config_lib.TrainConfig(model_dir="m", recipe="demo"))
 
 
 def test_flags_are_made_from_the_fields_and_parse_back():
@@ -65,7 +93,7 @@ def test_flags_are_made_from_the_fields_and_parse_back():
     for name in flagged:
         # One description: the flag's help is the field's, plus the recipes' defaults.
         assert fields[name].metadata["help"] in values[name].help
-    assert "the paper's 128, the built-in demo's 32" in values["batch_size"].help
+    assert "paper's 128, scratch's 32, finetune's 32" in values["batch_size"].help
     assert values["model_dir"].default == config_lib.DEFAULT_MODEL_DIR
     values(
         [
@@ -75,6 +103,7 @@ def test_flags_are_made_from_the_fields_and_parse_back():
             "--freeze=conv1,conv2",
             "--batch_size=16",
             "--deterministic",
+            "--recipe=finetune",
         ]
     )
     config = config_lib.from_flags(values)
@@ -85,6 +114,7 @@ def test_flags_are_made_from_the_fields_and_parse_back():
         freeze=("conv1", "conv2"),
         batch_size=16,
         deterministic=True,
+        recipe="finetune",
     )
     values.unparse_flags()
     values(["train", "--input_scale=auto"])
@@ -97,3 +127,9 @@ def test_flags_are_made_from_the_fields_and_parse_back():
     values(["train", "--input_scale=big"])
     with pytest.raises(ValueError, match="input_scale must be a number or .auto.*big"):
         config_lib.from_flags(values)
+
+
+def test_imagenet2012_without_its_folders_names_both(tmp_path):
+    config = config_lib.TrainConfig(model_dir=str(tmp_path), dataset="imagenet2012")
+    with pytest.raises(ValueError, match="missing: no data_dir: .*; no manual_dir: "):
+        config_lib.resolve(config)

@@ -9,7 +9,7 @@ import pytest
 from keras_alexnet.training import distribute
 
 MIRRORED_SCRIPT = textwrap.dedent("""
-    import sys
+    import json, sys
     import keras_alexnet
     from keras_alexnet.training import distribute, steps, trainer
     import keras, numpy as np, tensorflow as tf
@@ -23,27 +23,39 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     images = rng.normal(0, 40, (8, 227, 227, 3)).astype(np.float32)
     labels = (np.arange(8) % 4).astype(np.int32)
-    weights = {}
-    for name, strategy in (("one", one), ("mirrored", mirrored)):
+    weights, losses = {}, {}
+    # The third round: dropout on, each replica its own masks.
+    for name, strategy, dropout in (
+        ("one", one, 0.0), ("mirrored", mirrored, 0.0), ("dropout", mirrored, 0.5)
+    ):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            model = keras_alexnet.AlexNet(4, dropout=0.0, variant="tiny")
+            model = keras_alexnet.AlexNet(4, dropout=dropout, variant="tiny")
             opt = keras.optimizers.SGD(0.001, momentum=0.9)
             opt.build(model.trainable_variables)
         initial = [v.numpy() for v in model.trainable_variables]
-        step = steps.make_train_step(model, opt, 8)
+        probs = model(images, training=False).numpy().astype(np.float64)
+        reference = (
+            -np.log(probs[np.arange(8), labels]).mean(),
+            sum(float(x) for x in model.losses),
+        )
+        step = distribute.run_and_sum(strategy, steps.make_train_step(model, opt, 8))
         data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
         batch = next(iter(strategy.experimental_distribute_dataset(data)))
-        tf.function(lambda x, y: strategy.run(step, args=(x, y)))(*batch)
+        cross_entropy, decay, _, _ = (float(x) for x in step(*batch))
+        losses[name] = dict(cross_entropy=cross_entropy, weight_decay=decay, reference=reference)
         weights[name] = [v.numpy() for v in model.trainable_variables]
         assert any(not np.allclose(a, b) for a, b in zip(initial, weights[name]))
     for a, b in zip(weights["one"], weights["mirrored"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    print("LOSSES " + json.dumps(losses))
     print("SAME_WEIGHTS", len(weights["one"]))
     # A few steps of the full loop on the built-in set under the mirrored strategy.
     cfg = tiny.train_config(sys.argv[2], sys.argv[1], max_steps=3)
     result = trainer.train(cfg, strategy=mirrored)
-    assert result["step"] == 3 and np.isfinite(result["train"]["loss"]), result
+    train = result["train"]
+    assert result["step"] == 3 and np.isfinite(train["cross_entropy"]), result
+    assert train["total_loss"] == train["cross_entropy"] + train["weight_decay"], train
     print("MIRRORED_TRAINED", result["step"])
 """)
 
@@ -52,6 +64,18 @@ def test_mirrored_step_equals_one_device_step(scripts):
     stdout = scripts("mirrored")
     assert "SAME_WEIGHTS 16" in stdout
     assert "MIRRORED_TRAINED 3" in stdout
+
+
+def test_the_reported_cross_entropy_is_the_global_batch_mean_on_two_replicas(scripts):
+    line = next(x for x in scripts("mirrored").splitlines() if x.startswith("LOSSES "))
+    losses = json.loads(line[len("LOSSES ") :])
+    for name in ("one", "mirrored", "dropout"):
+        cross_entropy, decay = losses[name]["reference"]  # NumPy, and sum(model.losses)
+        # The replicas' shares sum to the global batch's mean, not twice it.
+        rel = 1e-4 if name != "dropout" else 0.05  # dropout: other masks, near-uniform output
+        assert losses[name]["cross_entropy"] == pytest.approx(cross_entropy, rel=rel), name
+        assert losses[name]["weight_decay"] == pytest.approx(decay, rel=1e-5), name
+        assert decay > 0
 
 
 def test_multi_worker_refuses_cpu_replicas():

@@ -20,13 +20,14 @@ from keras_alexnet.training import evaluation
 from keras_alexnet.training.run import folder as run_folder
 
 
-def hand_evaluation(model_dir, root, crops):
-    """Top-1/top-5 error computed image by image, eagerly, with NumPy."""
+def hand_evaluation(model_dir, root, crops, folder="validation"):
+    """Top-1/top-5 error computed image by image, eagerly, with NumPy, over the run's
+    classes that root/folder holds."""
     model, run = run_folder.restore_model(model_dir)
     stats = stats_lib.Stats.load(os.path.join(model_dir, run_folder.STATS_FILE))
     hits1 = hits5 = count = 0
     for label, name in enumerate(run["class_names"]):
-        for path in sorted(glob.glob(os.path.join(root, "validation", name, "*"))):
+        for path in sorted(glob.glob(os.path.join(root, folder, name, "*"))):
             with open(path, "rb") as f:
                 pixels = preprocessing.preprocess_for_eval(f.read(), stats, crops).numpy()
             if crops == "center":
@@ -91,11 +92,12 @@ def test_evaluate_cli_on_two_replicas_matches_one(trained, tmp_path, monkeypatch
         assert result.returncode == 0, result.stderr[-3000:]
         reports[replicas] = json.loads(out.read_text())
         assert reports[replicas]["replicas"] == replicas
-        first_line = result.stdout.splitlines()[0]
-        assert f"{replicas} replica" in first_line, first_line
+        # The table's first line (after the progress lines) says where it ran.
+        first_line = next(line for line in result.stdout.splitlines() if ", on " in line)
+        assert f"on {replicas} replica" in first_line, first_line
     one, two = reports[1], reports[2]
     assert two["images"] == one["images"] == 18
-    for key in ("loss", "top1_error", "top5_error"):
+    for key in ("cross_entropy", "top1_error", "top5_error"):
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
 
 
@@ -130,9 +132,9 @@ def test_the_test_split_of_a_folder(trained, tmp_path):
     validation = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy))
     test = evaluation.evaluate(model_dir, dataset="folder", data_dir=str(copy), split="test")
     assert test["split"] == "test" and test["images"] == validation["images"] == 18
-    for key in ("loss", "top1_error", "top5_error"):
+    for key in ("cross_entropy", "top1_error", "top5_error"):
         assert test[key] == pytest.approx(validation[key]), key
-    with pytest.raises(ValueError, match="has no test images"):
+    with pytest.raises(ValueError, match="has no test/ folder to evaluate"):
         evaluation.evaluate(model_dir, split="test")
 
 
@@ -148,3 +150,36 @@ def test_dataset_classes_map_to_the_models_by_id():
 def test_a_model_file_needs_a_dataset(tmp_path):
     with pytest.raises(ValueError, match="name the dataset.*dataset=None"):
         evaluation.evaluate(model=str(tmp_path / "alexnet.keras"))
+
+
+def test_a_folder_of_validation_images_is_evaluated_alone(trained, exported, tmp_path, capsys):
+    model_dir, root = trained
+    model_file = os.path.join(exported[1], "model.keras")
+    classes = run_folder.read_run(model_dir)["class_names"]
+    # One folder of class folders: two of the model's six classes, the model's indices.
+    val = tmp_path / "val"
+    for name in (classes[4], classes[1]):
+        shutil.copytree(os.path.join(root, "validation", name), val / name)
+    report = evaluation.evaluate(model=model_file, dataset="folder", data_dir=str(val))
+    top1, top5, count = hand_evaluation(model_dir, str(tmp_path), "center", folder="val")
+    assert report["images"] == count == 6
+    assert report["top1_error"] == pytest.approx(top1)
+    assert report["top5_error"] == pytest.approx(top5)
+    # A class the model does not know is named.
+    shutil.copytree(val / classes[4], val / "zebra")
+    with pytest.raises(ValueError, match=r"the model has no class \['zebra'\]"):
+        evaluation.evaluate(model=model_file, dataset="folder", data_dir=str(val))
+    # A validation/ folder beside empty train/<class> folders: the run's validation set.
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(root, "validation"), data / "validation")
+    for name in classes:
+        (data / "train" / name).mkdir(parents=True)
+    capsys.readouterr()
+    ten = evaluation.evaluate(model=model_file, dataset="folder", data_dir=str(data), crops="10")
+    assert ten["images"] == 18 and ten["dataset"] == f"folder:{data}"
+    printed = capsys.readouterr().out
+    assert "Evaluating 18 validation images (ten patches)" in printed
+    assert "  18/18 images, " in printed
+    # No model_dir: the decode check says nothing of recording in one.
+    assert "Decoding the 18 validation images once, to leave out" in printed
+    assert "recorded in the model_dir" not in printed

@@ -73,7 +73,7 @@ def test_alexnet_weights_argument_loads_by_name(saved_caffe):
         keras_alexnet.AlexNet(weights="model.h5")
 
 
-def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
+def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path, capsys):
     path, original = saved_caffe
     root = shapes_dataset.ensure_shapes_dataset(
         tmp_path / "shapes", num_classes=4, train_per_class=8, val_per_class=2, image_size=(64, 80)
@@ -91,8 +91,13 @@ def test_finetuning_replaces_fc8_and_freezes_layers(saved_caffe, tmp_path):
         stats_images=8,
         verbose=False,
     )
+    capsys.readouterr()
     result = trainer.train(config)
     assert result["step"] == 2
+    printed = capsys.readouterr().out
+    # The fine-tuning recipe, and where the weights come from (not an init).
+    assert "  recipe finetune (fine-tuning a pretrained model; " in printed, printed
+    assert f", weights from {path}, " in printed and "init paper" not in printed
     model, run = run_folder.restore_model(model_dir)
     assert run["variant"] == CAFFE  # detected from the file
     assert model.get_layer("fc8").units == 4

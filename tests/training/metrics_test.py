@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.data import preprocessing
 from keras_alexnet.training import metrics
 
 
@@ -24,14 +25,22 @@ def test_ten_crop_average_equals_a_hand_computation():
     model = keras.Sequential(
         [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")]
     )
-    images = np.random.default_rng(0).normal(size=(2, 10, 4, 4, 3)).astype(np.float32)
+    # Whole images, not square, so every corner and the centre are other patches.
+    images = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype(np.float32)
+    # The reference: the ten patches of each image one by one (preprocessing.ten_crop).
+    patches = np.stack([preprocessing.ten_crop(image, crop=4).numpy() for image in images])
+    for index in range(10):
+        got = metrics.patch_of_batch(tf.constant(images), tf.constant(index), 4).numpy()
+        np.testing.assert_array_equal(got, patches[:, index])
     kernel, bias = (w.numpy() for w in model.weights)
-    logits = images.reshape(2, 10, -1) @ kernel + bias
+    logits = patches.reshape(2, 10, -1) @ kernel + bias
     softmax = np.exp(logits - logits.max(-1, keepdims=True))
     softmax /= softmax.sum(-1, keepdims=True)
     want = softmax.mean(axis=1)
     got = metrics.average_crops(model, tf.constant(images)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    in_graph = tf.function(lambda x: metrics.average_crops(model, x))(tf.constant(images))
+    np.testing.assert_allclose(in_graph.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_ties_do_not_count_as_hits():
@@ -48,3 +57,20 @@ def test_ties_do_not_count_as_hits():
     underflow[0, 3] = 1.0
     assert float(metrics.top_k_correct([9], underflow, 5)) == 0
     assert float(metrics.top_k_correct([3], underflow, 1)) == 1
+
+
+def test_ten_patches_go_through_the_model_one_batch_at_a_time():
+    """The model sees b patches per call, as for the central patch, never b * 10."""
+    largest = tf.Variable(0)
+
+    class Recording(keras.layers.Layer):
+        def call(self, x):
+            largest.assign(tf.maximum(largest, tf.shape(x)[0]))
+            return x
+
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), Recording(), keras.layers.Flatten(), keras.layers.Dense(5)]
+    )
+    images = tf.random.normal((3, 7, 9, 3))
+    tf.function(lambda x: metrics.average_crops(model, x))(images)
+    assert int(largest.numpy()) == 3

@@ -22,7 +22,7 @@ def test_evaluate_dataset_matches_numpy():
     probs = model.predict(x, verbose=0).astype(np.float64)
     ranks = (-probs).argsort(axis=1)
     assert got["count"] == 23
-    assert got["loss"] == pytest.approx(-np.log(probs[np.arange(23), y]).mean(), rel=1e-5)
+    assert got["cross_entropy"] == pytest.approx(-np.log(probs[np.arange(23), y]).mean(), rel=1e-5)
     assert got["top1_error"] == pytest.approx(np.mean(ranks[:, 0] != y))
     assert got["top5_error"] == pytest.approx(np.mean([t not in r[:5] for t, r in zip(y, ranks)]))
     # Padding examples (label -1) count for nothing.
@@ -31,7 +31,7 @@ def test_evaluate_dataset_matches_numpy():
     )
     again = steps.evaluate_dataset(model, padded.batch(4))
     assert again["count"] == 23
-    for key in ("loss", "top1_error", "top5_error"):
+    for key in ("cross_entropy", "top1_error", "top5_error"):
         assert again[key] == pytest.approx(got[key], rel=1e-5)
 
 
@@ -114,5 +114,5 @@ def test_distributed_evaluation_counts_every_example_once(tmp_path):
             for replicas in (2, 3):
                 got = results[f"{n} {crops} {replicas}"]
                 assert got["count"] == n, (n, crops, replicas)
-                for key in ("loss", "top1_error", "top5_error"):
+                for key in ("cross_entropy", "top1_error", "top5_error"):
                     assert got[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), (n, key)

@@ -13,14 +13,34 @@ from keras_alexnet.training import summaries
 def test_conv1_grid_puts_each_tower_in_its_own_block():
     kernel = np.zeros((11, 11, 3, 96), np.float32)
     kernel[0, 0, 0, :] = 1.0  # every kernel: one bright red corner pixel, the rest 0
-    grid = summaries.conv1_grid(kernel, groups=2, columns=8, gap=1, tower_gap=4)[0]
-    tower_w = 8 * 12 - 1
-    assert grid.shape == (6 * 12 - 1, 2 * tower_w + 4, 3)
-    # Kernel 48 (the second tower's first) starts right of the first tower and the gap.
-    assert grid[0, tower_w + 4, 0] == 1.0 and grid[0, tower_w + 4, 1] == 0.0
-    assert (grid[:, tower_w : tower_w + 4] == 1.0).all()  # the gap is white
+    grid = summaries.conv1_grid(kernel, groups=2, columns=16, gap=1, tower_gap=4, scale=1)[0]
+    tower_h = 3 * 12 - 1  # the paper's figure 3: 48 kernels in 3 rows of 16 per tower
+    assert grid.shape == (2 * tower_h + 4, 16 * 12 - 1, 3)
+    # Kernel 48 (the second tower's first) starts below the first tower and the gap.
+    assert grid[tower_h + 4, 0, 0] == 1.0 and grid[tower_h + 4, 0, 1] == 0.0
+    assert (grid[tower_h : tower_h + 4] == 1.0).all()  # the gap is white
+    # Kernel 17 (the first tower's second row, second column).
+    assert grid[12, 12, 0] == 1.0 and grid[12, 11, 0] == 1.0 and grid[12, 13, 0] == 0.0
     with pytest.raises(ValueError, match="groups must divide filters"):
         summaries.conv1_grid(kernel, groups=5)
+
+
+def test_conv1_grid_is_upscaled_to_be_seen():
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(11, 11, 3, 96)).astype(np.float32)
+    small = summaries.conv1_grid(kernel, scale=1)[0]
+    big = summaries.conv1_grid(kernel)[0]  # the default, as the run writes it
+    assert big.shape == (4 * small.shape[0], 4 * small.shape[1], 3) == (296, 764, 3)
+    # Nearest neighbour: each pixel a 4x4 block of the same colour.
+    np.testing.assert_array_equal(big[::4, ::4], small)
+    np.testing.assert_array_equal(big[3::4, 1::4], small)
+    with pytest.raises(ValueError, match="scale must be an integer >= 1. Received: scale=0"):
+        summaries.conv1_grid(kernel, scale=0)
+
+
+def test_error_rates_go_to_tensorboard_in_percent():
+    got = summaries.in_percent(dict(top1_error=0.25, top5_error=0.0625, cross_entropy=0.7))
+    assert got == dict(top1_error_pct=25.0, top5_error_pct=6.25, cross_entropy=0.7)
 
 
 def test_displayable_adds_the_mean_back_and_clips():

@@ -9,12 +9,14 @@ import subprocess
 import time
 
 import fresh_process
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
 from event_files import logged_scalars
 
+import keras_alexnet
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shapes as shapes_dataset
@@ -29,18 +31,44 @@ def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):
     model_dir = tmp_path / "run"
     result = trainer.train(tiny.train_config(model_dir, tiny_root, checkpoint_every=2, log_every=1))
     assert result["step"] == 6 and result["epoch"] == 1  # 48 images / batch 8
-    assert np.isfinite(result["train"]["loss"])
+    assert np.isfinite(result["train"]["cross_entropy"])
     assert result["validation"]["count"] == 16
     assert 0.0 <= result["validation"]["top1_error"] <= 1.0
     assert sorted(os.listdir(model_dir / "checkpoints"))[-1].startswith("ckpt-6")
     assert (model_dir / "labels.txt").read_text().split() == sorted(shapes_dataset.class_names(4))
-    tags = set()
-    for path in glob.glob(str(model_dir / "train" / "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(v.tag for v in event.summary.value)
-    for tag in ("loss", "top1_error", "top5_error", "learning_rate", "images_per_second"):
-        assert tag in tags
-    assert {"conv1_kernels", "augmented_inputs", "skipped_images"} <= tags
+    tags = {}
+    for split in ("train", "validation"):
+        tags[split] = set()
+        for path in glob.glob(str(model_dir / split / "events.*")):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                tags[split].update(v.tag for v in event.summary.value)
+    scalars = {"cross_entropy", "top1_error_pct", "top5_error_pct"}
+    # Train and validation report the same quantities under the same tags (one chart each).
+    assert scalars == tags["validation"]
+    assert (
+        scalars | {"weight_decay", "total_loss", "learning_rate", "images_per_second"}
+        <= (tags["train"])
+    )
+    assert {"conv1_kernels", "augmented_inputs", "skipped_images"} <= tags["train"]
+    logged = {
+        tag: logged_scalars(model_dir / "train", tag)
+        for tag in ("cross_entropy", "weight_decay", "total_loss", "top1_error_pct")
+    }
+    assert sorted(logged["total_loss"]) == [1, 2, 3, 4, 5, 6]
+    for step, total in logged["total_loss"].items():
+        assert total == pytest.approx(
+            logged["cross_entropy"][step] + logged["weight_decay"][step], rel=1e-6
+        )
+    assert logged["top1_error_pct"][6] == pytest.approx(100 * result["train"]["top1_error"])
+    # Step 1's weight decay is that of the initial weights: sum(model.losses) of the same
+    # model built again with the run's seed, the paper's wd / 2 * |w|^2 over the kernels.
+    keras.utils.set_random_seed(0)
+    initial = keras_alexnet.AlexNet(4, variant="tiny", weight_decay=5e-4, init="paper")
+    assert logged["weight_decay"][1] == pytest.approx(
+        sum(float(x) for x in initial.losses), rel=1e-5
+    )
+    validation = logged_scalars(model_dir / "validation", "top1_error_pct")
+    assert validation[6] == pytest.approx(100 * result["validation"]["top1_error"])
     # The restored model is the trained one: same validation figures.
     model, run = run_folder.restore_model(str(model_dir))
     assert run["variant"] == "tiny" and run["num_classes"] == 4
@@ -161,6 +189,7 @@ def signal_args(root, replicas, checkpoint_every=2):
     return [
         "--dataset=folder",
         f"--data_dir={root}",
+        "--recipe=paper",
         "--variant=tiny",
         f"--cpu_replicas={replicas}",
         "--batch_size=6",
@@ -311,7 +340,9 @@ def test_sigterm_then_sigkill_mid_run_and_the_resumed_run_ends_bit_identical(
     # Standard output is a pipe: plain progress lines (every --log_every=10 steps and at
     # an epoch's end: one for each epoch the resumed run ends), no terminal escapes.
     assert "\x1b" not in resumed.stdout and "\b" not in resumed.stdout
-    lines = re.findall(r"^  step (\d+)/8 +loss \S+ +top1_err \S+%", resumed.stdout, re.M)
+    lines = re.findall(
+        r"^  step (\d+)/8 +cross_entropy \S+ +weight_decay \S+ +top1_err \S+%", resumed.stdout, re.M
+    )
     assert lines and set(lines) == {"8"}, resumed.stdout[-3000:]
     resume = re.search(
         r"Resuming from \S+ckpt-(\d+): epoch \d, step \d of 8, step (\d+) in all", resumed.stdout

@@ -24,6 +24,7 @@ WORKERS = "workers"  # other workers' scratch checkpoints, removed when they fin
 # What a resumed run must share with the run that wrote the checkpoints.
 RUN_KEYS = (
     "dataset",
+    "recipe",  # not in the runs of 0.1.0, which are not asked for it
     "variant",
     "num_classes",
     "batch_size",
@@ -77,16 +78,29 @@ def read_labels(model_dir):
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
+def previous_run(model_dir):
+    """The record (run.json) of the run a new run on model_dir continues, or None.
+
+    A run continues only a run that trained: one with a checkpoint. The record of a run
+    that never trained a step (refused, or stopped before its first checkpoint) holds no
+    settings to keep; it is replaced.
+    """
+    if not tf.io.gfile.exists(os.path.join(model_dir, RUN_FILE)):
+        return None
+    if latest_checkpoint(model_dir) is None:
+        return None
+    return read_run(model_dir)
+
+
 def check_run(model_dir, run):
     """Checks that a resumed run keeps the settings the run recorded (`RUN_KEYS`).
 
     Raises:
         ValueError: naming the first setting that differs.
     """
-    path = os.path.join(model_dir, RUN_FILE)
-    if not tf.io.gfile.exists(path):
+    previous = previous_run(model_dir)
+    if previous is None:
         return
-    previous = read_run(model_dir)
     for key in RUN_KEYS:
         if key in previous and previous[key] != run.get(key):
             raise ValueError(
@@ -96,14 +110,26 @@ def check_run(model_dir, run):
             )
 
 
+def reusable_stats(model_dir, run, keys):
+    """Whether the statistics in model_dir are the new run's: those of the run it continues,
+    or of a run that never trained whose record agrees with `run` on `keys`."""
+    if previous_run(model_dir) is not None:
+        return True
+    if not tf.io.gfile.exists(os.path.join(model_dir, RUN_FILE)):
+        return False
+    recorded = read_run(model_dir)
+    return all(recorded.get(key) == run.get(key) for key in keys)
+
+
 def write_run(model_dir, run):
-    """Records the run's settings, once: a resumed run keeps the first record."""
+    """Records the run's settings: a resumed run keeps the record of the run it continues."""
     path = os.path.join(model_dir, RUN_FILE)
-    if not tf.io.gfile.exists(path):
+    if previous_run(model_dir) is None:
         try:
             tf.io.gfile.makedirs(model_dir)
-            with tf.io.gfile.GFile(path, "w") as f:
+            with tf.io.gfile.GFile(path + ".tmp", "w") as f:
                 json.dump(run, f, indent=1)
+            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         except write_errors.WRITE_ERRORS as error:
             raise write_errors.failed("the run's settings", path, error) from error
 

@@ -21,7 +21,10 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import layer_weights
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
+from keras_alexnet.training import recipes
 from keras_alexnet.training.run import folder as run_folder
+from keras_alexnet.weights import cache
+from keras_alexnet.weights import catalog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +65,14 @@ class Run:
 def prepare_run(config, strategy=None, source=None):
     """Checks the config, opens the data, records the run and its statistics.
 
-    Everything that can be refused is refused here, before any training work.
+    Everything that can be refused is refused here, before anything is written in the
+    model_dir (run.json, the statistics, the labels): a refused run leaves no record. A
+    model_dir without a checkpoint holds no run to continue, and takes the new settings.
 
     Returns:
         A `Run`.
     """
-    config = config_lib.resolve(config)
+    config = config_lib.resolve(_with_recorded_recipe(config))
     strategy = strategy or distribute.make_strategy("auto")
     _check_strategy(config, strategy)
     if config.data_service:
@@ -79,23 +84,43 @@ def prepare_run(config, strategy=None, source=None):
     else:
         sources.check_bad_files(source.bad_files, config.on_bad_image)
     chief = distribute.is_chief(strategy)
-    if config.on_bad_image == "skip":
-        source, _ = bad_images.check_decoding(source, model_dir=config.model_dir, write_list=chief)
-    skipped = len(source.bad_files)
-    if config.lr_schedule == "plateau" and not source.num_validation:
-        raise ValueError(
-            "lr_schedule=plateau lowers the learning rate when the validation error stops "
-            f"improving, and {source.name} has no validation images: the rate would stay "
-            f"at {config.learning_rate:g} for the whole run. Give the data a validation "
-            "split, or use --lr_schedule=cosine. Received: lr_schedule='plateau'"
-        )
+    _check_source(config, source)
     start_from = None
     if config.init_from:
         start_from = _load_start_from(config)
         config = dataclasses.replace(config, variant=inspection.variant_of(start_from))
     elif config.variant is None:
         config = dataclasses.replace(config, variant="paper")
-    record = dict(
+    record = _record(config, source)
+    run_folder.check_run(config.model_dir, record)
+    if config.on_bad_image == "skip":
+        source, _ = bad_images.check_decoding(source, model_dir=config.model_dir, write_list=chief)
+        _check_source(config, source)  # again, without the files that do not decode
+    stats, computed = _load_or_compute_stats(config, source, start_from, record)
+    model_args = _model_args(config, source, stats, start_from)
+    if chief:
+        if computed:
+            run_folder.write_stats(config.model_dir, stats)
+        run_folder.write_run(config.model_dir, dict(record, model_args=model_args))
+        run_folder.write_labels(config.model_dir, source.class_names)
+    run = Run(config, strategy, source, stats, model_args, start_from, len(source.bad_files), chief)
+    print_run(run)
+    return run
+
+
+def _with_recorded_recipe(config):
+    """The config; without --recipe, a resumed run's recipe (the one its run.json records)."""
+    if config.recipe is not None or not config.model_dir:
+        return config
+    if run_folder.previous_run(config.model_dir) is None:
+        return config
+    previous = run_folder.read_run(config.model_dir)
+    return dataclasses.replace(config, recipe=recipes.recorded_recipe(previous))
+
+
+def _record(config, source):
+    """What run.json records of a run (`run_folder.RUN_KEYS` and how to find the data)."""
+    return dict(
         dataset=source.name,
         variant=config.variant,
         num_classes=source.num_classes,
@@ -103,6 +128,7 @@ def prepare_run(config, strategy=None, source=None):
         seed=config.seed,
         init=config.init,
         input_scale=config.input_scale,
+        recipe=config.recipe,
         class_names=list(source.class_names),
         validation_split=config.validation_split,
         layout=source.layout,
@@ -110,18 +136,26 @@ def prepare_run(config, strategy=None, source=None):
         dataset_flag=config.dataset,
         data_dir=config.data_dir and os.path.abspath(config.data_dir),
         manual_dir=config.manual_dir,
-        init_from=config.init_from and os.path.abspath(config.init_from),
+        init_from=_init_from_record(config.init_from),
         freeze=list(config.freeze),
     )
-    run_folder.check_run(config.model_dir, record)
-    stats = _load_or_compute_stats(config, source, chief, start_from)
-    model_args = _model_args(config, source, stats, start_from)
-    if chief:
-        run_folder.write_run(config.model_dir, dict(record, model_args=model_args))
-        run_folder.write_labels(config.model_dir, source.class_names)
-    run = Run(config, strategy, source, stats, model_args, start_from, skipped, chief)
-    print_run(run)
-    return run
+
+
+def _check_source(config, source):
+    """Refuses a plateau rule without validation images, and a batch the data cannot fill."""
+    if config.lr_schedule == "plateau" and not source.num_validation:
+        raise ValueError(
+            "lr_schedule=plateau lowers the learning rate when the validation error stops "
+            f"improving, and {source.name} has no validation images: the rate would stay "
+            f"at {config.learning_rate:g} for the whole run. Give the data a validation "
+            "split, or use --lr_schedule=cosine. Received: lr_schedule='plateau'"
+        )
+    if config.batch_size > source.num_train:
+        raise ValueError(
+            f"batch_size (the global batch) must be at most the training set's size "
+            f"({source.num_train} images in {source.name}): a step takes a whole batch. "
+            f"Give a smaller --batch_size. Received: batch_size={config.batch_size}"
+        )
 
 
 def _check_strategy(config, strategy):
@@ -139,11 +173,20 @@ def _check_strategy(config, strategy):
         )
 
 
+def _init_from_record(init_from):
+    """init_from as the run records it: a name as it is, a file as an absolute path."""
+    if not init_from or catalog.is_name(init_from):
+        return init_from
+    return os.path.abspath(init_from)
+
+
 def _load_start_from(config):
-    """The model of `config.init_from`, checked to be an AlexNet of the config's variant."""
-    if not os.path.exists(config.init_from):
+    """The model of `config.init_from` (a file, or named weights fetched and cached on first
+    use), checked to be an AlexNet of the config's variant."""
+    path = cache.resolve(config.init_from)
+    if not os.path.exists(path):
         raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
-    start_from = keras.models.load_model(config.init_from, compile=False)
+    start_from = keras.models.load_model(path, compile=False)
     found = inspection.variant_of(start_from)
     if found is None:
         raise ValueError(
@@ -158,11 +201,16 @@ def _load_start_from(config):
     return start_from
 
 
-def _load_or_compute_stats(config, source, chief, start_from):
-    """The run's mean image and colour PCA: computed once per model_dir, then read."""
-    stats = run_folder.read_stats(config.model_dir)
-    if stats is not None:
-        return stats
+def _load_or_compute_stats(config, source, start_from, record):
+    """The run's mean image and colour PCA: computed once per model_dir, then read.
+
+    Returns:
+        (stats, computed): computed is True when they are new, to be written.
+    """
+    if run_folder.reusable_stats(config.model_dir, record, STATS_KEYS):
+        stats = run_folder.read_stats(config.model_dir)
+        if stats is not None:
+            return stats, False
     print(
         f"Computing the mean image and colour PCA over "
         f"{min(config.stats_images, source.num_train)} training images (once per model_dir).",
@@ -184,9 +232,12 @@ def _load_or_compute_stats(config, source, chief, start_from):
         # 0-255 RGB): the pipeline must not subtract one as well. The colour PCA stays.
         stats = dataclasses.replace(stats, mean_image=np.zeros_like(stats.mean_image))
         print("  the starting model normalises its own input: no mean image is subtracted")
-    if chief:
-        run_folder.write_stats(config.model_dir, stats)
-    return stats
+    return stats, True
+
+
+# What the statistics depend on: a model_dir's statistics serve a new run only if its
+# record names the same (a run that trained keeps its own whatever is given).
+STATS_KEYS = ("dataset", "validation_split", "seed", "init_from")
 
 
 def _model_args(config, source, stats, start_from):
@@ -222,9 +273,6 @@ def copy_start_from(run, model):
 def print_run(run):
     """Prints what the run will do: the data, the recipe, the strategy and where it writes."""
     config, source = run.config, run.source
-    recipe = (
-        "demo" if config_lib.recipe_for(config.dataset) is config_lib.DEMO_RECIPE else "paper's"
-    )
     print(
         f"Training AlexNet ({config.variant}) on {source.name}: {source.num_classes} classes, "
         f"{source.num_train} training and {source.num_validation} validation images"
@@ -232,23 +280,33 @@ def print_run(run):
         + (f", {run.skipped} bad files left out" if run.skipped else ""),
         flush=True,
     )
+    start = f"weights from {config.init_from}" if config.init_from else f"init {config.init}"
     print(
-        f"  {config.epochs} epochs of {run.steps_per_epoch} steps, global batch "
+        f"  recipe {config.recipe} ({recipes.PURPOSES[config.recipe]}; --recipe="
+        f"{'|'.join(recipes.RECIPES)}, each setting's own flag overrides it): "
+        f"{config.epochs} epochs of {run.steps_per_epoch} steps, global batch "
         f"{config.batch_size} over {run.strategy.num_replicas_in_sync} replica(s) "
         f"({type(run.strategy).__name__}); {config.optimizer} lr {config.learning_rate:g}"
         + (f", momentum {config.momentum:g}" if config.optimizer == "sgd" else "")
         + ", weight decay "
-        f"{config.weight_decay:g}, dropout {config.dropout:g}, init {config.init}, "
+        f"{config.weight_decay:g}, dropout {config.dropout:g}, {start}, "
         f"input scale {config.input_scale}, precision {config.mixed_precision}; "
         + (
             f"lr /10 after {config.lr_patience} epochs without progress, at most "
             f"{config.lr_max_reductions} times"
             if config.lr_schedule == "plateau"
             else "lr cosine decay to 0 over the run"
-        )
-        + f" ({recipe} defaults where no flag was given)",
+        ),
         flush=True,
     )
+    if config.batch_size * 10 > source.num_train:
+        print(
+            f"  warning: the global batch ({config.batch_size}) is more than a tenth of the "
+            f"training set ({source.num_train} images): {run.steps_per_epoch} step(s) an "
+            "epoch, and the images left over from whole batches are not trained on in that "
+            "epoch. A smaller --batch_size gives more, smaller steps.",
+            flush=True,
+        )
     if config.data_service:
         print(
             f"  training batches from the tf.data service at {config.data_service}, in the "

@@ -16,15 +16,22 @@ RUN = dict(
     init="paper",
     input_scale=1.0,
     validation_split=None,
+    recipe="scratch",
 )
 
 
-def test_the_first_record_is_kept_and_a_different_run_is_refused(tmp_path):
+def test_the_record_of_a_run_that_trained_is_kept_and_a_different_run_is_refused(tmp_path):
     model_dir = str(tmp_path / "run")
     run_folder.check_run(model_dir, RUN)  # nothing recorded yet: nothing to refuse
     run_folder.write_run(model_dir, dict(RUN, note="first"))
+    # No checkpoint: a run that never trained a step holds no settings; a new one replaces it.
+    run_folder.check_run(model_dir, dict(RUN, batch_size=4))
     run_folder.write_run(model_dir, dict(RUN, note="second"))
-    assert run_folder.read_run(model_dir)["note"] == "first"
+    assert run_folder.read_run(model_dir)["note"] == "second"
+    assert run_folder.previous_run(model_dir) is None
+    tf.train.Checkpoint(v=tf.Variable(1.0)).write(str(tmp_path / "run" / "checkpoints" / "ckpt-1"))
+    run_folder.write_run(model_dir, dict(RUN, note="third"))
+    assert run_folder.read_run(model_dir)["note"] == "second"
     assert json.loads((tmp_path / "run" / run_folder.RUN_FILE).read_text())["seed"] == 0
     run_folder.check_run(model_dir, dict(RUN, note="other"))  # only RUN_KEYS must agree
     for key in run_folder.RUN_KEYS:

@@ -1,0 +1,253 @@
+"""ONNX files of any AlexNet read as a `network.Network` (see `readers`).
+
+Only the nodes on the data path count (those the graph input feeds, not the shapes being
+computed); convolution, Gemm or MatMul, pools, LRN, BatchNormalization, Dropout and the
+activations become layer records; a run of other nodes becomes one record of kind
+"unknown", or an LRN where it is PyTorch's LocalResponseNorm written out.
+"""
+
+import os
+
+from keras_alexnet.paper import network as net
+
+_ONNX_DROPOUT = (
+    "No Dropout in the ONNX graph: exporters leave dropout out of an inference graph, so "
+    "whether the network has it cannot be told from the file."
+)
+
+
+# Nodes that compute shapes, not maps: never part of the network's data path.
+_ONNX_PLUMBING = {"Shape", "Constant", "ConstantOfShape", "Size"}
+_ONNX_ACTIVATIONS = {
+    "Relu": "relu",
+    "Softmax": "softmax",
+    "LeakyRelu": "leakyrelu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Elu": "elu",
+    "LogSoftmax": "logsoftmax",
+}
+_ONNX_KINDS = {"Conv": "conv", "Gemm": "dense", "MaxPool": "pool", "AveragePool": "pool",
+               "GlobalAveragePool": "pool", "GlobalMaxPool": "pool", "LRN": "norm",
+               "BatchNormalization": "norm", "Dropout": "dropout", "Flatten": "flatten",
+               "Reshape": "flatten", "Concat": "concat", "Split": "split", "Slice": "split",
+               "Identity": "preprocess", "Pad": "padding",
+               **dict.fromkeys(_ONNX_ACTIVATIONS, "activation")}  # fmt: skip
+
+
+def _hwc(dims):
+    """ONNX's NCHW (or NC) shape without the batch, as (H, W, C) (or (C,))."""
+    if dims is None or len(dims) < 2:
+        return None
+    dims = tuple(dims[1:])
+    return (*dims[1:], dims[0]) if len(dims) == 3 else dims
+
+
+class _OnnxGraph:
+    def __init__(self, model):
+        import onnx
+
+        self.onnx = onnx
+        self.graph = onnx.shape_inference.infer_shapes(model).graph
+        self.init = {t.name: onnx.numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.shapes = {}
+        for value in [*self.graph.value_info, *self.graph.input, *self.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            self.shapes[value.name] = tuple(d.dim_value or None for d in dims)
+        self.consts = {}
+        for node in self.graph.node:
+            if node.op_type == "Constant" and node.attribute:
+                value = onnx.helper.get_attribute_value(node.attribute[0])
+                if hasattr(value, "dims"):
+                    self.consts[node.output[0]] = onnx.numpy_helper.to_array(value)
+
+    def attrs(self, node):
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def value(self, name):
+        return self.init.get(name, self.consts.get(name))
+
+
+def _onnx_padding(attrs, in_shape, kernel, stride):
+    pads = list(attrs.get("pads", [0] * 4))
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto.startswith("SAME") and in_shape:
+        rows = net.same_padding(in_shape[0], kernel[0], stride[0])
+        cols = net.same_padding(in_shape[1], kernel[1], stride[1])
+        if auto == "SAME_LOWER":
+            rows, cols = rows[::-1], cols[::-1]
+        return (*rows, *cols)
+    if len(pads) != 4:
+        return None
+    return (pads[0], pads[2], pads[1], pads[3])  # ONNX: begins (rows, cols), then ends
+
+
+def _onnx_record(g, node):
+    """One ONNX node as a `LayerRecord`, or None for a node outside the data path."""
+    attrs = g.attrs(node)
+    kind = _ONNX_KINDS.get(node.op_type, "unknown")
+    record = net.LayerRecord(
+        kind,
+        node.name or node.output[0],
+        node.op_type,
+        input_shape=_hwc(g.shapes.get(node.input[0])),
+        output_shape=_hwc(g.shapes.get(node.output[0])),
+    )
+    weights = [g.init[i] for i in node.input[1:] if i in g.init]
+    record.params = sum(int(w.size) for w in weights)
+    if node.op_type == "Conv" and weights:
+        w = weights[0]
+        record.filters, record.groups = int(w.shape[0]), int(attrs.get("group", 1))
+        record.in_channels = int(w.shape[1]) * record.groups
+        record.kernel = tuple(int(k) for k in w.shape[2:])
+        record.stride = tuple(attrs.get("strides", (1, 1)))
+        record.padding = _onnx_padding(attrs, record.input_shape, record.kernel, record.stride)
+        record.activation = ""
+    elif node.op_type in ("Gemm", "MatMul") and weights:
+        w = weights[0]
+        out_first = node.op_type == "Gemm" and attrs.get("transB", 0)
+        record.kind = "dense"
+        record.filters, record.in_channels = (w.shape if out_first else w.shape[::-1])[:2]
+        record.filters, record.in_channels = int(record.filters), int(record.in_channels)
+        record.activation = ""
+    elif kind == "pool":
+        record.subkind = {"MaxPool": "max", "AveragePool": "avg"}.get(node.op_type, "global")
+        if record.subkind != "global":
+            record.kernel = tuple(attrs["kernel_shape"])
+            record.stride = tuple(attrs.get("strides", (1,) * len(record.kernel)))
+            record.padding = _onnx_padding(attrs, record.input_shape, record.kernel, record.stride)
+            if len(record.kernel) != 2:
+                record.kind = "unknown"
+    elif node.op_type == "LRN":
+        size = int(attrs["size"])
+        alpha = float(attrs.get("alpha", 1e-4)) / size  # ONNX divides alpha by size
+        record.subkind = "lrn"
+        record.lrn = dict(n=size, k=float(attrs.get("bias", 1.0)), alpha=alpha,
+                          beta=float(attrs.get("beta", 0.75)))  # fmt: skip
+    elif node.op_type == "BatchNormalization":
+        record.subkind = "batchnorm"
+    elif node.op_type == "Dropout":
+        ratio = g.value(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        record.rate = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+    elif kind == "activation":
+        record.subkind = _ONNX_ACTIVATIONS[node.op_type]
+    elif node.op_type == "Reshape" and (
+        record.output_shape is None or len(record.output_shape) != 1
+    ):
+        record.kind = "unknown"  # not a flatten: part of an op written out
+    elif node.op_type == "Concat" and (record.output_shape is None or len(record.output_shape) < 3):
+        return None  # a shape being built
+    elif node.op_type == "Pad":
+        pads = g.value(node.input[1]) if len(node.input) > 1 else attrs.get("pads")
+        if pads is None or len(pads) != 8:
+            record.kind = "unknown"
+        else:
+            p = [int(v) for v in pads]  # (N, C, H, W) begins, then ends
+            record.padding = (p[2], p[6], p[3], p[7])
+    return record
+
+
+def _written_out_lrn(g, nodes):
+    """An LRN written out as elementwise ops (PyTorch's LocalResponseNorm exports so), or None.
+
+    The window is an AveragePool over (channels, 1, 1); the mean is scaled by alpha, added
+    to k and raised to beta: alpha on the mean is alpha / n on the plain sum.
+    """
+    types = {n.op_type for n in nodes}
+    pools = [
+        n for n in nodes if n.op_type == "AveragePool" and len(g.attrs(n)["kernel_shape"]) == 3
+    ]
+    if not pools or not {"Div", "Pow"} <= types:
+        return None
+
+    def scalar(op_type):
+        for node in nodes:
+            if node.op_type == op_type:
+                for name in node.input:
+                    value = g.value(name)
+                    if value is not None and value.size == 1:
+                        return float(value.reshape(()))
+        return None
+
+    n = int(g.attrs(pools[0])["kernel_shape"][0])
+    alpha, k, beta = scalar("Mul"), scalar("Add"), scalar("Pow")
+    if None in (alpha, k, beta):
+        return None
+    return dict(n=n, k=k, alpha=alpha / n, beta=beta)
+
+
+def _data_nodes(g):
+    """The indices of the nodes on the data path: those fed (at last) by the graph input."""
+    data = {i.name for i in g.graph.input if i.name not in g.init}
+    on_path = []
+    for index, node in enumerate(g.graph.node):
+        if node.op_type in _ONNX_PLUMBING or not any(i in data for i in node.input):
+            continue
+        data.update(node.output)
+        on_path.append(index)
+    return on_path
+
+
+def read_onnx(path):
+    """An ONNX model file as a `Network` (shapes from ONNX's shape inference)."""
+    import onnx
+
+    g = _OnnxGraph(onnx.load(path))
+    nodes = g.graph.node
+    records, cannot_tell, run = [], [], []
+
+    def close_run():
+        if not run:
+            return
+        span = nodes[run[0] : run[-1] + 1]
+        lrn = _written_out_lrn(g, span)
+        kinds = sorted({nodes[i].op_type for i in run})
+        first, last = nodes[run[0]], nodes[run[-1]]
+        record = net.LayerRecord(
+            "norm" if lrn else "unknown",
+            first.name or first.output[0],
+            "+".join(kinds),
+            subkind="lrn" if lrn else "",
+            lrn=lrn,
+            input_shape=_hwc(g.shapes.get(first.input[0])),
+            output_shape=_hwc(g.shapes.get(last.output[0])),
+        )
+        if not lrn:
+            cannot_tell.append(
+                f"nodes {record.name!r}... ({', '.join(kinds)}) are not a layer the report "
+                "knows; they are read as passing their input on"
+            )
+        records.append(record)
+        run.clear()
+
+    for index in _data_nodes(g):
+        node = nodes[index]
+        if node.op_type in ("Add",) and records and records[-1].kind == "dense":
+            bias = [g.init[i] for i in node.input if i in g.init]
+            if bias:  # MatMul + Add: the dense layer's bias
+                records[-1].params += sum(int(b.size) for b in bias)
+                continue
+        record = _onnx_record(g, node)
+        if record is None:
+            continue
+        if record.kind == "unknown":
+            run.append(index)
+            continue
+        close_run()
+        records.append(record)
+    close_run()
+    records = net.merge_towers(net.fold_padding(records))
+    dropout_known = any(r.kind == "dropout" for r in records)
+    if not dropout_known:
+        cannot_tell.append(_ONNX_DROPOUT)
+    inputs = [i for i in g.graph.input if i.name not in g.init]
+    return net.Network(
+        name=os.path.basename(path),
+        source="ONNX",
+        records=records,
+        input_shape=_hwc(g.shapes.get(inputs[0].name)) if inputs else None,
+        params=sum(int(v.size) for v in g.init.values()),
+        dropout_known=dropout_known,
+        cannot_tell=cannot_tell,
+    )
