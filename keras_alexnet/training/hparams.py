@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+from keras_alexnet.training import summaries
 from keras_alexnet.training import write_errors
 
 # Where a run reads and writes and how it reports, not what it learns: in the Text table, not in
@@ -34,8 +35,8 @@ NOT_HPARAMS = (
 
 # The validation scalars the HParams view shows as metrics: (tag, folder, display name).
 METRICS = (
-    ("top1_error", "validation", "validation top-1 error"),
-    ("top5_error", "validation", "validation top-5 error"),
+    ("top1_error" + summaries.PERCENT_SUFFIX, "validation", "validation top-1 error (%)"),
+    ("top5_error" + summaries.PERCENT_SUFFIX, "validation", "validation top-5 error (%)"),
 )
 
 

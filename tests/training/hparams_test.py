@@ -34,8 +34,8 @@ def test_hparams_hold_the_runs_settings_and_metrics(trained):
     [(_, experiment)] = logged_values(model_dir, "_hparams_/experiment")
     metrics = _plugin_data(experiment).experiment.metric_infos
     assert [(m.name.tag, m.name.group) for m in metrics] == [
-        ("top1_error", "validation"),
-        ("top5_error", "validation"),
+        ("top1_error_pct", "validation"),
+        ("top5_error_pct", "validation"),
     ]
     # The metrics are scalars the run writes where the HParams view looks for them.
     for metric in metrics:
