@@ -85,7 +85,7 @@ def with_mean(model, mean_image):
     if find(model) is not None:
         raise ValueError(f"The model already subtracts a mean image. Received: {model.name}")
     chain = model.layers
-    if any(layer.input is not before.output for before, layer in zip(chain, chain[1:])):
+    if not _is_chain(model):
         raise ValueError(f"The model must be a chain of layers. Received: {model.name}")
     mean_image = np.asarray(mean_image, np.float32)
     inputs = keras.Input(model.input_shape[1:], name=chain[0].name)
@@ -95,6 +95,35 @@ def with_mean(model, mean_image):
     for layer in chain[1:]:
         x = layer(x)
     return keras.Model(inputs, x, name=model.name)
+
+
+def _is_chain(model):
+    """Whether each layer of a functional model takes the previous layer's output alone.
+
+    Read from the model's own graph (its config), not from `layer.input`: a model that
+    shares its layers with another (as `split` makes) has the first model's tensors there.
+    """
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return False
+    layers = config.get("layers") if isinstance(config, dict) else None
+    inputs = config.get("input_layers") if layers else None
+    # One input is written as [name, node, tensor], several as a list of those.
+    if not inputs or not (isinstance(inputs[0], str) or len(inputs) == 1):
+        return False
+    for before, layer in zip(layers, layers[1:]):
+        nodes = layer.get("inbound_nodes", [])
+        if len(nodes) != 1:
+            return False
+        sources = [
+            arg["config"]["keras_history"][0]
+            for arg in nodes[0].get("args", [])
+            if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"
+        ]
+        if sources != [before["name"]]:
+            return False
+    return True
 
 
 def find(model):

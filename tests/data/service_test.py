@@ -187,7 +187,7 @@ def test_two_replicas_with_dropout_read_from_the_service(cluster, tmp_path, tiny
     assert "global batch 8 over 2 replica(s) (MirroredStrategy)" in result.stdout
     assert "dropout 0.5" in result.stdout
     assert "over 16 images" in result.stdout, result.stdout[-3000:]
-    loss = re.search(r"^  step 6/6 +loss (\S+)", result.stdout, re.M)
+    loss = re.search(r"^  step 6/6 +cross_entropy (\S+)", result.stdout, re.M)
     assert loss and np.isfinite(float(loss.group(1))), result.stdout[-3000:]
     assert "Done: step 6" in result.stdout
 
