@@ -7,23 +7,11 @@ of an export), as its layers are named as in the paper.
 
 import keras
 
-# The layers a user usually asks for, in the network's order (a model may also have lrn2,
-# pad layers, dropout6, ...: every named layer can be asked for).
-PAPER_LAYERS = (
-    "conv1",
-    "lrn1",
-    "pool1",
-    "conv2",
-    "lrn2",
-    "pool2",
-    "conv3",
-    "conv4",
-    "conv5",
-    "pool5",
-    "fc6",
-    "fc7",
-    "fc8",
-)
+from keras_alexnet.paper import numbers as paper
+
+# The layers a user usually asks for, in the network's order (a model may also have pad
+# layers, dropout6, ...: every named layer can be asked for).
+PAPER_LAYERS = tuple(name for name in paper.LAYER_ORDER if not name.startswith("dropout"))
 
 
 def feature_extractor(model, layers=("fc7",)):

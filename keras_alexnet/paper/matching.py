@@ -14,6 +14,7 @@ import math
 
 from keras_alexnet.models import variants
 from keras_alexnet.paper import network as net
+from keras_alexnet.paper import numbers as paper
 
 SAME, OTHER, REPLACED, MISSING, ADDED, UNKNOWN = (
     "as the paper",
@@ -24,26 +25,9 @@ SAME, OTHER, REPLACED, MISSING, ADDED, UNKNOWN = (
     "cannot tell",
 )
 DEPARTURES = (OTHER, REPLACED, MISSING, ADDED)
-CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-DENSES = ("fc6", "fc7", "fc8")
-FEATURES = (
-    "input",
-    "conv1",
-    "lrn1",
-    "pool1",
-    "conv2",
-    "lrn2",
-    "pool2",
-    "conv3",
-    "conv4",
-    "conv5",
-    "pool5",
-    "fc6",
-    "dropout6",
-    "fc7",
-    "dropout7",
-    "fc8",
-)
+CONVS = tuple(spec.name for spec in paper.LAYERS if spec.kind == "conv")
+DENSES = tuple(spec.name for spec in paper.LAYERS if spec.kind == "dense")
+FEATURES = ("input", *paper.LAYER_ORDER)
 _NORM_NAMES = {"batchnorm": "BatchNormalization", "lrn": "LRN"}
 
 

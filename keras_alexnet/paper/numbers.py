@@ -88,6 +88,14 @@ LAYERS = (
 )
 # fmt: on
 LAYERS_BY_NAME = {spec.name: spec for spec in LAYERS}
+# Every named layer in the network's order: each weight layer, then the LRN, pool and
+# dropout layers after it (the activations are parts of their layers).
+LAYER_ORDER = tuple(
+    name
+    for spec in LAYERS
+    for name in (spec.name, *spec.followed_by)
+    if name not in ("relu", "softmax")
+)
 NUM_CLASSES = 1000
 TOTAL_PARAMS = 60_965_224  # the sum of LAYERS' params; the paper says "60 million"
 STATED_PARAMS = "60 million"
