@@ -4,8 +4,9 @@
         --version=saved_models/alexnet/1
 
 Measures the size, speed and agreement of the SavedModel, model.keras and every LiteRT and
-ONNX file of an export version on the run's validation images. It prints a Markdown table
-(README.md's) and, with --output, writes the figures as JSON.
+ONNX file of an export version on the run's validation images, each file in a process of
+its own, and where the LiteRT files spend their time, layer by layer. It prints Markdown
+tables and, with --output, writes the figures as JSON.
 
 The measurements are `benchmarks.format_speed`'s.
 """
@@ -30,6 +31,12 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "The run's images, if moved since.")
     flags.DEFINE_integer("batch_size", 32, "Batch of the images/s figure.")
     flags.DEFINE_integer("rounds", 20, "Timed rounds, every format in turn in each.")
+    flags.DEFINE_integer("threads", None, "Every runtime's threads (default: the CPUs).")
+    flags.DEFINE_integer(
+        "profile_repeat",
+        5,
+        "Timed runs per cut of the LiteRT files' per-layer profile; 0 skips the profile.",
+    )
     flags.DEFINE_string("output", None, "Also write the figures as JSON to this file.")
     flags.mark_flag_as_required("model_dir")
 
@@ -43,7 +50,13 @@ def main(argv):
         if not version:
             raise ValueError("Name an export version with --version. Received: none")
         report = format_speed.run_benchmark(
-            FLAGS.model_dir, version, FLAGS.data_dir, FLAGS.batch_size, FLAGS.rounds
+            FLAGS.model_dir,
+            version,
+            FLAGS.data_dir,
+            FLAGS.batch_size,
+            FLAGS.rounds,
+            threads=FLAGS.threads,
+            profile_repeat=FLAGS.profile_repeat,
         )
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)

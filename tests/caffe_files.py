@@ -18,6 +18,19 @@ def random_weights(shapes, seed):
     return weights
 
 
+# bvlc_alexnet's blob shapes in Caffe's layout: (out, in / groups, h, w) and (out, in).
+BVLC_ALEXNET_SHAPES = {
+    "conv1": (96, 3, 11, 11),
+    "conv2": (256, 48, 5, 5),
+    "conv3": (384, 256, 3, 3),
+    "conv4": (384, 192, 3, 3),
+    "conv5": (256, 192, 3, 3),
+    "fc6": (4096, 256 * 6 * 6),
+    "fc7": (4096, 4096),
+    "fc8": (1000, 4096),
+}
+
+
 # ------------------------------------------------------------------------------------------
 # A small protobuf encoder with caffe.proto's field numbers, independent of the reader.
 # ------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Small images, image folders and statistics that the data tests write (imported by them)."""
 
+import glob
 import io
 import os
 
@@ -75,3 +76,16 @@ def pillow_bytes(fmt, mode, seed=0, size=64, **kwargs):
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, fmt, **kwargs)
     return buffer.getvalue()
+
+
+def validation_pixels(model_dir, root):
+    """A run's validation images in `root` as evaluation preprocesses them (the run's mean
+    subtracted, central patch): (their paths, sorted, and float32 pixels)."""
+    from keras_alexnet.training.run import folder as run_dir
+
+    stats = run_dir.read_stats(model_dir)
+    paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))
+    pixels = np.stack(
+        [preprocessing.preprocess_for_eval(tf.io.read_file(p), stats).numpy() for p in paths]
+    )
+    return paths, pixels

@@ -4,36 +4,53 @@ For the SavedModel, model.keras and every LiteRT and ONNX file of an export vers
 formats.py), on the run's validation images (central patch), in one run:
 
 - the file size, and its share of the float32 LiteRT file's;
-- batch-1 latency (median) and images/s at --batch_size (median), the formats taking
-  turns round after round, so that a load that comes and goes on the machine falls on all
-  of them (all batch-1 rounds first, then the others: a LiteRT interpreter is resized
-  only between the two);
+- batch-1 latency and images/s at --batch_size (medians). Each file runs in a process of
+  its own with its runtime only (`format_process`), all with the same threads: in one
+  process TensorFlow's, LiteRT's and ONNX Runtime's thread pools compete and slow each
+  other down. The processes take turns, round after round, one computing at a time, so
+  that a load that comes and goes on the machine falls on all of them (all batch-1 rounds
+  first, then the others: a LiteRT interpreter is resized only between the two). The
+  first run of each turn finds the caches full of the other processes' weights and the
+  processor slowed down: it is reported apart, as the cold latency, and the figures are
+  medians of the second half of each turn's runs (see `TURN_S`);
 - top-1 agreement with the float32 Keras model (model.keras), and the top-1 error;
-- for the int8 file, what its float LRNs (DEQUANTIZE, float LRN, QUANTIZE) cost: the same
-  network without its LRNs, quantized the same way, timed in the same rounds.
+- for each LiteRT file, the time of each operation, summed per layer, at batch 1 and at
+  --batch_size (`format_process.op_times`): where the time goes.
 
-`format_table` makes the report a Markdown table (README.md's).
+`format_table` makes the report Markdown tables (docs/serving.md's).
 Absolute times move with the machine and its load: compare the ratios of one run.
 """
 
 import os
+import re
 import statistics
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.benchmarks import format_process
 from keras_alexnet.data import preprocessing
+from keras_alexnet.models import features
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
 from keras_alexnet.serving import formats
+from keras_alexnet.serving import runtimes
 from keras_alexnet.serving import saved_model
 from keras_alexnet.training.run import folder as run_dir
 
 SAVED_MODEL = "SavedModel"
-NO_LRN = "int8 without LRN"
+SETTLE_S = 0.05  # the pause before each timed request (see _in_turn)
+# Each turn of a round runs a file at least this many times and for at least this long.
+# The first run of a turn finds the caches holding the other processes' weights, its
+# threads asleep and the processor slowed down: it is reported apart, as "cold". The next
+# runs speed up (int8 at batch 1: 6.7, 5.8, 5.4, 5.0 ... 4.2 ms from the eighth on), so
+# the figures are medians of the second half of each turn's runs.
+RUNS_PER_TURN = 4
+TURN_S = 0.3
 
 
 def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
@@ -52,17 +69,6 @@ def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
     return np.stack(pixels), np.array(labels)
 
 
-class _SavedModelRunner:
-    """The SavedModel's predict_pixels signature, called as `formats.open_runtime`'s runners."""
-
-    def __init__(self, version):
-        self.path = version
-        self.function = tf.saved_model.load(version).signatures["predict_pixels"]
-
-    def __call__(self, pixels):
-        return self.function(pixels=tf.constant(pixels))["probabilities"].numpy()
-
-
 def _saved_model_size(version):
     total = 0
     for name in ("saved_model.pb", "fingerprint.pb", "variables", "assets"):
@@ -76,125 +82,154 @@ def _saved_model_size(version):
     return total
 
 
-def runners(version):
-    """(name, file size in bytes, runner) of every format in an export version folder."""
-    found = [(SAVED_MODEL, _saved_model_size(version), _SavedModelRunner(version))]
+def format_files(version):
+    """(name, path, size in bytes) of every format in an export version folder, the
+    SavedModel (the folder itself) first."""
+    found = [(SAVED_MODEL, version, _saved_model_size(version))]
     names = [saved_model.KERAS_FILE]
     names += [formats.litert_file(q) for q in formats.QUANTIZATIONS]
     names += [formats.ONNX_FILE]
     for name in names:
         path = os.path.join(version, name)
         if os.path.exists(path):
-            found.append((name, os.path.getsize(path), formats.open_runtime(path)))
+            found.append((name, path, os.path.getsize(path)))
     return found
 
 
-def _predict_all(runner, pixels, batch_size):
-    return np.concatenate(
-        [runner(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
-    )
+def _in_turn(processes, rounds, *time_args):
+    """`rounds` rounds of `process.time(*time_args)` on each process in turn;
+    {name: [the seconds of each run]}, one list per turn.
+
+    Before each request the previous process's threads get `SETTLE_S` to go idle, so that
+    no runtime's spinning threads fall on the next one's measurement."""
+    results = {name: [] for name in processes}
+    for _ in range(rounds):
+        for name, process in processes.items():
+            time.sleep(SETTLE_S)
+            results[name].append(process.time(*time_args))
+    return results
 
 
-def _timed(runner, batch):
-    start = time.perf_counter()
-    runner(batch)
-    return time.perf_counter() - start
+def _warm_and_cold(turns):
+    """The median of the second half of each turn's runs, and of the first runs."""
+    warm = [seconds for turn in turns for seconds in turn[len(turn) // 2 :]]
+    return statistics.median(warm), statistics.median(turn[0] for turn in turns)
 
 
-def int8_without_lrn(model, calibration, path):
-    """Writes the int8 LiteRT file of `model` with its LRNs left out, and loads it.
-
-    Only to time what the int8 file's float LRNs cost: the same network, quantized the
-    same way, without the DEQUANTIZE, float LRN, QUANTIZE of each LRN. Its outputs are not
-    AlexNet's.
-
-    Args:
-        model: the Keras model.
-        calibration: preprocessed pixels to calibrate the int8 scales on.
-        path: where to write the .tflite file.
-
-    Returns:
-        The file's runner (`formats.open_runtime`).
-    """
-
-    def clone(layer):
-        if isinstance(layer, layers.LocalResponseNormalization):
-            return keras.layers.Identity(name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    stripped = keras.models.clone_model(model, clone_function=clone)
-    stripped.set_weights(model.get_weights())  # LRN has no weights: the same list
-    with open(path, "wb") as f:
-        f.write(formats.litert_bytes(stripped, "int8", calibration))
-    return formats.open_runtime(path)
-
-
-def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
-    """Measures every format of an export version on the run's validation images.
+def run_benchmark(
+    model_dir,
+    version,
+    data_dir=None,
+    batch_size=32,
+    rounds=20,
+    threads=None,
+    profile_repeat=5,
+    turn_seconds=TURN_S,
+):
+    """Measures every format of an export version on the run's validation images, each
+    in a process of its own (`format_process.FormatProcess`).
 
     Args:
         model_dir: the training run (its validation images and labels).
         version: an export version folder holding the formats (export --format=...).
         data_dir: where the run's images are, if not where the run found them.
         batch_size: the batch of the images/s figure and of the validation passes.
-        rounds: timed rounds; in each, every format runs one batch-1 and one batch_size
-            inference in turn.
+        rounds: timed rounds; in each, every format runs in turn, at least
+            `RUNS_PER_TURN` inferences and `turn_seconds` (all batch-1 rounds first, then
+            the batch_size ones). The figures are medians of the second half of each
+            turn's runs; the first runs, after the other processes ran, give the "cold"
+            figures.
+        threads: every runtime's threads (default: the machine's CPUs).
+        profile_repeat: timed runs per cut of the LiteRT files' per-operation profile
+            (`format_process.op_times`), at batch 1 and at batch_size; 0 skips it.
+        turn_seconds: the least time of each turn (`TURN_S`).
+
+    Raises:
+        ValueError: a bad number, or no SavedModel in `version`, before any work.
 
     Returns:
-        A dict: "rows" (one per format), "images", "int8_without_lrn" (the int8 file's
-        times without its LRNs), and the machine's facts.
+        A dict: "rows" (one per format), "profiles" ({LiteRT file: {batch: ops}}),
+        "int8_layer_errors" (`int8_layer_errors` on the first batch), "images", and the
+        machine's facts.
     """
-    found = runners(version)
-    pixels, labels = validation_pixels(model_dir, data_dir, crop=found[1][2].input_size)
-    probabilities = {name: _predict_all(r, pixels, batch_size) for name, _, r in found}
-    reference = probabilities[saved_model.KERAS_FILE].argmax(-1)
-    batch = pixels[:batch_size]
+    for name, value, least in (
+        ("batch_size", batch_size, 1),
+        ("rounds", rounds, 1),
+        ("threads", 1 if threads is None else threads, 1),
+        ("profile_repeat", profile_repeat, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}. Received: {name}={value!r}")
+    if not os.path.exists(os.path.join(version, "saved_model.pb")):
+        raise ValueError(f"No SavedModel in the export version folder. Received: {version}")
+    threads = threads or os.cpu_count()
+    found = format_files(version)
     with tempfile.TemporaryDirectory() as scratch:
-        if os.path.exists(os.path.join(version, formats.litert_file("int8"))):
-            keras_model, _ = mean_image.split(
-                keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
-            )
-            runner = int8_without_lrn(
-                keras_model, pixels[:64], os.path.join(scratch, "no_lrn.tflite")
-            )
-            found.append((NO_LRN, None, runner))
-        timed = [pixels[:1], batch]
-        times = [{name: [] for name, _, _ in found} for _ in timed]
-        for x, group_times in zip(timed, times):
-            for _, _, runner in found:  # warm-up at this batch size
-                runner(x)
-            for _ in range(rounds):
-                for name, _, runner in found:
-                    group_times[name].append(_timed(runner, x))
-    latency, throughput = times
-    without = {}
-    if found[-1][0] == NO_LRN:
-        found.pop()
-        without = {
-            "latency_ms": 1000 * statistics.median(latency[NO_LRN]),
-            "images_per_s": len(batch) / statistics.median(throughput[NO_LRN]),
+        pixels_file = os.path.join(scratch, "pixels.npy")
+        processes = {
+            name: format_process.FormatProcess(path, pixels_file, threads)
+            for name, path, _ in found
         }
-    float_size = dict((n, s) for n, s, _ in found).get(formats.litert_file("none"))
+        try:
+            infos = {name: process.ready() for name, process in processes.items()}
+            crop = infos[SAVED_MODEL]["input_size"]
+            pixels, labels = validation_pixels(model_dir, data_dir, crop=crop)
+            np.save(pixels_file, pixels)
+            probabilities = {
+                name: process.predict(os.path.join(scratch, f"{i}.npy"), batch_size)
+                for i, (name, process) in enumerate(processes.items())
+            }
+            batch = min(batch_size, len(pixels))
+            times = {}
+            for size in (1, batch):
+                _in_turn(processes, 1, size, 2)  # warm-up
+                turns = _in_turn(processes, rounds, size, RUNS_PER_TURN, turn_seconds)
+                times[size] = {name: _warm_and_cold(t) for name, t in turns.items()}
+            profiles = {}
+            if profile_repeat:
+                for name, process in processes.items():
+                    if infos[name]["runtime"] == "LiteRT":
+                        profiles[name] = {
+                            size: process.profile(size, profile_repeat) for size in (1, batch)
+                        }
+        finally:
+            for process in processes.values():
+                process.close()
+    errors = []
+    int8_file = os.path.join(version, formats.litert_file("int8"))
+    if os.path.exists(int8_file):
+        keras_model = keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
+        errors = int8_layer_errors(int8_file, keras_model, pixels[:batch])
+    reference = probabilities[saved_model.KERAS_FILE].argmax(-1)
+    float_size = {n: s for n, _, s in found}.get(formats.litert_file("none"))
     rows = []
-    for name, size, _ in found:
+    for name, _, size in found:
         top1 = probabilities[name].argmax(-1)
         rows.append(
             {
                 "format": name,
+                "runtime": infos[name]["runtime"],
+                "pid": infos[name]["pid"],
+                "tensorflow_loaded": infos[name]["tensorflow_loaded"],
                 "bytes": size,
                 "size_vs_float32": size / float_size if float_size else None,
-                "latency_ms": 1000 * statistics.median(latency[name]),
-                "images_per_s": len(batch) / statistics.median(throughput[name]),
+                "latency_ms": 1000 * times[1][name][0],
+                "cold_latency_ms": 1000 * times[1][name][1],
+                "images_per_s": batch / times[batch][name][0],
+                "cold_images_per_s": batch / times[batch][name][1],
                 "agreement": float(np.mean(top1 == reference)),
                 "top1_error": float(np.mean(top1 != labels)),
             }
         )
     return {
         "rows": rows,
+        "profiles": profiles,
+        "int8_layer_errors": errors,
         "images": len(labels),
-        "batch_size": len(batch),
+        "batch_size": batch,
         "rounds": rounds,
-        "int8_without_lrn": without,
+        "turn_seconds": turn_seconds,
+        "threads": threads,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg()[0],
         "tensorflow": tf.__version__,
@@ -202,15 +237,100 @@ def run_benchmark(model_dir, version, data_dir=None, batch_size=32, rounds=20):
     }
 
 
-RUNTIME = {
-    SAVED_MODEL: "TensorFlow",
-    saved_model.KERAS_FILE: "Keras (TensorFlow)",
-    formats.ONNX_FILE: "onnxruntime",
-}
+def layer_of(name, kind):
+    """The Keras layer an operation of a LiteRT file belongs to.
+
+    The converter names a tensor after the TensorFlow ops it came from, "model/layer/op..."
+    ("alexnet_1/lrn1_1/Log", "alexnet_1/flatten_1/Reshape/shape", a "_1" added to each
+    scope; several names, ";"-separated, when it fused ops): the layer is the scope after
+    the model's, without the "_1". An operation whose output has no such name (the
+    input's QUANTIZE, the softmax) is named by its kind.
+
+    Args:
+        name: the name of the operation's output tensor.
+        kind: the operation's builtin name (QUANTIZE, ...).
+    """
+    parts = name.split(";")[0].split("/")
+    if len(parts) < 3:
+        return kind
+    return re.sub(r"_\d+$", "", parts[1])
+
+
+def layer_times(ops):
+    """Per-operation times summed per layer: [(layer, ms, the operations' names)]."""
+    layers = {}
+    for op in ops:
+        layer = layers.setdefault(layer_of(op["output"], op["op"]), [0.0, []])
+        layer[0] += op["ms"]
+        layer[1].append(op["op"])
+    return [(name, ms, names) for name, (ms, names) in layers.items()]
+
+
+def int8_layer_errors(path, model, pixels):
+    """How far an int8 LiteRT file is from the float32 model, layer by layer.
+
+    The file runs with every intermediate tensor kept; the last tensor of each layer
+    (`layer_of`), dequantized, is compared with the Keras layer's float32 output on the
+    same images. For an LRN layer, also its own error: against the float32 LRN of the
+    file's own (quantized) LRN input, which leaves out what the layers before it lost.
+
+    Args:
+        path: the int8 .tflite file.
+        model: the float32 Keras model it was converted from (model.keras: with or
+            without the mean image inside).
+        pixels: preprocessed images (mean subtracted), float32 [n, size, size, 3].
+
+    Returns:
+        A list of dicts in the network's order: "layer", "error" (the relative RMS error
+        ||int8 - float32|| / ||float32|| of the layer's output) and, for LRN layers,
+        "own_error" (the same, against float32 LRN of the int8 input).
+    """
+    ops = runtimes.litert_operations(path)
+    last = {}
+    for op in ops:
+        last[layer_of(op["name"], op["op"])] = op
+    names = [layer.name for layer in model.layers]
+    layers_here = [name for name in last if name in names]
+    with warnings.catch_warnings():  # "for debugging purposes only": that is what it does here
+        warnings.simplefilter("ignore", UserWarning)
+        runner = runtimes.LiteRTModel(path, experimental_preserve_all_tensors=True)
+    runner(pixels)
+    interpreter = runner.interpreter
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+
+    def tensor(index):
+        return runtimes.dequantize(interpreter.get_tensor(index), details[index])
+
+    producer = {op["output"]: op for op in ops}
+    _, mean = mean_image.split(model)  # a model that subtracts the mean takes raw pixels
+    inputs = pixels
+    if mean is not None:
+        top = (len(mean) - pixels.shape[1]) // 2
+        inputs = pixels + mean[top : top + pixels.shape[1], top : top + pixels.shape[2]]
+    wanted = features.feature_extractor(model, layers_here)(inputs, training=False)
+    rows = []
+    for name in layers_here:
+        layer = model.get_layer(name)
+        got = tensor(last[name]["output"])
+        if getattr(getattr(layer, "activation", None), "__name__", "") == "softmax":
+            got = tensor(runner.output["index"])  # the file's SOFTMAX is an op of its own
+        want = keras.ops.convert_to_numpy(wanted[name])
+        row = {"layer": name, "error": _relative_error(got, want)}
+        if isinstance(layer, layers.LocalResponseNormalization):
+            first = next(op for op in ops if layer_of(op["name"], op["op"]) == name)
+            source = next(i for i in first["inputs"] if i in producer)
+            reference = layer(tensor(source), training=False)
+            row["own_error"] = _relative_error(got, keras.ops.convert_to_numpy(reference))
+        rows.append(row)
+    return rows
+
+
+def _relative_error(got, want):
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
 def format_table(report):
-    """The report as README.md's Markdown table, and a line on the int8 file's LRNs.
+    """The report as Markdown: the formats table, then the LiteRT files' time per layer.
 
     Latency and images/s are also given as multiples of the SavedModel's (x1.00), the
     figures to compare.
@@ -218,34 +338,99 @@ def format_table(report):
     base = next(r for r in report["rows"] if r["format"] == SAVED_MODEL)
     lines = [
         f"| file | runtime | size | of float32 | batch-1 latency | images/s, batch "
-        f"{report['batch_size']} | top-1 agreement with Keras | top-1 error |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"{report['batch_size']} | batch-1 latency, cold | top-1 agreement with Keras "
+        "| top-1 error |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         share = f"{row['size_vs_float32']:.1%}" if row["size_vs_float32"] else ""
         lines.append(
-            f"| `{row['format']}` | {RUNTIME.get(row['format'], 'LiteRT')} "
+            f"| `{row['format']}` | {row['runtime']} "
             f"| {row['bytes'] / 1e6:.1f} MB | {share} "
             f"| {row['latency_ms']:.1f} ms (x{row['latency_ms'] / base['latency_ms']:.2f}) "
             f"| {row['images_per_s']:.1f} (x{row['images_per_s'] / base['images_per_s']:.2f}) "
+            f"| {row['cold_latency_ms']:.1f} ms "
+            f"(x{row['cold_latency_ms'] / base['cold_latency_ms']:.2f}) "
             f"| {row['agreement']:.2%} | {row['top1_error']:.2%} |"
-        )
-    if report["int8_without_lrn"]:
-        int8 = next(r for r in report["rows"] if r["format"] == formats.litert_file("int8"))
-        without = report["int8_without_lrn"]
-        cost = int8["latency_ms"] - without["latency_ms"]
-        lines.append("")
-        lines.append(
-            f"The int8 file's two LRNs run in float32 (DEQUANTIZE, LRN, QUANTIZE): the same "
-            f"int8 file without them takes {without['latency_ms']:.1f} ms at batch 1 and "
-            f"{without['images_per_s']:.1f} images/s, so they cost {cost:.1f} ms "
-            f"({cost / int8['latency_ms']:.0%} of its {int8['latency_ms']:.1f} ms) and "
-            f"{1 - int8['images_per_s'] / without['images_per_s']:.0%} of its images/s."
         )
     lines.append("")
     lines.append(
-        f"{report['images']} validation images; medians of {report['rounds']} rounds, the "
-        f"formats in turn; {report['cpus']} CPUs, load average {report['load_average']:.1f} "
-        f"at the end; TensorFlow {report['tensorflow']}, Keras {report['keras']}."
+        f"{report['images']} validation images; each file in a process of its own with "
+        f"{report['threads']} threads, the files in turn, {report['rounds']} rounds of at "
+        f"least {RUNS_PER_TURN} runs and {report['turn_seconds']} s each; medians of the "
+        f"second half of each turn's runs (cold: of its first run, after the other processes ran); "
+        f"{report['cpus']} CPUs, load average {report['load_average']:.1f} at the end; "
+        f"TensorFlow {report['tensorflow']}, Keras {report['keras']}."
+    )
+    if report["int8_layer_errors"]:
+        lines.append("")
+        lines.append(
+            f"int8 error per layer, relative RMS against the float32 Keras model on "
+            f"{report['batch_size']} images: "
+            + ", ".join(
+                f"{row['layer']} {row['error']:.2%}"
+                + (f" (its own {row['own_error']:.2%})" if "own_error" in row else "")
+                for row in report["int8_layer_errors"]
+            )
+            + "."
+        )
+    if report["profiles"]:
+        lines.append("")
+        lines.append(profile_table(report))
+    return "\n".join(lines)
+
+
+def profile_table(report):
+    """The LiteRT files' time per layer (ms at batch 1 / batch N), as a Markdown table.
+
+    Works on a report read back from its JSON too (where the batch sizes are strings).
+    """
+    profiles = {
+        name: {int(size): layer_times(ops) for size, ops in by_size.items()}
+        for name, by_size in report["profiles"].items()
+    }
+    sizes = sorted({size for by_size in profiles.values() for size in by_size})
+    ms = {
+        (name, size, layer): value
+        for name, by_size in profiles.items()
+        for size, rows in by_size.items()
+        for layer, value, _ in rows
+    }
+    order = list(dict.fromkeys(layer for (_, _, layer) in ms))
+    batches = " / ".join(map(str, sizes))
+    lines = [
+        "| layer | " + " | ".join(f"`{name}` ms, batch {batches}" for name in profiles) + " |",
+        "|---" + "|---:" * len(profiles) + "|",
+    ]
+    for layer in order:
+        cells = [
+            " / ".join(
+                f"{ms[(name, size, layer)]:.2f}" if (name, size, layer) in ms else "-"
+                for size in sizes
+            )
+            for name in profiles
+        ]
+        lines.append(f"| {layer} | {' | '.join(cells)} |")
+    totals = [
+        " / ".join(
+            f"**{sum(value for _, value, _ in profiles[name][size]):.2f}**" for size in sizes
+        )
+        for name in profiles
+    ]
+    lines.append(f"| all | {' | '.join(totals)} |")
+    lrn_ops = {
+        layer: " ".join(kinds)
+        for by_size in profiles.values()
+        for rows in by_size.values()
+        for layer, _, kinds in rows
+        if layer.startswith("lrn")
+    }
+    lines.append("")
+    lines.append(
+        "Time per layer: each operation's time, from copies of the file cut after each "
+        "operation (the interpreter's invoke, median of each cut's runs, less the previous "
+        "cut's), summed over the operations of the layer"
+        + "".join(f"; {layer}: {kinds}" for layer, kinds in lrn_ops.items())
+        + "."
     )
     return "\n".join(lines)

@@ -21,16 +21,20 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
+
+if __package__:
+    from keras_alexnet.benchmarks import child_process
+else:  # run as a script, which imports nothing of the package: its folder is on sys.path
+    import child_process
 
 # The package's own peer: the paper's network in PyTorch.
 DEFAULT_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_alexnet.py")
 STEPS = ("train", "infer")
 
 
-class TorchProcess:
+class TorchProcess(child_process.ChildProcess):
     """A peer network in a child process, trained or run one step per call.
 
     The process starts at construction and loads PyTorch meanwhile; `ready` waits for it.
@@ -44,86 +48,30 @@ class TorchProcess:
     """
 
     def __init__(self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads):
-        self.batch_size = batch_size
-        self.info = None
-        self.tensorflow_loaded = None
-        # stderr is this process's: the peer's errors and warnings show where ours do.
-        self._process = subprocess.Popen(
+        super().__init__(
+            os.path.abspath(__file__),
             [
-                sys.executable,
-                os.path.abspath(__file__),
                 f"--peer={peer}",
                 f"--batch_size={batch_size}",
                 f"--num_classes={num_classes}",
                 f"--threads={threads}",
             ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            "The PyTorch process",
         )
-        self.pid = self._process.pid
+        self.batch_size = batch_size
 
-    def ready(self):
-        """Waits until the process has built its network; returns its `info` dict."""
-        if self.info is None:
-            reply = self._reply()
-            self.info = reply["info"]
-            self.tensorflow_loaded = reply["tensorflow_loaded"]
-        return self.info
+    @property
+    def tensorflow_loaded(self):
+        """Whether the process imported TensorFlow (None until it is ready)."""
+        return self.ready_reply["tensorflow_loaded"] if self.ready_reply else None
 
     def train(self):
         """One training step; returns its seconds, as measured in the child process."""
-        return self._request("train")
+        return self.request("train")["seconds"]
 
     def infer(self):
         """One inference step; returns its seconds, as measured in the child process."""
-        return self._request("infer")
-
-    def close(self):
-        """Ends the process (and waits for it)."""
-        if self._process.poll() is None:
-            try:
-                self._send("quit")
-                self._process.wait(timeout=60)
-            except (RuntimeError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
-        for stream in (self._process.stdin, self._process.stdout):
-            try:
-                stream.close()
-            except OSError:  # the pipe of a process that ended
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def _request(self, step):
-        self.ready()
-        self._send(step)
-        return self._reply()["seconds"]
-
-    def _send(self, line):
-        try:
-            self._process.stdin.write(line + "\n")
-            self._process.stdin.flush()
-        except (BrokenPipeError, ValueError) as error:
-            raise RuntimeError(self._ended()) from error
-
-    def _reply(self):
-        # Anything else a library prints on stdout is not a reply: the replies are objects.
-        for line in self._process.stdout:
-            if line.startswith("{"):
-                return json.loads(line)
-        raise RuntimeError(self._ended())
-
-    def _ended(self):
-        return (
-            f"The PyTorch process ended (exit status {self._process.wait()}); its error is "
-            "printed above."
-        )
+        return self.request("infer")["seconds"]
 
 
 class TorchSubject:

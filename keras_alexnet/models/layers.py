@@ -5,7 +5,8 @@ They compute with TensorFlow's ops under the TensorFlow backend (its fused LRN k
 convolutions that export as standard SavedModel ops) and with `keras.ops` under any other
 backend, so a saved model loads and predicts under JAX and PyTorch too. In training
 (training=True) LRN takes a faster path on TensorFlow (XLA) that gives the same numbers;
-inference and exported graphs keep the standard op. TensorFlow is imported only where the
+inference and SavedModels keep the standard op, and LiteRT and ONNX files get LRN from
+operations that quantize (`graph_for_conversion`). TensorFlow is imported only where the
 TensorFlow backend runs: this module imports under any backend.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import functools
 
 import keras
+import numpy as np
 
 
 def _tensorflow():
@@ -27,29 +29,45 @@ def _on_tensorflow():
 
 
 @contextlib.contextmanager
-def graph_for_conversion(model):
-    """Traces a model's GroupedConv2D layers without their empty-batch guard, for converters.
+def graph_for_conversion(model, decompose_lrn=True):
+    """Traces a model for converters: grouped convolutions without their empty-batch guard,
+    and LRN from operations that have integer and fast kernels.
 
-    The guard is a `tf.cond` that only TensorFlow's own oneDNN kernels need. In a LiteRT or
-    ONNX graph it would put each convolution, and its weights, inside an If subgraph, where
-    the LiteRT converter keeps the weights as variables that no quantization reaches. Trace
-    the functions to convert inside this context; the layers' outputs are the same. Each
-    layer holds its own switch (`GroupedConv2D.empty_batch_guard`), so other models are
-    untouched while this one is converted.
+    The guard of GroupedConv2D is a `tf.cond` that only TensorFlow's own oneDNN kernels
+    need. In a LiteRT or ONNX graph it would put each convolution, and its weights, inside
+    an If subgraph, where the LiteRT converter keeps the weights as variables that no
+    quantization reaches.
+
+    LRN becomes `lrn_from_ops` (a product, a 1x1 convolution, a log, an exp and two more
+    products) instead of one LRN op: TFLite's LOCAL_RESPONSE_NORMALIZATION has float
+    kernels only and calls `pow` per activation, so in an int8 file each LRN ran in float32
+    between a DEQUANTIZE and a QUANTIZE and took most of the file's time; its operations
+    here all have int8 kernels in TFLite (LOG and EXP as lookup tables) and float ones that
+    XNNPACK runs. The outputs are the same to float32 rounding.
+
+    Trace the functions to convert inside this context. Each layer holds its own switch
+    (`GroupedConv2D.empty_batch_guard`, `LocalResponseNormalization.decomposed`), so other
+    models are untouched while this one is converted.
 
     Args:
-        model: the model to trace; its GroupedConv2D layers, nested models' included, run
-            without the guard inside the context and get it back after.
+        model: the model to trace; its layers, nested models' included, are switched
+            inside the context and switched back after.
+        decompose_lrn: whether LRN layers compute `lrn_from_ops`; False keeps the LRN op.
     """
-    grouped = [layer for layer in _layers_within(model) if isinstance(layer, GroupedConv2D)]
-    previous = [layer.empty_batch_guard for layer in grouped]
-    for layer in grouped:
-        layer.empty_batch_guard = False
+    switches = []
+    for layer in _layers_within(model):
+        if isinstance(layer, GroupedConv2D):
+            switches.append((layer, "empty_batch_guard", False))
+        elif isinstance(layer, LocalResponseNormalization) and decompose_lrn:
+            switches.append((layer, "decomposed", True))
+    previous = [getattr(layer, name) for layer, name, _ in switches]
+    for layer, name, value in switches:
+        setattr(layer, name, value)
     try:
         yield
     finally:
-        for layer, guard in zip(grouped, previous):
-            layer.empty_batch_guard = guard
+        for (layer, name, _), value in zip(switches, previous):
+            setattr(layer, name, value)
 
 
 def _layers_within(layer):
@@ -94,7 +112,8 @@ class LocalResponseNormalization(keras.layers.Layer):
     the layer's compute dtype.
 
     Under the TensorFlow backend it runs `tf.nn.local_response_normalization` (one fused
-    kernel, and the LRN op of exported SavedModels and LiteRT files), but in training
+    kernel, and the LRN op of exported SavedModels; LiteRT and ONNX files get
+    `lrn_from_ops`, see `graph_for_conversion`), but in training
     (training=True), where it computes the same formula and its exact gradient with XLA,
     three times faster on CPU (the outputs agree to float32 rounding); under any other
     backend (JAX, PyTorch) the same formula in `keras.ops`.
@@ -105,6 +124,11 @@ class LocalResponseNormalization(keras.layers.Layer):
         alpha: the scale of the sum of squares.
         beta: the exponent.
         **kwargs: base layer arguments (name, dtype, ...).
+
+    Attributes:
+        decomposed: whether `call` computes `lrn_from_ops` instead of the LRN op under the
+            TensorFlow backend (False). Not an argument and not saved: only
+            `graph_for_conversion` turns it on, for the duration of a conversion.
     """
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
@@ -124,11 +148,17 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.bias = float(bias)
         self.alpha = float(alpha)
         self.beta = float(beta)
+        self.decomposed = False
 
     def call(self, inputs, training=None):
         if _on_tensorflow():
             tf = _tensorflow()
-            lrn = _lrn_for_training if training else tf.nn.local_response_normalization
+            if training:
+                lrn = _lrn_for_training
+            elif self.decomposed and len(inputs.shape) == 4:
+                lrn = lrn_from_ops
+            else:
+                lrn = tf.nn.local_response_normalization
             outputs = lrn(
                 tf.cast(inputs, tf.float32),
                 depth_radius=self.depth_radius,
@@ -160,6 +190,37 @@ class LocalResponseNormalization(keras.layers.Layer):
             depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
         )
         return config
+
+
+def lrn_from_ops(x, depth_radius, bias, alpha, beta):
+    """LRN of float32 NHWC activations from operations that quantize, for exported files.
+
+    With s = bias + alpha * (the window sum of squares), LRN is x * s^-beta, computed as
+
+        squares = x * x
+        s = conv2d(squares, W) + bias    a 1x1 convolution, W[j, i] = alpha if |i - j| <= r
+        y = x * exp(-beta * log(s))
+
+    The window sum over channels i-r ... i+r is a 1x1 convolution with a fixed banded
+    kernel (alpha folded into it, bias as the convolution's bias), and the power is a log
+    and an exp, which TFLite runs in int8 as lookup tables (s >= bias > 0, so the log is
+    defined). In float32 it equals `tf.nn.local_response_normalization` to about 1e-7
+    relative (tested on real activations).
+
+    Args:
+        x: float32 activations [batch, height, width, channels].
+        depth_radius, bias, alpha, beta: as in `LocalResponseNormalization`.
+
+    Returns:
+        float32 [batch, height, width, channels].
+    """
+    tf = _tensorflow()
+    channels = x.shape[-1]
+    offsets = abs(np.arange(channels)[:, None] - np.arange(channels)[None, :])
+    band = np.where(offsets <= depth_radius, alpha, 0.0).astype(np.float32)
+    s = tf.nn.conv2d(x * x, band[None, None], strides=1, padding="VALID")
+    s = tf.nn.bias_add(s, np.full(channels, bias, np.float32))  # a vector: tf2onnx folds it
+    return x * tf.exp(-beta * tf.math.log(s))
 
 
 def _lrn_for_training(x, depth_radius, bias, alpha, beta):

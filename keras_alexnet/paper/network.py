@@ -167,6 +167,8 @@ def merge_towers(records):
                 towers.append(previous)
             elif previous.kind in ("activation", "split"):
                 skipped.append(previous)
+                if previous.kind == "split":
+                    break  # the towers start after their split, not at the layer before it
             else:
                 break
         towers.reverse()
@@ -190,7 +192,7 @@ def merge_towers(records):
                 groups=len(towers),
                 output_shape=record.output_shape,
                 input_shape=(*first.input_shape[:-1], in_channels) if first.input_shape else None,
-                params=sum(t.params for t in towers),
+                params=sum(t.params for t in towers) + record.params,  # the concat's bias
                 activation=acts[0].subkind if acts else first.activation,
             )
         )

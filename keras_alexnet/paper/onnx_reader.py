@@ -8,6 +8,8 @@ activations become layer records; a run of other nodes becomes one record of kin
 
 import os
 
+import numpy as np
+
 from keras_alexnet.paper import network as net
 
 _ONNX_DROPOUT = (
@@ -18,6 +20,10 @@ _ONNX_DROPOUT = (
 
 # Nodes that compute shapes, not maps: never part of the network's data path.
 _ONNX_PLUMBING = {"Shape", "Constant", "ConstantOfShape", "Size"}
+# Layout only: tf2onnx turns a channels-last Keras or TensorFlow graph into ONNX's NCHW with
+# a Transpose before and after each run of convolutions and pools (between a split and
+# each tower's Conv too). The data passes through them; they are no layer of their own.
+_ONNX_LAYOUT = {"Transpose"}
 _ONNX_ACTIVATIONS = {
     "Relu": "relu",
     "Softmax": "softmax",
@@ -41,6 +47,15 @@ def _hwc(dims):
         return None
     dims = tuple(dims[1:])
     return (*dims[1:], dims[0]) if len(dims) == 3 else dims
+
+
+def _input_hwc(dims):
+    """The graph input's shape as (H, W, C): NCHW as ONNX lays images out, or NHWC as a
+    converted Keras or TensorFlow model takes them (the last dimension 1 or 3 channels,
+    the second not)."""
+    if dims is not None and len(dims) == 4 and dims[3] in (1, 3) and dims[1] not in (1, 3):
+        return tuple(dims[1:])
+    return _hwc(dims)
 
 
 class _OnnxGraph:
@@ -177,6 +192,49 @@ def _written_out_lrn(g, nodes):
     return dict(n=n, k=k, alpha=alpha / n, beta=beta)
 
 
+def _lrn_from_ops(g, nodes, index):
+    """This package's LRN as its LiteRT and ONNX exports write it out
+    (`keras_alexnet.models.layers.lrn_from_ops`), starting at nodes[index], or None.
+
+    x*x, a 1x1 Conv whose kernel is a band of alpha around the diagonal (n = 2r+1 wide)
+    and whose bias is k, then Log, Mul by -beta, Exp, and Mul by x: alpha on the plain sum.
+
+    Returns:
+        (the LRN's constants, the indices of its six nodes), or None.
+    """
+    square = nodes[index]
+    if square.op_type != "Mul" or square.input[0] != square.input[1]:
+        return None
+    consumers = {}
+    for i in range(index + 1, len(nodes)):
+        for name in nodes[i].input:
+            consumers.setdefault(name, i)
+    chain, output = [index], square.output[0]
+    for op_type in ("Conv", "Log", "Mul", "Exp", "Mul"):
+        i = consumers.get(output)
+        if i is None or nodes[i].op_type != op_type:
+            return None
+        chain.append(i)
+        output = nodes[i].output[0]
+    conv, scale, last = (nodes[i] for i in (chain[1], chain[3], chain[5]))
+    kernel = g.value(conv.input[1])
+    bias = g.value(conv.input[2]) if len(conv.input) > 2 else None
+    factor = [g.value(name) for name in scale.input if g.value(name) is not None]
+    if kernel is None or bias is None or not factor or square.input[0] not in last.input:
+        return None
+    if kernel.ndim != 4 or kernel.shape[2:] != (1, 1) or kernel.shape[0] != kernel.shape[1]:
+        return None
+    band = kernel[:, :, 0, 0]
+    alpha = float(band.max())
+    offsets = np.abs(np.arange(len(band))[:, None] - np.arange(len(band))[None, :])
+    radius = int(offsets[band != 0].max()) if alpha > 0 else 0
+    if not np.allclose(band, np.where(offsets <= radius, alpha, 0.0)) or np.ptp(bias) > 0:
+        return None
+    lrn = dict(n=2 * radius + 1, k=float(bias.flat[0]), alpha=alpha,
+               beta=-float(np.asarray(factor[0]).reshape(())))  # fmt: skip
+    return lrn, chain
+
+
 def _data_nodes(g):
     """The indices of the nodes on the data path: those fed (at last) by the graph input."""
     data = {i.name for i in g.graph.input if i.name not in g.init}
@@ -185,7 +243,8 @@ def _data_nodes(g):
         if node.op_type in _ONNX_PLUMBING or not any(i in data for i in node.input):
             continue
         data.update(node.output)
-        on_path.append(index)
+        if node.op_type not in _ONNX_LAYOUT:
+            on_path.append(index)
     return on_path
 
 
@@ -221,11 +280,33 @@ def read_onnx(path):
         records.append(record)
         run.clear()
 
+    written_out, constants = set(), set()
     for index in _data_nodes(g):
         node = nodes[index]
-        if node.op_type in ("Add",) and records and records[-1].kind == "dense":
+        if index in written_out:
+            continue
+        found = _lrn_from_ops(g, nodes, index)
+        if found:
+            lrn, chain = found
+            written_out.update(chain)
+            # Its kernel, bias and factor are the LRN's constants, not weights.
+            constants.update(i for c in chain for i in nodes[c].input if i in g.init)
+            close_run()
+            records.append(
+                net.LayerRecord(
+                    "norm",
+                    node.name or node.output[0],
+                    "+".join(nodes[i].op_type for i in chain),
+                    subkind="lrn",
+                    lrn=lrn,
+                    input_shape=_hwc(g.shapes.get(node.input[0])),
+                    output_shape=_hwc(g.shapes.get(nodes[chain[-1]].output[0])),
+                )
+            )
+            continue
+        if node.op_type in ("Add",) and records and records[-1].kind in ("dense", "concat"):
             bias = [g.init[i] for i in node.input if i in g.init]
-            if bias:  # MatMul + Add: the dense layer's bias
+            if bias:  # MatMul + Add, towers' Concat + Add: the layer's bias
                 records[-1].params += sum(int(b.size) for b in bias)
                 continue
         record = _onnx_record(g, node)
@@ -246,8 +327,8 @@ def read_onnx(path):
         name=os.path.basename(path),
         source="ONNX",
         records=records,
-        input_shape=_hwc(g.shapes.get(inputs[0].name)) if inputs else None,
-        params=sum(int(v.size) for v in g.init.values()),
+        input_shape=_input_hwc(g.shapes.get(inputs[0].name)) if inputs else None,
+        params=sum(int(v.size) for name, v in g.init.items() if name not in constants),
         dropout_known=dropout_known,
         cannot_tell=cannot_tell,
     )

@@ -2,6 +2,7 @@
 
 - `saved_model`: the SavedModel and .keras export of a trained run.
 - `formats`: LiteRT (TensorFlow Lite) and ONNX files, and the runtimes that run them.
+- `runtimes`: the LiteRT and ONNX runners alone (NumPy and the runtime, no TensorFlow).
 - `model_files`: the model a tool works on, a run (--model_dir) or a file (--model).
 - `prediction`: top-5 predictions for image files.
 - `explanations`, `explain_page`: Grad-CAM, top-5 and fc7 neighbours of images, and their

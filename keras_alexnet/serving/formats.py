@@ -8,11 +8,16 @@ folder, beside the SavedModel, `labels.txt` and `dataset_stats.npz`:
     model_dynamic.tflite    LiteRT, dynamic-range quantization: int8 weights; the
                             activations are quantized on the fly for the int8 kernels.
     model_int8.tflite       LiteRT, full-integer post-training quantization: int8 weights
-                            and activations, calibrated on training images of the run.
-                            TFLite's LOCAL_RESPONSE_NORMALIZATION has float kernels only, so
-                            each LRN runs in float32 between a DEQUANTIZE and a QUANTIZE.
+                            and activations, calibrated on training images of the run,
+                            but for the last layer and softmax (float32; see _int8_bytes).
     model.onnx              ONNX, opset `ONNX_OPSET`, through tf2onnx (the optional extra
-                            `pip install keras-alexnet[onnx]`); the LRNs are ONNX LRN nodes.
+                            `pip install keras-alexnet[onnx]`).
+
+In every LiteRT and ONNX file the paper's LRN is computed by `layers.lrn_from_ops`: a
+product, a 1x1 convolution with a fixed banded kernel, a log, an exp and two products, each
+with int8 kernels in TFLite, instead of TFLite's float-only LOCAL_RESPONSE_NORMALIZATION
+(`layers.graph_for_conversion`); onnxruntime also runs it faster than its LRN node, and
+`verify` reads it as LRN. In float32 it is the same to about 1e-7.
 
 Every file takes what the SavedModel's `predict_pixels` takes, float32 pixels [batch, 227,
 227, 3] with the training mean subtracted (the int8 file too: it quantizes them itself),
@@ -33,6 +38,7 @@ import tensorflow as tf
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
+from keras_alexnet.serving import runtimes
 from keras_alexnet.training.run import folder as run_dir
 
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
@@ -41,7 +47,7 @@ ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
-ONNX_EXTRA = "pip install keras-alexnet[onnx]"
+ONNX_EXTRA = runtimes.ONNX_EXTRA
 
 
 def litert_file(quantize):
@@ -100,28 +106,62 @@ def litert_bytes(model, quantize="none", calibration=None):
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise ValueError("int8 quantization needs calibration images. Received: none")
     with tempfile.TemporaryDirectory() as scratch:
-        # GroupedConv2D traced without its tf.cond guard (see layers.graph_for_conversion),
-        # so every convolution and its weights are in the main graph, where the converter
-        # folds the weights into constants and quantizes them.
+        # Traced for converters (layers.graph_for_conversion): every convolution and its
+        # weights in the main graph, where the converter folds the weights into constants
+        # and quantizes them, and LRN from operations that have int8 kernels.
         with layers.graph_for_conversion(model):
             archive = keras.export.ExportArchive()
             archive.track(model)
             archive.add_endpoint("serve", _probabilities(model), _pixel_signature(model))
             archive.write_out(scratch, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=["serve"])
+
+        def converter():
+            return tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=["serve"])
+
+        if quantize == "int8":
+            return _int8_bytes(converter, calibration, scratch)
+        litert = converter()
         if quantize != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            litert.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-            # Integer kernels wherever TFLite has them; the float builtins for LRN, which
-            # has none (the converter puts a DEQUANTIZE before each LRN, a QUANTIZE after).
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                tf.lite.OpsSet.TFLITE_BUILTINS,
-            ]
-        return converter.convert()
+            litert.target_spec.supported_types = [tf.float16]
+        return litert.convert()
+
+
+def _int8_bytes(converter, calibration, scratch):
+    """Full-integer quantization, but for the classifier's last layer and softmax.
+
+    Their float32 outputs decide the top class: quantized, the probabilities of the two
+    first classes of an image the model hesitates on came out equal (int8 steps of 1/256),
+    and the tie went to the lower class index. On the demo's 400 validation images that
+    changed 4 top-1 answers, all four such ties; with the last layer (4096 x classes
+    weights) and softmax in float32, none. Selective quantization is TensorFlow Lite's
+    `QuantizationDebugger` (tf.lite.experimental) with those nodes denylisted; their
+    name comes from the float32 file.
+
+    Returns:
+        The .tflite file's bytes: float32 pixels in, float32 probabilities out.
+    """
+    path = os.path.join(scratch, "float32.tflite")
+    with open(path, "wb") as f:
+        f.write(converter().convert())
+    dense = [op["name"] for op in runtimes.litert_operations(path) if op["op"] == "FULLY_CONNECTED"]
+    litert = converter()
+    litert.optimizations = [tf.lite.Optimize.DEFAULT]
+    litert.representative_dataset = lambda: ([image[None]] for image in calibration)
+    # Integer kernels wherever TFLite has them, float builtins for the denylisted nodes.
+    litert.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=litert,
+        debug_dataset=lambda: ([image[None]] for image in calibration[:1]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=["SOFTMAX"], denylisted_nodes=dense[-1:]
+        ),
+    )
+    return debugger.get_nondebug_quantized_model()
 
 
 def onnx_model(model, opset=ONNX_OPSET):
@@ -228,66 +268,6 @@ def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=
     return np.stack(list(ds.as_numpy_iterator()))
 
 
-class LiteRTModel:
-    """A .tflite file in the LiteRT interpreter: float32 pixels in, probabilities out."""
-
-    def __init__(self, path, num_threads=None):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            Interpreter = tf.lite.Interpreter
-        self.path = path
-        self.interpreter = Interpreter(model_path=path, num_threads=num_threads or os.cpu_count())
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_size = int(self.input["shape"][1])
-        self._batch = None
-
-    def __call__(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
-        if self._batch != len(pixels):
-            self.interpreter.resize_tensor_input(self.input["index"], pixels.shape)
-            self.interpreter.allocate_tensors()
-            self._batch = len(pixels)
-        self.interpreter.set_tensor(self.input["index"], _quantize(pixels, self.input))
-        self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
-
-
-def _quantize(values, details):
-    dtype = details["dtype"]
-    if np.issubdtype(dtype, np.floating):
-        return values.astype(dtype)
-    scale, zero = details["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
-
-
-def _dequantize(values, details):
-    if np.issubdtype(values.dtype, np.floating):
-        return values.astype(np.float32)
-    scale, zero = details["quantization"]
-    return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
-
-
-class OnnxModel:
-    """A .onnx file in onnxruntime: float32 pixels in, probabilities out."""
-
-    def __init__(self, path):
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError(f"Running .onnx files needs onnxruntime: {ONNX_EXTRA}") from error
-        self.path = path
-        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.input_size = int(self.session.get_inputs()[0].shape[1])
-
-    def __call__(self, pixels):
-        feed = {self.input_name: np.asarray(pixels, np.float32)}
-        return self.session.run(None, feed)[0].astype(np.float32)
-
-
 class KerasModel:
     """A .keras file saved by this package: float32 pixels in (mean subtracted, as the
     other files take them), probabilities out.
@@ -306,6 +286,8 @@ class KerasModel:
         return keras.ops.convert_to_numpy(outputs).astype(np.float32)
 
 
+LiteRTModel = runtimes.LiteRTModel
+OnnxModel = runtimes.OnnxModel
 RUNTIMES = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel}
 
 

@@ -32,6 +32,9 @@ def test_lrn_matches_numpy(depth_radius, bias, alpha, beta):
     got = keras.ops.convert_to_numpy(layer(x))
     want = lrn_reference(x, depth_radius, bias, alpha, beta)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    # What exported LiteRT and ONNX files compute instead (graph_for_conversion).
+    from_ops = layers.lrn_from_ops(tf.constant(x), depth_radius, bias, alpha, beta).numpy()
+    np.testing.assert_allclose(from_ops, want, rtol=1e-5)
     # The normalisation must actually act on these inputs, or the test proves nothing.
     assert np.max(np.abs(want - x / bias**beta)) > 1e-2
 
@@ -333,6 +336,36 @@ def test_graph_for_conversion_drops_the_guard_of_its_model_only():
     assert [layer.empty_batch_guard for layer in grouped] == [True, True]
     assert _has_cond(converted)
     assert "empty_batch_guard" not in grouped[0].get_config()
+
+
+def _lrn_model(name):
+    inputs = keras.Input((3, 3, 8))
+    outputs = layers.LocalResponseNormalization(name=f"{name}_lrn")(keras.layers.ReLU()(inputs))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _graph_ops(model):
+    fn = tf.function(model).get_concrete_function(tf.TensorSpec((None, 3, 3, 8)))
+    return {node.op for node in fn.graph.as_graph_def().node}
+
+
+def test_graph_for_conversion_decomposes_the_lrn_of_its_model_only():
+    converted, other = _lrn_model("converted"), _lrn_model("other")
+    lrns = [m.layers[-1] for m in (converted, other)]
+    x = np.random.default_rng(7).normal(0, 80, size=(2, 3, 3, 8)).astype(np.float32)
+    want = converted(x).numpy()
+    assert "LRN" in _graph_ops(converted)
+    with layers.graph_for_conversion(converted):
+        assert [layer.decomposed for layer in lrns] == [True, False]
+        ops = _graph_ops(converted)
+        assert "LRN" not in ops and {"Conv2D", "Log", "Exp"} <= ops
+        assert "LRN" in _graph_ops(other)
+        np.testing.assert_allclose(converted(x).numpy(), want, rtol=1e-5)
+    with layers.graph_for_conversion(converted, decompose_lrn=False):
+        assert "LRN" in _graph_ops(converted)
+    assert [layer.decomposed for layer in lrns] == [False, False]
+    assert "LRN" in _graph_ops(converted)
+    assert "decomposed" not in lrns[0].get_config()
 
 
 def test_grouped_conv_config_round_trip():

@@ -2,19 +2,20 @@
 its own runtime in a fresh process against the Keras model, the int8 file's integer
 weights, the ONNX graph's checker and LRN nodes, and `predict` on every format."""
 
-import glob
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from fresh_process import run_module
+from image_data import validation_pixels
 
-from keras_alexnet.data import preprocessing
+from keras_alexnet.paper import onnx_reader
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import prediction as predict
 from keras_alexnet.serving import saved_model as export
@@ -39,13 +40,8 @@ def version(exported_formats):
 @pytest.fixture(scope="module")
 def validation(trained):
     """The run's 18 validation images: (paths, preprocessed pixels, Keras probabilities)."""
-    model_dir, root = trained
-    model, _ = run_dir.restore_model(model_dir)
-    stats = run_dir.read_stats(model_dir)
-    paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))
-    pixels = np.stack(
-        [preprocessing.preprocess_for_eval(tf.io.read_file(p), stats).numpy() for p in paths]
-    )
+    model, _ = run_dir.restore_model(trained[0])
+    paths, pixels = validation_pixels(*trained)
     return paths, pixels, model(pixels, training=False).numpy()
 
 
@@ -128,28 +124,52 @@ def test_quantized_files_hold_integer_weights(version, trained):
             int(np.prod(t["shape"])) for t in tensors.get_tensor_details() if t["dtype"] == dtype
         ]
         # Every kernel (transposed as TFLite stores them) is a tensor of dtype; dynamic
-        # range quantization leaves tensors under 1024 values (tiny's fc8) in float32.
-        for size in kernels if q != "dynamic" else [k for k in kernels if k >= 1024]:
+        # range quantization leaves tensors under 1024 values (tiny's fc8) in float32, and
+        # the int8 file keeps fc8 in float32 (formats._int8_bytes).
+        expected = kernels[:-1] if q == "int8" else kernels
+        for size in expected if q != "dynamic" else [k for k in kernels if k >= 1024]:
             assert size in stored, (q, size)
             stored.remove(size)
+        if q == "int8":
+            floats = [
+                int(np.prod(t["shape"]))
+                for t in tensors.get_tensor_details()
+                if t["dtype"] == np.float32
+            ]
+            assert kernels[-1] in floats
     float_file = Interpreter(model_path=os.path.join(version, "model.tflite"))
     assert not [t for t in float_file.get_tensor_details() if t["dtype"] == np.int8]
 
 
-def test_onnx_file_passes_the_checker_and_normalises_with_lrn(version):
+def test_onnx_file_passes_the_checker_and_its_lrn_reads_as_the_papers(version):
     proto = onnx.load(os.path.join(version, formats.ONNX_FILE))
     onnx.checker.check_model(proto, full_check=True)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [
         formats.ONNX_OPSET
     ]
-    lrns = [n for n in proto.graph.node if n.op_type == "LRN"]
+    # LRN written out (layers.lrn_from_ops): x*x, a banded 1x1 Conv, Log, Mul, Exp, Mul.
+    kinds = [n.op_type for n in proto.graph.node]
+    assert "LRN" not in kinds and kinds.count("Log") == 2 and kinds.count("Exp") == 2
+    network = onnx_reader.read_onnx(os.path.join(version, formats.ONNX_FILE))
+    lrns = [r.lrn for r in network.records if r.subkind == "lrn"]
     assert len(lrns) == 2
-    for node in lrns:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        # ONNX divides alpha by the window size, as Caffe does: the paper's 1e-4 on the
-        # plain sum of 5 squares is 5e-4 there.
-        assert attrs["size"] == 5 and attrs["bias"] == 2.0 and attrs["beta"] == 0.75
-        assert attrs["alpha"] == pytest.approx(5e-4)
+    for lrn in lrns:  # the tiny variant's LRN is the paper's
+        assert lrn["n"] == 5 and lrn["k"] == 2.0 and lrn["beta"] == pytest.approx(0.75)
+        assert lrn["alpha"] == pytest.approx(1e-4)
+    # tf2onnx's layout Transposes read as no layer: every tower pair is one grouped
+    # convolution, with the bias added after its concat; the input is NHWC. (Before conv1,
+    # the input scaling's Mul and Add are preprocessing.)
+    assert network.input_shape == (227, 227, 3)
+    first_conv = next(i for i, r in enumerate(network.records) if r.kind == "conv")
+    assert not [r for r in network.records[first_conv:] if r.kind == "unknown"]
+    convs = [r for r in network.records if r.kind == "conv"]
+    assert [r.groups for r in convs] == [1, 2, 1, 2, 2]  # the tiny variant's towers
+    keras_model = keras.models.load_model(os.path.join(version, "model.keras"))
+    weights = sum(int(np.prod(w.shape)) for w in keras_model.weights if "mean" not in w.path)
+    assert sum(r.params for r in network.records) == weights
+    # The LRN's banded kernels (12x12 and 32x32 here) are constants, not weights: the
+    # total counts the weights and a few scalars (the input scaling, shapes).
+    assert weights <= network.params < weights + 100
     assert [i.name for i in proto.graph.input] == ["pixels"]
     assert [o.name for o in proto.graph.output] == ["probabilities"]
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from caffe_files import BVLC_ALEXNET_SHAPES
 from caffe_files import SMALL_SHAPES
 from caffe_files import random_weights
 from caffe_files import write_caffemodel
@@ -23,18 +24,6 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.weights import conversion as convert
 from keras_alexnet.weights import weight_files
-
-# bvlc_alexnet's blob shapes in Caffe's layout: (out, in / groups, h, w) and (out, in).
-CAFFE_SHAPES = {
-    "conv1": (96, 3, 11, 11),
-    "conv2": (256, 48, 5, 5),
-    "conv3": (384, 256, 3, 3),
-    "conv4": (384, 192, 3, 3),
-    "conv5": (256, 192, 3, 3),
-    "fc6": (4096, 256 * 6 * 6),
-    "fc7": (4096, 4096),
-    "fc8": (1000, 4096),
-}
 
 
 def max_rel_diff(actual, expected):
@@ -59,7 +48,7 @@ def caffe(tmp_path_factory):
     is) and converted with `convert.convert`."""
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("caffe")
-    weights = random_weights(CAFFE_SHAPES, seed=0)
+    weights = random_weights(BVLC_ALEXNET_SHAPES, seed=0)
     src = folder / "bvlc_alexnet.caffemodel"
     write_caffemodel(src, weights, layout="layers", blob_kwargs={"legacy_shape": True})
     output = folder / "converted" / "alexnet.keras"

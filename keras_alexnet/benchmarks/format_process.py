@@ -1,0 +1,299 @@
+"""One exported file in a process of its own, timed on request: the formats benchmark's runner.
+
+TensorFlow, LiteRT and ONNX Runtime each keep a pool of threads. In one process the pools
+compete for the same cores, and whichever runs second is slowed by the others' spinning
+threads: measured, TensorFlow's SavedModel took 34.6 ms per image beside LiteRT and ONNX
+Runtime against 17.8 ms alone. `FormatProcess` starts this file as a script,
+
+    python .../keras_alexnet/benchmarks/format_process.py --file=PATH --pixels=NPY --threads=N
+
+which loads the one runtime the file needs (LiteRT for .tflite, ONNX Runtime for .onnx,
+TensorFlow for a SavedModel folder, Keras and this package for .keras) and nothing else:
+the LiteRT and ONNX runners come from `serving/runtimes.py`, loaded by its path, so these
+processes do not import TensorFlow. The benchmark keeps one process per format alive and
+asks them in turn, so that the formats alternate while only one computes at a time.
+
+The two talk in lines of JSON. Once the file is loaded, the process prints
+{"info": ...}; then, for each request line it reads, it prints one reply:
+
+    {"time": n, "repeat": k,        {"seconds": [...]}: k runs or more on the first n
+     "min_seconds": t}              images, until t seconds have passed
+    {"predict": npy, "batch": b}    {"done": npy}: probabilities of every image, saved
+    {"profile": n, "repeat": k}     {"ops": [...]}: per-operation time (LiteRT files)
+    {"quit": true}                  the process ends (also at the end of its input)
+
+The info holds the file's input size; the pixels (float32, mean subtracted, [images,
+size, size, 3]) are read at the first request from the .npy file the benchmark writes
+once it knows that size.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+if __package__:
+    from keras_alexnet.benchmarks import child_process
+else:  # run as a script, which imports nothing of the package: its folder is on sys.path
+    import child_process
+
+RUNTIMES_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving", "runtimes.py"
+)
+
+
+class FormatProcess(child_process.ChildProcess):
+    """An exported file in a child process, run on request (see the module docstring).
+
+    The process starts at construction and loads the file meanwhile; `ready` waits for it.
+
+    Args:
+        path: a .tflite, .onnx or .keras file, or a SavedModel folder (its
+            `predict_pixels` signature).
+        pixels: a .npy file of float32 preprocessed images.
+        threads: the runtime's threads.
+    """
+
+    def __init__(self, path, pixels, threads):
+        super().__init__(
+            os.path.abspath(__file__),
+            [f"--file={path}", f"--pixels={pixels}", f"--threads={threads}"],
+            f"The benchmark's process for {path}",
+        )
+        self.path = path
+
+    def time(self, images, repeat=1, min_seconds=0.0):
+        """Runs the first `images` images `repeat` times, and more until `min_seconds`
+        have passed; returns the seconds of each run, measured in the child process."""
+        request = {"time": images, "repeat": repeat, "min_seconds": min_seconds}
+        return self._ask(request)["seconds"]
+
+    def predict(self, output, batch_size):
+        """Saves the probabilities of every image to the .npy file `output`; returns them."""
+        self._ask({"predict": output, "batch": batch_size})
+        return np.load(output)
+
+    def profile(self, images, repeat):
+        """Per-operation times of a LiteRT file on `images` images (see `op_times`)."""
+        return self._ask({"profile": images, "repeat": repeat})["ops"]
+
+    def close(self):
+        super().close(json.dumps({"quit": True}))
+
+    def _ask(self, message):
+        reply = self.request(json.dumps(message))
+        if "error" in reply:
+            raise RuntimeError(f"{self.path}: {reply['error']}")
+        return reply
+
+
+def _load_runtimes():
+    spec = importlib.util.spec_from_file_location("keras_alexnet_runtimes", RUNTIMES_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _SavedModelRunner:
+    """A SavedModel's predict_pixels signature in TensorFlow."""
+
+    def __init__(self, path, threads):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        self._tf = tf
+        self.function = tf.saved_model.load(path).signatures["predict_pixels"]
+        self.input_size = int(self.function.structured_input_signature[1]["pixels"].shape[1])
+
+    def __call__(self, pixels):
+        return self.function(pixels=self._tf.constant(pixels))["probabilities"].numpy()
+
+
+def open_file(path, threads):
+    """The runner of an exported file: a callable from float32 pixels to probabilities.
+
+    Returns:
+        (runner, runtime name).
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        return _SavedModelRunner(path, threads), "TensorFlow"
+    if extension == ".tflite":
+        return _load_runtimes().LiteRTModel(path, threads), "LiteRT"
+    if extension == ".onnx":
+        return _load_runtimes().OnnxModel(path, threads), "onnxruntime"
+    if extension == ".keras":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        from keras_alexnet.serving import formats
+
+        return formats.KerasModel(path), "Keras (TensorFlow)"
+    raise ValueError(f"Not an exported model file or SavedModel folder. Received: {path}")
+
+
+def _timed(function, *args):
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def op_times(path, pixels, threads, repeat):
+    """The time of each operation of a LiteRT file, from copies cut after each operation.
+
+    The interpreter of the `ai_edge_litert` wheel has no profiler that Python can read.
+    So the file is cut after its first operation, its second, ..., (the operations after
+    the cut left out, the cut's tensor made the output, the weights of the left-out
+    operations dropped) and the interpreter's `invoke` of each cut is timed, `repeat`
+    runs, median, with the same threads and input (reading the output is not timed: a
+    cut's output can be large); an operation's time is its cut's median less the
+    previous cut's.
+    Operations XNNPACK fuses or runs together are timed as they run in the whole file, up
+    to the noise of two medians (an operation can come out slightly negative).
+
+    Args:
+        path: the .tflite file.
+        pixels: the input, float32 [batch, size, size, 3].
+        threads: the interpreter's threads.
+        repeat: timed runs per cut.
+
+    Returns:
+        A list, in execution order, of dicts: "index", "op" (the builtin's name, e.g.
+        CONV_2D; "+"-joined with the operations of constants only before it, which are
+        not cut after, such as a float16 file's weight DEQUANTIZE), "output" (the name of
+        its output tensor, which names the Keras layer), "dtype" (of that tensor) and "ms".
+    """
+    runtimes = _load_runtimes()
+    schema, flatbuffer_utils = runtimes.flatbuffers()
+    model = flatbuffer_utils.read_model(path)
+    graph = model.subgraphs[0]
+    operators = list(graph.operators)
+    buffers = [buffer.data for buffer in model.buffers]
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items()}
+    types = {value: key for key, value in vars(schema.TensorType).items()}
+
+    def constant(tensor):
+        return buffers[graph.tensors[tensor].buffer] is not None
+
+    def name(op):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        return names.get(builtin, str(builtin))
+
+    ops = []
+    previous = 0.0
+    pending = []  # operations of constants only (a float16 file's weight DEQUANTIZE): no cut
+    for count, op in enumerate(operators, start=1):
+        pending.append(name(op))
+        if all(constant(i) for i in op.inputs if i >= 0) and count < len(operators):
+            continue
+        kept = operators[:count]
+        graph.operators = kept
+        graph.outputs = [op.outputs[0]]
+        used = {graph.tensors[i].buffer for o in kept for i in o.inputs if i >= 0}
+        for index, buffer in enumerate(model.buffers):
+            buffer.data = buffers[index] if index in used else None
+        content = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        with _quiet_stderr():  # the runtime's "Created ... delegate" line, once per cut
+            runner = runtimes.LiteRTModel(path, threads, content=content)
+        runner(pixels)  # allocates and sets the input; then the interpreter's runs alone
+        invoke = runner.interpreter.invoke
+        seconds = statistics.median(_timed(invoke) for _ in range(repeat))
+        output = graph.tensors[op.outputs[0]]
+        ops.append(
+            {
+                "index": count - 1,
+                "op": "+".join(pending),
+                "output": runtimes.text(output.name),
+                "dtype": types.get(output.type, str(output.type)).lower(),
+                "ms": 1000 * (seconds - previous),
+            }
+        )
+        previous = seconds
+        pending = []
+    return ops
+
+
+def _runs(runner, batch, request):
+    seconds, start = [], time.perf_counter()
+    while len(seconds) < request["repeat"] or (
+        time.perf_counter() - start < request.get("min_seconds", 0.0)
+    ):
+        seconds.append(_timed(runner, batch))
+    return seconds
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences what native code writes to stderr (file descriptor 2) in the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _serve(runner, pixels_file, path, threads):
+    pixels = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "quit" in request:
+            return
+        try:
+            if pixels is None:  # written by the benchmark once the processes are up
+                pixels = np.load(pixels_file, mmap_mode="r")
+            if "time" in request:
+                batch = np.ascontiguousarray(pixels[: request["time"]])
+                reply = {"seconds": _runs(runner, batch, request)}
+            elif "predict" in request:
+                size = request["batch"]
+                probabilities = np.concatenate(
+                    [
+                        runner(np.ascontiguousarray(pixels[i : i + size]))
+                        for i in range(0, len(pixels), size)
+                    ]
+                )
+                np.save(request["predict"], probabilities)
+                reply = {"done": request["predict"]}
+            elif "profile" in request:
+                batch = np.ascontiguousarray(pixels[: request["profile"]])
+                reply = {"ops": op_times(path, batch, threads, request["repeat"])}
+            else:
+                reply = {"error": f"Unknown request. Received: {line.strip()}"}
+        except Exception as error:  # the parent shows it and stops
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        print(json.dumps(reply), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", required=True)
+    parser.add_argument("--pixels", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args(argv)
+    # The runtime's own output (XNNPACK's "Created delegate" line, ...) goes to stderr,
+    # so that stdout carries the JSON replies only.
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(stdout, "w")
+    runner, runtime = open_file(args.file, args.threads)
+    info = {"runtime": runtime, "pid": os.getpid(), "threads": args.threads}
+    info.update(input_size=runner.input_size, tensorflow_loaded="tensorflow" in sys.modules)
+    print(json.dumps({"info": info}), flush=True)
+    _serve(runner, args.pixels, args.file, args.threads)
+
+
+if __name__ == "__main__":
+    main()

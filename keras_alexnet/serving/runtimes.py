@@ -1,0 +1,144 @@
+"""The runtimes of exported LiteRT and ONNX files: float32 pixels in, probabilities out.
+
+This module imports neither TensorFlow nor the rest of the package (only NumPy and, when
+a file is opened, its runtime), so that a process running one file holds one runtime
+only: the formats benchmark starts a process per format that loads this file by its path
+(`benchmarks/format_process.py`). `formats.open_runtime` is the package's way in.
+"""
+
+import os
+
+import numpy as np
+
+ONNX_EXTRA = "pip install keras-alexnet[onnx]"
+
+
+def litert_interpreter(num_threads=None, **kwargs):
+    """A LiteRT interpreter: `ai_edge_litert`'s, or TensorFlow's `tf.lite.Interpreter`
+    where it is not installed. Keyword arguments go to the interpreter (model_path=...)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(num_threads=num_threads or os.cpu_count(), **kwargs)
+
+
+class LiteRTModel:
+    """A .tflite file in the LiteRT interpreter: float32 pixels in, probabilities out.
+
+    Args:
+        path: the .tflite file.
+        num_threads: the interpreter's threads (default: every CPU).
+        content: the file's bytes, if already read (a profile's cut-down copies).
+        **options: more interpreter arguments (experimental_preserve_all_tensors=True).
+    """
+
+    def __init__(self, path, num_threads=None, content=None, **options):
+        self.path = path
+        if content is None:
+            options["model_path"] = path
+        else:
+            options["model_content"] = content
+        self.interpreter = litert_interpreter(num_threads, **options)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_size = int(self.input["shape"][1])
+        self._batch = None
+
+    def __call__(self, pixels):
+        pixels = np.asarray(pixels, np.float32)
+        if self._batch != len(pixels):
+            self.interpreter.resize_tensor_input(self.input["index"], pixels.shape)
+            self.interpreter.allocate_tensors()
+            self._batch = len(pixels)
+        self.interpreter.set_tensor(self.input["index"], quantize(pixels, self.input))
+        self.interpreter.invoke()
+        return dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def quantize(values, details):
+    """Float values as a tensor of `details` (the interpreter's tensor details) takes them."""
+    dtype = details["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(dtype)
+    scale, zero = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(values, details):
+    """A tensor of `details` (the interpreter's tensor details) as float32 values."""
+    if np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float32)
+    scale, zero = details["quantization"]
+    return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+class OnnxModel:
+    """A .onnx file in onnxruntime: float32 pixels in, probabilities out.
+
+    Args:
+        path: the .onnx file.
+        num_threads: onnxruntime's intra-op threads (default: its own choice, every core).
+    """
+
+    def __init__(self, path, num_threads=None):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError(f"Running .onnx files needs onnxruntime: {ONNX_EXTRA}") from error
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.path = path
+        self.session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_size = int(self.session.get_inputs()[0].shape[1])
+
+    def __call__(self, pixels):
+        feed = {self.input_name: np.asarray(pixels, np.float32)}
+        return self.session.run(None, feed)[0].astype(np.float32)
+
+
+def flatbuffers():
+    """The flatbuffer schema and tools of LiteRT's wheel, or TensorFlow's copy of them:
+    (schema_py_generated, flatbuffer_utils)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.tools import flatbuffer_utils
+    return schema, flatbuffer_utils
+
+
+def litert_operations(path):
+    """The operations of a LiteRT file in execution order, as dicts: "op" (CONV_2D, ...),
+    "inputs" and "output" (tensor indices; -1 for an absent input), "name" (of the output
+    tensor, which the converter names after the TensorFlow ops it came from)."""
+    schema, flatbuffer_utils = flatbuffers()
+    model = flatbuffer_utils.read_model(path)
+    graph = model.subgraphs[0]
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items()}
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        ops.append(
+            {
+                "op": names.get(builtin, str(builtin)),
+                "inputs": [int(i) for i in op.inputs],
+                "output": int(op.outputs[0]),
+                "name": text(graph.tensors[op.outputs[0]].name),
+            }
+        )
+    return ops
+
+
+def text(name):
+    """A flatbuffer string (bytes) as str."""
+    return name.decode() if isinstance(name, bytes) else str(name)
