@@ -30,6 +30,7 @@ is not installed), `.onnx` through onnxruntime.
 
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -154,14 +155,18 @@ def _int8_bytes(converter, calibration, scratch):
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=litert,
-        debug_dataset=lambda: ([image[None]] for image in calibration[:1]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_ops=["SOFTMAX"], denylisted_nodes=dense[-1:]
-        ),
-    )
-    return debugger.get_nondebug_quantized_model()
+    with warnings.catch_warnings():
+        # The debugger runs TensorFlow's own tf.lite.Interpreter, which warns that it is
+        # deprecated for ai_edge_litert's: not a concern of the file written here.
+        warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=litert,
+            debug_dataset=lambda: ([image[None]] for image in calibration[:1]),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_ops=["SOFTMAX"], denylisted_nodes=dense[-1:]
+            ),
+        )
+        return debugger.get_nondebug_quantized_model()
 
 
 def onnx_model(model, opset=ONNX_OPSET):
