@@ -64,6 +64,7 @@ def draw(analysis, width=560):
     stages = _stages(analysis)
     top, mid = 30, 130
     parts, x = [], 24
+    lowest = 200  # the lowest line of text: conv1's "LRN pool" under its 55x55 maps
     shape = analysis.network.input_shape
     if shape:
         side = _side(shape[0])
@@ -102,6 +103,7 @@ def draw(analysis, width=560):
             )
             extra += "pool" if pool is not None else ""
             parts.append(_label(x + depth / 2, mid + side / 2 + 38, extra.strip(), "#666"))
+            lowest = max(lowest, mid + side / 2 + 38)
             x += depth + 30
         else:
             height = 20 + 14 * math.log10(max(record.filters or 1, 1))
@@ -111,7 +113,7 @@ def draw(analysis, width=560):
             x += 42
     total = max(x, width // 3)
     return (
-        f'<svg class="drawing" viewBox="0 0 {total:.0f} 210" '
+        f'<svg class="drawing" viewBox="0 0 {total:.0f} {lowest + 8:.0f}" '
         f'role="img" aria-label="{_e(analysis.network.name)}">' + "".join(parts) + "</svg>"
     )
 

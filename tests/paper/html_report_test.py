@@ -61,6 +61,12 @@ def test_the_page_is_self_contained(runs):
     # the paper's and Caffe's drawings, one stream in the tutorial's and torchvision's.
     assert len(re.findall(r'<div class="column( main)?">', text)) == 4
     assert text.count('data-layer="conv2"') == 1 + 2 + 2 + 1
+    # Every drawing holds all of its text: conv1's "LRN pool", under its 55x55 maps, too.
+    for svg in re.findall(r'<svg class="drawing".*?</svg>', text, re.S):
+        height = float(re.search(r'viewBox="0 0 [\d.]+ ([\d.]+)"', svg).group(1))
+        lowest = max(float(y) for y in re.findall(r'<text [^>]*y="([\d.]+)"', svg))
+        assert lowest + 2 < height, (lowest, height)
+    assert "LRN pool" in text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
