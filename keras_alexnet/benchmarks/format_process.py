@@ -177,22 +177,17 @@ def op_times(path, pixels, threads, repeat):
     graph = model.subgraphs[0]
     operators = list(graph.operators)
     buffers = [buffer.data for buffer in model.buffers]
-    names = {value: key for key, value in vars(schema.BuiltinOperator).items()}
+    described = runtimes.model_operations(model)  # kinds and output names, before the cuts
     types = {value: key for key, value in vars(schema.TensorType).items()}
 
     def constant(tensor):
         return buffers[graph.tensors[tensor].buffer] is not None
 
-    def name(op):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        return names.get(builtin, str(builtin))
-
     ops = []
     previous = 0.0
     pending = []  # operations of constants only (a float16 file's weight DEQUANTIZE): no cut
-    for count, op in enumerate(operators, start=1):
-        pending.append(name(op))
+    for count, (op, about) in enumerate(zip(operators, described), start=1):
+        pending.append(about["op"])
         if all(constant(i) for i in op.inputs if i >= 0) and count < len(operators):
             continue
         kept = operators[:count]
@@ -212,7 +207,7 @@ def op_times(path, pixels, threads, repeat):
             {
                 "index": count - 1,
                 "op": "+".join(pending),
-                "output": runtimes.text(output.name),
+                "output": about["name"],
                 "dtype": types.get(output.type, str(output.type)).lower(),
                 "ms": 1000 * (seconds - previous),
             }

@@ -95,9 +95,9 @@ def render(analysis, fmt="text"):
         (f.feature, f.status, f.model, f.reference, "; ".join((*f.differences, *f.effects)))
         for f in analysis.paper.findings
     ]
-    lines.append(_table(("feature", "status", "model", "paper", "what differs"), rows, md))
+    lines.append(table(("feature", "status", "model", "paper", "what differs"), rows, md))
     lines += ["", f"{title}Totals"]
-    lines.append(_table(("", "model", "paper", "difference"), total_rows(analysis), md))
+    lines.append(table(("", "model", "paper", "difference"), total_rows(analysis), md))
     lines += ["", f"{title}Departures from the paper"]
     lines += [f"- {f.text}" for f in analysis.paper.departures] or ["- none"]
     cannot = [f.text for f in analysis.paper.findings if f.status == matching.UNKNOWN]
@@ -133,7 +133,8 @@ def to_dict(analysis):
     )
 
 
-def _table(header, rows, markdown):
+def table(header, rows, markdown):
+    """Rows under a header as aligned plain text, or as a Markdown table (both reports)."""
     cells = [list(header)] + [[str(c) for c in row] for row in rows]
     if markdown:
         lines = ["| " + " | ".join(r) + " |" for r in cells]

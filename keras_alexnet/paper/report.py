@@ -18,18 +18,8 @@ import keras
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
 from keras_alexnet.paper import conformance
+from keras_alexnet.paper import network_report
 from keras_alexnet.paper import numbers as paper
-
-
-def _table(header, rows, markdown):
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in cells]
-        lines.insert(1, "|" + "|".join("---" for _ in header) + "|")
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
-
 
 # The layer table's columns: (header, key of a layer row).
 _LAYER_COLUMNS = (
@@ -107,10 +97,12 @@ def _render_text(variant, model, order, checks, rows, counts, passed, markdown):
         *([_order_line(order)] if order else []),
         "",
         f"{title}Layers (* the paper's stated count differs; see the discrepancies below)",
-        _table([header for header, _ in _LAYER_COLUMNS], layer_rows, markdown),
+        network_report.table([header for header, _ in _LAYER_COLUMNS], layer_rows, markdown),
         "",
         f"{title}Settings and checks (layout checks that passed are summarised above)",
-        _table(["topic", "item", "paper", "model", "check"], _setting_rows(checks, rows), markdown),
+        network_report.table(
+            ["topic", "item", "paper", "model", "check"], _setting_rows(checks, rows), markdown
+        ),
         "",
         f"{title}Where the paper is ambiguous or contradicts itself, and where others differ",
     ]

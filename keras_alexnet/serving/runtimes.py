@@ -120,8 +120,13 @@ def litert_operations(path):
     """The operations of a LiteRT file in execution order, as dicts: "op" (CONV_2D, ...),
     "inputs" and "output" (tensor indices; -1 for an absent input), "name" (of the output
     tensor, which the converter names after the TensorFlow ops it came from)."""
-    schema, flatbuffer_utils = flatbuffers()
-    model = flatbuffer_utils.read_model(path)
+    _, flatbuffer_utils = flatbuffers()
+    return model_operations(flatbuffer_utils.read_model(path))
+
+
+def model_operations(model):
+    """`litert_operations` of a LiteRT model read as flatbuffer objects (`ModelT`)."""
+    schema, _ = flatbuffers()
     graph = model.subgraphs[0]
     names = {value: key for key, value in vars(schema.BuiltinOperator).items()}
     ops = []
