@@ -12,6 +12,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_alexnet import errors
+
 # The flags that `define_model_flags` defines are the calling tool's: its --help lists them.
 flags.disclaim_key_flags()
 
@@ -22,7 +24,9 @@ def run(main, define_flags=None, groups=None):
     absl logs at INFO under `app.run`, which fills the console with TensorFlow's own
     INFO lines (one for every checkpoint saved); the tools log at WARNING unless
     `--verbosity` is given. `--help` prints `tool_help` and exits 0 (absl's own prints
-    the module's docstring and no flag); `--helpfull` stays absl's.
+    the module's docstring and no flag); `--helpfull` stays absl's. Input the package
+    cannot use (`errors.InputError`) is printed as one line, `error: ...`, with no
+    traceback, and the tool exits 2.
 
     Args:
         main: the tool's main(argv).
@@ -38,9 +42,19 @@ def run(main, define_flags=None, groups=None):
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
-        return main(argv)
+        try:
+            return main(argv)
+        except errors.InputError as error:
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            return errors.EXIT_CODE
 
     app.run(quiet_main)
+
+
+def one_line(error):
+    """An error's message on one line: line breaks (from a file name or a library's
+    message) shown as spaces."""
+    return " ".join(str(error).split())
 
 
 # The tools, each `python -m keras_alexnet.<tool>` and the console script
