@@ -9,6 +9,11 @@ A dispatcher hands out the training input's work; each worker, on another machin
 the same image or record files at the same paths, decodes and augments the batches and
 sends them to the training job (train --data_service). Both serve until killed.
 
+Both listen on every interface (IPv4 and IPv6) without authentication, whatever --host
+says, and a worker runs whatever dataset graph a client registers with the dispatcher:
+whoever reaches their ports runs code as this user. Keep them on a trusted network
+(docs/security.md); the first line each prints says so.
+
 How the work is shared, and what holds and does not with the service: `data.service`.
 """
 
@@ -57,7 +62,9 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string(
         "host",
         socket.gethostname(),
-        "Worker: the name or address the trainers reach this machine at.",
+        "Worker: the name or address the dispatcher gives the trainers to reach this worker "
+        "at. It does not choose where the worker listens: TensorFlow's worker listens on every "
+        "interface (IPv4 and IPv6) whatever --host is (docs/security.md).",
         flag_values=flag_values,
     )
 
@@ -97,7 +104,7 @@ def main(argv):
             _, _, port = service.parse_address(server.target, "target")
             host = socket.gethostname()
             print(
-                f"tf.data service dispatcher listening on port {port}"
+                f"tf.data service dispatcher listening on port {port} {service.LISTENS_ON}"
                 + (f", its journal in {FLAGS.work_dir}" if FLAGS.work_dir else "")
                 + f": workers --dispatcher_address={host}:{port}, training "
                 f"--data_service=grpc://{host}:{port}",
@@ -111,8 +118,8 @@ def main(argv):
                 print(f"Waiting for the dispatcher at {address} to answer", flush=True)
             server, port = service.start_worker(address, FLAGS.port or 0, FLAGS.host)
             print(
-                f"tf.data service worker listening on {FLAGS.host}:{port}, for the dispatcher "
-                f"at {address}",
+                f"tf.data service worker listening on port {port} {service.LISTENS_ON}, "
+                f"announced as {FLAGS.host}:{port}, for the dispatcher at {address}",
                 flush=True,
             )
     except ValueError as error:

@@ -6,6 +6,10 @@ Every worker runs `python -m keras_alexnet.train --strategy=multi_worker` with t
 after `--`. Exit status: 0 when every worker exited 0; 75 when every worker stopped on a
 signal after saving a checkpoint; 1 when a worker failed; 2 for bad arguments; 124 when
 --timeout passed; 128 + N after signal N when a worker did not save.
+
+The workers' TensorFlow servers listen on every interface (IPv4 and IPv6) without
+authentication, as the first line printed says: keep the machine's network trusted, or run
+the launcher in a network namespace of its own (docs/security.md).
 """
 
 import sys
@@ -22,7 +26,12 @@ def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
     flags.DEFINE_integer("workers", None, "Worker processes (worker 0 is the chief).", 1)
     flags.DEFINE_integer(
-        "port_base", 0, "0: free 127.0.0.1 ports chosen now; else worker i uses port_base + i."
+        "port_base",
+        0,
+        "0: ports free now, chosen here; else worker i uses port_base + i. The workers reach "
+        "each other at 127.0.0.1, but each listens on its port on every interface (IPv4 and "
+        "IPv6), unauthenticated: TensorFlow's server binds no single address "
+        "(docs/security.md).",
     )
     flags.DEFINE_float("timeout", None, "Stop the job and fail after this many seconds.")
     flags.DEFINE_float(

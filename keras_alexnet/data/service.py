@@ -38,6 +38,15 @@ Each input pipeline (one per trainer process) makes its own share, as without th
 pipelines), and its iterator makes a job of its own: no job name is shared, and no batch
 or record goes to two pipelines.
 
+Who can use the servers: anyone who reaches their ports. TensorFlow's dispatcher and
+workers listen on every interface, IPv4 and IPv6 (they bind "0.0.0.0:PORT", which gRPC takes
+for both wildcards), without authentication, and a worker runs whatever dataset graph a
+client registers with the dispatcher, with this process's rights. The installed wheel
+offers no way to narrow that: its only protocol is "grpc" with no credentials
+("grpc+local" is refused: no credentials factory is registered for it), and neither config
+names an address to bind (`worker_address`, the tool's --host, is only the address the
+dispatcher gives the trainers). Keep them on a trusted network: docs/security.md.
+
 What does not hold with the service: the batches come in the order the workers deliver
 them, not in step order, so a run is not a function of its seed (`--deterministic` is
 refused), and a resumed run restores the weights, optimizer and step exactly but then sees
@@ -51,6 +60,12 @@ import socket
 import tensorflow as tf
 
 DEFAULT_PROTOCOL = "grpc"
+# Where the dispatcher and the workers listen, for the first line the tool prints (see the
+# module docstring).
+LISTENS_ON = (
+    "of every interface (IPv4 and IPv6), unauthenticated "
+    "(whoever reaches it runs code as this user: docs/security.md)"
+)
 DISPATCHER_PORT = 5050  # the port of TensorFlow's examples
 # How long `check_reachable` waits for the dispatcher to accept a connection: TensorFlow
 # itself retries registering a dataset with an unreachable dispatcher for ever.
@@ -140,7 +155,8 @@ def start_dispatcher(port=DISPATCHER_PORT, work_dir=None):
     """Starts a tf.data service dispatcher in this process.
 
     Args:
-        port: the port to listen on; 0 for any free one.
+        port: the port to listen on, on every interface (IPv4 and IPv6); 0 for any free
+            one.
         work_dir: None, or a folder where the dispatcher journals its state (fault-tolerant
             mode): a dispatcher restarted on the same folder and port takes its datasets
             and jobs up again, and the trainers and workers reconnect to it.
@@ -164,9 +180,10 @@ def start_worker(dispatcher_address, port=0, host="localhost"):
 
     Args:
         dispatcher_address: "grpc://HOST:PORT" or "HOST:PORT".
-        port: the port to listen on; 0 for a free one, chosen here.
+        port: the port to listen on, on every interface (IPv4 and IPv6); 0 for a free
+            one, chosen here.
         host: the name or address the trainers reach this worker at (the dispatcher gives
-            it to them).
+            it to them). It does not choose where the worker listens.
 
     Returns:
         (the `tf.data.experimental.service.WorkerServer`, serving; its port).

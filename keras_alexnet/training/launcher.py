@@ -1,8 +1,16 @@
 """Several training workers on this machine, the work of `python -m keras_alexnet.launch`.
 
 `launch` starts `python -m keras_alexnet.train --strategy=multi_worker FLAGS` once per
-worker, each with its own TF_CONFIG naming a cluster of free 127.0.0.1 ports, so that
-MultiWorkerMirroredStrategy runs (and is tested) on one machine without GPUs. Every line
+worker, each with its own TF_CONFIG naming a cluster at 127.0.0.1 on ports free now, so that
+MultiWorkerMirroredStrategy runs (and is tested) on one machine without GPUs.
+
+127.0.0.1 is only where the workers reach each other: TensorFlow's server in each worker
+listens on its port on every interface, IPv4 and IPv6 (it binds "0.0.0.0:PORT", which gRPC
+takes for both wildcards, whatever TF_CONFIG's host), without authentication, and runs what
+it is sent with the worker's rights. The installed wheel offers no way to bind loopback
+only (no bind address in TF_CONFIG or the ServerDef, no protocol but plain "grpc"), so the
+launcher says so in its first line; docs/security.md shows how to keep the ports private
+(a network namespace of their own, a firewall). Every line
 a worker prints is forwarded with its name ("[worker 1] ..."). The job is as strong as its
 weakest worker: when one exits with an error or is killed, the launcher says which and
 how, stops the others (SIGTERM, then SIGKILL after --grace_period) instead of leaving them
@@ -43,6 +51,11 @@ EXIT_TIMEOUT = 124
 # A worker's status when it stopped on a signal after saving a checkpoint: the value of
 # `training.preemption.EXIT_PREEMPTED`, not imported (it would load TensorFlow).
 EXIT_PREEMPTED = 75
+# Where each worker's TensorFlow server listens (see the module docstring).
+LISTENS_ON = (
+    "of every interface (IPv4 and IPv6), not only 127.0.0.1, unauthenticated "
+    "(whoever reaches them runs code as this user: docs/security.md)"
+)
 
 
 def free_ports(count, host=LOCALHOST):
@@ -54,7 +67,7 @@ def free_ports(count, host=LOCALHOST):
 
     Args:
         count: how many ports, >= 1.
-        host: the address to bind.
+        host: the address to bind ("" for every IPv4 interface).
 
     Returns:
         A list of `count` distinct port numbers.
@@ -228,7 +241,10 @@ def launch(
     progress_interval=10.0,
     poll_interval=0.2,
 ):
-    """Runs a cluster of `num_workers` training workers on 127.0.0.1 until they finish.
+    """Runs a cluster of `num_workers` training workers on this machine until they finish.
+
+    Says first on which ports the workers will listen, and that they listen on every
+    interface (see the module docstring).
 
     Installs SIGINT/SIGTERM handlers while it runs (when called from the main thread):
     either signal stops the workers and makes it return 128 + the signal number.
@@ -236,7 +252,8 @@ def launch(
     Args:
         num_workers: how many worker processes, >= 1. Worker 0 is the chief.
         train_args: flags of `keras_alexnet.train` (not --strategy), the same for all.
-        port_base: 0 to choose free ports, else worker i listens on port_base + i.
+        port_base: 0 to choose free ports, else worker i listens on port_base + i (on
+            every interface).
         timeout: seconds after which the workers are stopped and the job fails; None for
             no limit.
         grace_period: seconds between SIGTERM and SIGKILL when stopping workers: time
@@ -261,6 +278,8 @@ def launch(
     command = list(command) if command is not None else train_command(train_args)
     environments = _worker_environments(num_workers, port_base, env)
     console = worker_output.Console(output or sys.stdout, errors or sys.stderr)
+    ports = ", ".join(str(port) for port, _ in environments)
+    console.say(f"the workers' TensorFlow servers will listen on ports {ports} {LISTENS_ON}")
     interrupt = _Interrupt()
     interrupt.install()
     workers = []
@@ -287,7 +306,8 @@ def _worker_environments(num_workers, port_base, env):
     if port_base:
         ports = list(range(port_base, port_base + num_workers))
     else:
-        ports = free_ports(num_workers)
+        # Free on every interface, where the workers bind them.
+        ports = free_ports(num_workers, host="")
     configs = cluster_configs(num_workers, ports)
     base_env = dict(os.environ if env is None else env)
     # Output reaches the console as it is printed, not when a buffer fills.
@@ -305,7 +325,7 @@ def _start_workers(workers, environments, command, console, progress_interval, i
     for index, (port, worker_env) in enumerate(environments):
         worker = _start_worker(index, command, worker_env, console, progress_interval)
         workers.append(worker)
-        console.say(f"started {worker.name} on {LOCALHOST}:{port}")
+        console.say(f"started {worker.name}, port {port}")
         if interrupt.signum is not None:
             break
 

@@ -94,11 +94,11 @@ def cluster():
         for _ in range(2)
     ]
     try:
-        dispatcher.wait_for(rf"^tf.data service dispatcher listening on port {port}: ")
+        dispatcher.wait_for(rf"^tf.data service dispatcher listening on port {port} of every ")
         for worker in workers:
             worker.wait_for(
-                rf"^tf.data service worker listening on {LOCALHOST}:\d+, for the dispatcher "
-                rf"at {re.escape(address)}$"
+                rf"^tf.data service worker listening on port \d+ of every .*, announced as "
+                rf"{LOCALHOST}:\d+, for the dispatcher at {re.escape(address)}$"
             )
         yield address, workers
     finally:
