@@ -10,12 +10,13 @@ takes for both wildcards, whatever TF_CONFIG's host), without authentication, an
 it is sent with the worker's rights. The installed wheel offers no way to bind loopback
 only (no bind address in TF_CONFIG or the ServerDef, no protocol but plain "grpc"), so the
 launcher says so in its first line; docs/security.md shows how to keep the ports private
-(a network namespace of their own, a firewall). Every line
-a worker prints is forwarded with its name ("[worker 1] ..."). The job is as strong as its
-weakest worker: when one exits with an error or is killed, the launcher says which and
-how, stops the others (SIGTERM, then SIGKILL after --grace_period) instead of leaving them
-waiting in a collective operation for --worker_timeout, and fails. Rerunning the same
-command resumes from the chief's last checkpoint.
+(a network namespace of their own, a firewall).
+
+Every line a worker prints is forwarded with its name ("[worker 1] ..."). The job is as
+strong as its weakest worker: when one exits with an error or is killed, the launcher says
+which and how, stops the others (SIGTERM, then SIGKILL after --grace_period) instead of
+leaving them waiting in a collective operation for --worker_timeout, and fails. Rerunning
+the same command resumes from the chief's last checkpoint.
 
 The workers stay in the launcher's process group, so killing that group ends the whole
 job even if the launcher itself is killed first. SIGTERM or SIGINT to the launcher is
