@@ -54,9 +54,7 @@ class TorchProcess(child_process.ChildProcess):
             PyTorch's CPU guides advise).
     """
 
-    def __init__(
-        self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads, precision="float32"
-    ):
+    def __init__(self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads, precision="float32"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}. Received: {precision!r}")
         super().__init__(

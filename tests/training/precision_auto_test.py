@@ -25,3 +25,21 @@ def test_auto_is_bfloat16_only_with_amx_and_no_gpu():
     choice, reason = precision.auto_precision(0, {"avx512_bf16", "avx512f"})
     assert choice == "none" and "avx512_bf16, avx512f" in reason and "no AMX-BF16" in reason
     assert precision.auto_precision(0, set())[0] == "none"
+
+
+def test_the_train_flag_defaults_to_auto_and_resolve_chooses_for_this_machine():
+    import tensorflow as tf
+
+    from keras_alexnet.training import config as config_lib
+
+    # The library's default stays float32 (the paper's); the tool's flag is auto.
+    assert config_lib.TrainConfig().mixed_precision == "none"
+    field = {f.name: f for f in config_lib.dataclasses.fields(config_lib.TrainConfig)}
+    assert field["mixed_precision"].metadata["flag_default"] == "auto"
+    resolved = config_lib.resolve(config_lib.TrainConfig(model_dir="m", mixed_precision="auto"))
+    expected, reason = precision.auto_precision(len(tf.config.list_physical_devices("GPU")))
+    assert resolved.mixed_precision == expected
+    assert resolved.precision_reason == f"auto: {reason}"
+    # A precision the user names is kept, with no reason to print.
+    named = config_lib.resolve(config_lib.TrainConfig(model_dir="m", mixed_precision="bfloat16"))
+    assert named.mixed_precision == "bfloat16" and named.precision_reason is None
