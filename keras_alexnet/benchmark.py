@@ -2,10 +2,12 @@
 
     python -m keras_alexnet.benchmark --batch_size=32 --steps=5 --torch_peer --per_layer
 
-Measures the implementations, the GEMM peak and, with --torch_peer, the same network in
-PyTorch in a process of its own, in turn, step by step. Prints each figure, as images/s,
-GFLOP/s and a fraction of the GEMM peak, and the ratios to the first implementation; with
---per_layer, the forward and backward time of each layer.
+Measures the implementations, the GEMM peak of each precision measured and, with
+--torch_peer, the same network in PyTorch in a process of its own (under bfloat16 autocast
+too where mixed_bfloat16 is measured), in turn, step by step. Prints the CPU's matrix
+features, each figure as images/s, GFLOP/s and a fraction of the GEMM peak of its own
+precision, and the ratios to the first implementation; with --per_layer, the forward and
+backward time of each layer under each policy.
 
 The measurements are `benchmarks.model_speed`'s.
 """
@@ -21,6 +23,7 @@ from keras_alexnet import cli
 from keras_alexnet.benchmarks import model_speed
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
+from keras_alexnet.training import precision
 
 FLAGS = flags.FLAGS
 
@@ -61,7 +64,9 @@ def define_flags():
     flags.DEFINE_integer("num_classes", 1000, "Classes of fc8.", lower_bound=1)
     flags.DEFINE_boolean("json", False, "Print one JSON line per measurement instead of text.")
     flags.DEFINE_boolean(
-        "per_layer", False, "Also time each layer's forward and backward pass (float32)."
+        "per_layer",
+        False,
+        "Also time each layer's forward and backward pass, under each --dtype_policy.",
     )
     # A boolean flag that also takes a file: --torch_peer, --torch_peer=FILE, --notorch_peer.
     flags.DEFINE_flag(
@@ -113,6 +118,10 @@ def main(argv):
         "all measured in turn" + (", PyTorch in a process of its own" if torch_peer else ""),
         flush=True,
     )
+    features = precision.matrix_features()
+    print(
+        f"CPU matrix features: {', '.join(features) or 'none of ' + str(precision.MATRIX_FEATURES)}"
+    )
     results = model_speed.run(
         FLAGS.implementation,
         batch_size=FLAGS.batch_size,
@@ -129,17 +138,19 @@ def main(argv):
             print(json.dumps(result), flush=True)
     else:
         print(model_speed.format_results(results), flush=True)
-    if FLAGS.per_layer:
+    for policy in FLAGS.dtype_policy if FLAGS.per_layer else ():
         rows = model_speed.per_layer(
             batch_size=FLAGS.batch_size,
             variant=FLAGS.variant,
             num_classes=FLAGS.num_classes,
             implementation=FLAGS.implementation[0],
+            dtype_policy=policy,
         )
         if FLAGS.json:
             for row in rows:
-                print(json.dumps(dict(per_layer=row)), flush=True)
+                print(json.dumps(dict(per_layer=row, dtype_policy=policy)), flush=True)
         else:
+            print(f"per layer, {policy}:", flush=True)
             print(model_speed.format_per_layer(rows), flush=True)
 
 

@@ -18,6 +18,8 @@ from keras_alexnet.models import inspection
 from keras_alexnet.training import steps as steps_lib
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# The dtype a policy multiplies matrices in: the GEMM each policy is measured against.
+COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # The PyTorch peer: the package's own, the paper's network in PyTorch.
 DEFAULT_TORCH_PEER = torch_process.DEFAULT_PEER
 GEMM_SIZE = 4096
@@ -92,12 +94,12 @@ class KerasSubject:
         self._predict(self._images).numpy()
 
 
-def _gemm(size):
-    """A function that multiplies two float32 size x size matrices, and its FLOPs."""
+def _gemm(size, dtype="float32"):
+    """A function that multiplies two size x size matrices of `dtype`, and its FLOPs."""
     import tensorflow as tf
 
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
 
     def multiply():
@@ -106,10 +108,11 @@ def _gemm(size):
     return multiply, 2 * size**3
 
 
-def gemm_peak(size=GEMM_SIZE, steps=5):
-    """GFLOP/s of a float32 `tf.linalg.matmul` of two size x size matrices: the machine's
-    matrix-multiply peak as TensorFlow reaches it, the yardstick of the model's speed."""
-    fn, flop = _gemm(size)
+def gemm_peak(size=GEMM_SIZE, steps=5, dtype="float32"):
+    """GFLOP/s of a `tf.linalg.matmul` of two size x size matrices of `dtype`: the
+    machine's matrix-multiply peak in that dtype as TensorFlow reaches it, the yardstick
+    of the model's speed in that precision."""
+    fn, flop = _gemm(size, dtype)
     (seconds,) = alternate([fn], steps, warmup=1)
     return flop / statistics.median(seconds) / 1e9
 
@@ -127,10 +130,13 @@ def run(
     threads=None,
     gemm_size=GEMM_SIZE,
 ):
-    """Measures each implementation and policy, the GEMM peak and the PyTorch peer, in turn.
+    """Measures each implementation and policy, the GEMM peaks and the PyTorch peers, in
+    turn.
 
-    The training steps of every model run one after the other, with one GEMM after each
-    round, then their inference the same way. Each figure is the median of its steps; each
+    The training steps of every model run one after the other, with one GEMM of each
+    compute dtype measured (float32, and bfloat16 or float16 for a mixed policy) after
+    each round, then their inference the same way. Each model is measured against the
+    GEMM of its own compute dtype. Each figure is the median of its steps; each
     fraction of the peak and each ratio to PyTorch is the median over the rounds of one
     step's figure over the other's in the same round, which ran under the same load (on a
     machine shared with other jobs the load changes between rounds, not within one).
@@ -147,16 +153,19 @@ def run(
         torch_peer: None, or the path of a Python file defining `paper_alexnet(num_classes)`,
             the same network in PyTorch (`DEFAULT_TORCH_PEER`, the package's own, for
             one), trained and run in a process of its own (`torch_process`), in turn
-            with the Keras models, in float32 with `threads` threads.
+            with the Keras models, with `threads` threads: one process in float32, and
+            one under bfloat16 autocast where mixed_bfloat16 is measured.
         threads: PyTorch's threads; default: TensorFlow's intra-op threads.
         gemm_size: the side of the GEMM's square matrices.
 
     Returns:
-        A list of dicts, one per model (the PyTorch peer last, implementation "pytorch"):
+        A list of dicts, one per model (the PyTorch peers last, implementation "pytorch"):
         train_img_per_s, infer_img_per_s, their GFLOP/s, forward_gflop_per_img,
-        gemm_peak_gflop_per_s (the median GEMM), train_fraction_of_peak and
-        infer_fraction_of_peak; with a peer, train_ratio_to_torch and infer_ratio_to_torch
-        (images/s of the model over the peer's) for the float32 models.
+        gemm_dtype (the model's compute dtype), gemm_peak_gflop_per_s (the median GEMM of
+        that dtype), train_fraction_of_peak and infer_fraction_of_peak (of that peak),
+        train_fraction_of_float32_peak and infer_fraction_of_float32_peak; with peers,
+        train_ratio_to_torch and infer_ratio_to_torch (images/s of the model over the
+        peer's of the same precision) for the float32 and mixed_bfloat16 models.
 
     Raises:
         ValueError: a torch_peer with a variant other than "paper".
@@ -169,29 +178,41 @@ def run(
             f"Received: variant={variant!r}"
         )
     threads = threads or tf.config.threading.get_intra_op_parallelism_threads() or cpu_count()
-    peer = None
+    peers = []
     if torch_peer is not None:  # started first: PyTorch loads while Keras builds its models
-        peer = torch_process.TorchProcess(
-            torch_peer, batch_size=batch_size, num_classes=num_classes, threads=threads
-        )
+        peers = [
+            torch_process.TorchProcess(
+                torch_peer,
+                batch_size=batch_size,
+                num_classes=num_classes,
+                threads=threads,
+                precision=precision,
+            )
+            for precision, policy in torch_process.KERAS_POLICY.items()
+            if policy in dtype_policies
+        ]
     try:
         subjects = _keras_subjects(
             implementations, dtype_policies, batch_size, variant=variant, num_classes=num_classes
         )
-        if peer is not None:
+        keras_count = len(subjects)
+        for peer in peers:
             peer.ready()
             subjects.append(peer)
         gflop = subjects[0].forward_gflop  # the same network: the same arithmetic
-        speeds, gemm_speeds = _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size)
+        dtypes = sorted({"float32", *(COMPUTE_DTYPES[p] for p in dtype_policies)})
+        speeds, gemm_speeds = _speeds_in_turn(
+            subjects, gflop, batch_size, steps, warmup, gemm_size, dtypes
+        )
     finally:
-        if peer is not None:
+        for peer in peers:
             peer.close()
     results = [
         _result(subject, speed, gemm_speeds, gflop, threads)
         for subject, speed in zip(subjects, speeds)
     ]
-    if peer is not None:
-        _add_ratios_to_torch(results[:-1], speeds[:-1], speeds[-1])
+    for result, speed in zip(results[keras_count:], speeds[keras_count:]):
+        _add_ratios_to_torch(results[:keras_count], speeds[:keras_count], result, speed)
     return results
 
 
@@ -204,16 +225,21 @@ def _keras_subjects(implementations, dtype_policies, batch_size, **kwargs):
     ]
 
 
-def _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size):
-    """The GFLOP/s of each step of each subject and of the GEMM after each round.
+def _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size, dtypes):
+    """The GFLOP/s of each step of each subject and of a GEMM of each dtype after each
+    round.
 
     Returns:
-        (speeds, gemm_speeds): one dict per subject and one for the GEMM, each of lists
-        "train" and "infer", one figure per round.
+        (speeds, gemm_speeds): one dict per subject, and {dtype: dict} for the GEMMs, each
+        dict of lists "train" and "infer", one figure per round.
     """
-    gemm, gemm_flop = _gemm(gemm_size)
-    *train, gemm_train = alternate([s.train for s in subjects] + [gemm], steps, warmup)
-    *infer, gemm_infer = alternate([s.infer for s in subjects] + [gemm], steps, warmup)
+    gemms = [_gemm(gemm_size, dtype) for dtype in dtypes]
+    gemm_flop = gemms[0][1]
+    fns = [gemm for gemm, _ in gemms]
+    train = alternate([s.train for s in subjects] + fns, steps, warmup)
+    infer = alternate([s.infer for s in subjects] + fns, steps, warmup)
+    train, gemm_train = train[: len(subjects)], train[len(subjects) :]
+    infer, gemm_infer = infer[: len(subjects)], infer[len(subjects) :]
     # A training step is about three forward passes (forward, two backward products).
     speeds = [
         dict(
@@ -222,35 +248,46 @@ def _speeds_in_turn(subjects, gflop, batch_size, steps, warmup, gemm_size):
         )
         for train_s, infer_s in zip(train, infer)
     ]
-    gemm_speeds = dict(
-        train=[gemm_flop / 1e9 / t for t in gemm_train],
-        infer=[gemm_flop / 1e9 / t for t in gemm_infer],
-    )
+    gemm_speeds = {
+        dtype: dict(
+            train=[gemm_flop / 1e9 / t for t in train_s],
+            infer=[gemm_flop / 1e9 / t for t in infer_s],
+        )
+        for dtype, train_s, infer_s in zip(dtypes, gemm_train, gemm_infer)
+    }
     return speeds, gemm_speeds
 
 
 def _result(subject, speed, gemm_speeds, gflop, threads):
     """The dict `run` reports for one subject, from its speeds of `_speeds_in_turn`."""
     result = dict(subject.info, threads=threads, forward_gflop_per_img=round(gflop, 3))
+    dtype = COMPUTE_DTYPES[result["dtype_policy"]]
+    own, float32 = gemm_speeds[dtype], gemm_speeds["float32"]
     for key, flop in (("train", 3 * gflop), ("infer", gflop)):
         median = statistics.median(speed[key])
         result[f"{key}_img_per_s"] = round(median / flop, 2)
         result[f"{key}_gflop_per_s"] = round(median, 1)
         # Each step against the GEMM of its own round, which ran under the same load.
-        result[f"{key}_fraction_of_peak"] = round(_median_ratio(speed[key], gemm_speeds[key]), 3)
-    result["gemm_peak_gflop_per_s"] = round(
-        statistics.median(gemm_speeds["train"] + gemm_speeds["infer"]), 1
+        result[f"{key}_fraction_of_peak"] = round(_median_ratio(speed[key], own[key]), 3)
+        result[f"{key}_fraction_of_float32_peak"] = round(
+            _median_ratio(speed[key], float32[key]), 3
+        )
+    result["gemm_dtype"] = dtype
+    result["gemm_peak_gflop_per_s"] = round(statistics.median(own["train"] + own["infer"]), 1)
+    result["float32_peak_gflop_per_s"] = round(
+        statistics.median(float32["train"] + float32["infer"]), 1
     )
     return result
 
 
-def _add_ratios_to_torch(results, speeds, torch_speeds):
-    """Adds train_ratio_to_torch and infer_ratio_to_torch to the float32 models' results."""
+def _add_ratios_to_torch(results, speeds, peer_result, peer_speed):
+    """Adds train_ratio_to_torch and infer_ratio_to_torch to the results of the models of
+    the peer's precision."""
     for result, speed in zip(results, speeds):
-        if result["dtype_policy"] == "float32":
+        if result["dtype_policy"] == peer_result["dtype_policy"]:
             for key in ("train", "infer"):
                 result[f"{key}_ratio_to_torch"] = round(
-                    _median_ratio(speed[key], torch_speeds[key]), 3
+                    _median_ratio(speed[key], peer_speed[key]), 3
                 )
 
 
@@ -302,7 +339,15 @@ def _fetch(tensors):
     tf.nest.map_structure(lambda t: t.numpy(), tensors)
 
 
-def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, implementation="towers"):
+def per_layer(
+    *,
+    batch_size,
+    steps=3,
+    variant="paper",
+    num_classes=1000,
+    implementation="towers",
+    dtype_policy="float32",
+):
     """Forward and backward time of each layer, on the activations and gradients of a real
     training step.
 
@@ -315,6 +360,9 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
         batch_size: images per step.
         steps: timed calls of each (after one untimed), forward and backward in turn.
         variant, num_classes, implementation: as for `run`.
+        dtype_policy: the model's Keras dtype policy; under a mixed one each layer's time
+            holds its casts (its float32 weights to the compute dtype; the LRN's input to
+            float32 and back, as the layer keeps its arithmetic in float32).
 
     Returns:
         A list of dicts, one per layer in order: name, forward_ms, backward_ms (the
@@ -327,7 +375,9 @@ def per_layer(*, batch_size, steps=3, variant="paper", num_classes=1000, impleme
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    model = model_lib.AlexNet(num_classes, variant=variant, implementation=implementation)
+    model = model_lib.AlexNet(
+        num_classes, variant=variant, implementation=implementation, dtype_policy=dtype_policy
+    )
     counts = inspection.multiply_adds(model)
     inputs = [tf.random.normal((batch_size, *model.input_shape[1:]), stddev=50.0)]
     labels = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32)
@@ -379,34 +429,51 @@ def _add_shares(rows):
 
 
 def format_results(results):
-    """The text the benchmark prints for `run`'s results: a line per model, the GEMM peak,
-    and the ratios of the first model to each other (to PyTorch: the median of the rounds'
-    ratios)."""
+    """The text the benchmark prints for `run`'s results: a line per model, each against
+    the GEMM peak of its own compute dtype, the GEMM peaks, and the ratios of the first
+    model to each other (to a PyTorch peer: the model of the peer's precision, the median
+    of the rounds' ratios)."""
     lines = []
     for r in results:
         name = r["implementation"] + (f" {r['torch']}" if "torch" in r else "")
+        peak = f"of {r['gemm_dtype']} peak"
         lines.append(
             f"{name:>18} {r['dtype_policy']:>14}: "
             f"train {r['train_img_per_s']:7.2f} img/s ({r['train_gflop_per_s']:6.1f} GFLOP/s, "
-            f"{r['train_fraction_of_peak']:4.0%} of peak)   "
+            f"{r['train_fraction_of_peak']:4.0%} {peak})   "
             f"inference {r['infer_img_per_s']:7.2f} img/s ({r['infer_gflop_per_s']:6.1f} "
-            f"GFLOP/s, {r['infer_fraction_of_peak']:4.0%} of peak)"
+            f"GFLOP/s, {r['infer_fraction_of_peak']:4.0%} {peak})"
         )
-    lines.append(
-        f"GEMM peak (tf.linalg.matmul {GEMM_SIZE}x{GEMM_SIZE}, float32): "
-        f"{results[0]['gemm_peak_gflop_per_s']:.1f} GFLOP/s"
-    )
+    peaks = {"float32": results[0]["float32_peak_gflop_per_s"]}
+    peaks.update((r["gemm_dtype"], r["gemm_peak_gflop_per_s"]) for r in results)
+    for dtype, peak in peaks.items():
+        ratio = f" (x{peak / peaks['float32']:.2f} float32's)" if dtype != "float32" else ""
+        lines.append(
+            f"GEMM peak (tf.linalg.matmul {GEMM_SIZE}x{GEMM_SIZE}, {dtype}): "
+            f"{peak:.1f} GFLOP/s{ratio}"
+        )
     reference = results[0]
     for other in results[1:]:
-        if other["implementation"] == "pytorch" and "train_ratio_to_torch" in reference:
-            ratios = [reference[f"{key}_ratio_to_torch"] for key in ("train", "infer")]
+        if other["implementation"] == "pytorch":
+            model = next(
+                (
+                    r
+                    for r in results
+                    if "train_ratio_to_torch" in r and r["dtype_policy"] == other["dtype_policy"]
+                ),
+                None,
+            )
+            if model is None:
+                continue
+            ratios = [model[f"{key}_ratio_to_torch"] for key in ("train", "infer")]
         else:
+            model = reference
             ratios = [
                 reference[f"{key}_img_per_s"] / other[f"{key}_img_per_s"]
                 for key in ("train", "infer")
             ]
         lines.append(
-            f"{reference['implementation']} {reference['dtype_policy']} / "
+            f"{model['implementation']} {model['dtype_policy']} / "
             f"{other['implementation']} {other['dtype_policy']}: "
             f"train x{ratios[0]:.2f}, inference x{ratios[1]:.2f}"
         )

@@ -32,6 +32,10 @@ else:  # run as a script, which imports nothing of the package: its folder is on
 # The package's own peer: the paper's network in PyTorch.
 DEFAULT_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_alexnet.py")
 STEPS = ("train", "infer")
+# The peer's arithmetic: float32, or bfloat16 under autocast (the Keras policy it is
+# compared with: `KERAS_POLICY`).
+PRECISIONS = ("float32", "bfloat16")
+KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 class TorchProcess(child_process.ChildProcess):
@@ -45,9 +49,14 @@ class TorchProcess(child_process.ChildProcess):
         batch_size: images per step.
         num_classes: classes of the network's last layer.
         threads: PyTorch's threads.
+        precision: one of `PRECISIONS`: "float32", or "bfloat16" (the layers under
+            `torch.autocast("cpu", torch.bfloat16)`, images and weights channels-last, as
+            PyTorch's CPU guides advise).
     """
 
-    def __init__(self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads):
+    def __init__(self, peer=DEFAULT_PEER, *, batch_size, num_classes, threads, precision="float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}. Received: {precision!r}")
         super().__init__(
             os.path.abspath(__file__),
             [
@@ -55,10 +64,12 @@ class TorchProcess(child_process.ChildProcess):
                 f"--batch_size={batch_size}",
                 f"--num_classes={num_classes}",
                 f"--threads={threads}",
+                f"--precision={precision}",
             ],
             "The PyTorch process",
         )
         self.batch_size = batch_size
+        self.precision = precision
 
     @property
     def tensorflow_loaded(self):
@@ -79,36 +90,49 @@ class TorchSubject:
 
     Training: train() mode, SGD with momentum 0.9 and weight decay 5e-4 (the paper's), a
     cross-entropy loss, backward and the optimizer's step; inference: eval() mode under
-    no_grad. float32.
+    no_grad. float32, or with precision "bfloat16" the forward pass under
+    `torch.autocast("cpu", torch.bfloat16)` (weights stay float32, as Keras' mixed
+    policy keeps them) and the images and weights channels-last.
 
     Args:
         network: the `torch.nn.Module`, from images [batch, 3, size, size] to logits.
         batch_size: images per step.
         num_classes: classes of the network's logits.
         input_size: the side of its square images.
+        precision: one of `PRECISIONS`.
     """
 
-    def __init__(self, network, *, batch_size, num_classes, input_size=227):
+    def __init__(self, network, *, batch_size, num_classes, input_size=227, precision="float32"):
+        import contextlib
+
         import torch
 
         self._torch = torch
         self.model = network
+        self._images = torch.randn(batch_size, 3, input_size, input_size)
+        if precision == "bfloat16":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self._images = self._images.contiguous(memory_format=torch.channels_last)
+            self._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+        else:
+            self._autocast = contextlib.nullcontext
         self._optimizer = torch.optim.SGD(
             self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4
         )
         self._loss = torch.nn.CrossEntropyLoss()
-        self._images = torch.randn(batch_size, 3, input_size, input_size)
         self._labels = torch.randint(0, num_classes, (batch_size,))
 
     def train(self):
         self.model.train()
         self._optimizer.zero_grad()
-        self._loss(self.model(self._images), self._labels).backward()
+        with self._autocast():
+            loss = self._loss(self.model(self._images), self._labels)
+        loss.backward()
         self._optimizer.step()
 
     def infer(self):
         self.model.eval()
-        with self._torch.no_grad():
+        with self._torch.no_grad(), self._autocast():
             self.model(self._images)
 
 
@@ -151,18 +175,24 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--num_classes", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     network = load_peer(args.peer).paper_alexnet(args.num_classes)
-    subject = TorchSubject(network, batch_size=args.batch_size, num_classes=args.num_classes)
+    subject = TorchSubject(
+        network,
+        batch_size=args.batch_size,
+        num_classes=args.num_classes,
+        precision=args.precision,
+    )
     info = dict(
         implementation="pytorch",
         peer=os.path.basename(args.peer),
         torch=torch.__version__,
-        dtype_policy="float32",
+        dtype_policy=KERAS_POLICY[args.precision],
         batch=args.batch_size,
     )
     ready = dict(info=info, tensorflow_loaded="tensorflow" in sys.modules)

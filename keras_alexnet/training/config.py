@@ -19,6 +19,7 @@ from keras_alexnet.data import sources
 from keras_alexnet.data import tfds_sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
+from keras_alexnet.training import precision
 from keras_alexnet.training import recipes
 from keras_alexnet.weights import catalog
 
@@ -27,6 +28,7 @@ PREPARED = "prepared:"  # --dataset=prepared:DIR reads what `prepare` wrote into
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_MODEL_DIR = "runs/alexnet"
+AUTO_PRECISION = "auto"
 
 
 def _setting(default, help, flag="string", **flag_args):
@@ -182,11 +184,15 @@ class TrainConfig:
     )
     mixed_precision: str = _setting(
         "none",
-        "The layers' compute dtype: float16 (with dynamic loss scaling) or bfloat16, on "
-        "hardware that has them; variables and checkpoints stay float32.",
+        "The layers' compute dtype: none (float32, the paper's arithmetic), float16 (with "
+        "dynamic loss scaling) or bfloat16, on hardware that has them; auto: bfloat16 on a "
+        "CPU with AMX-BF16 and no GPU, where it trains faster, none otherwise (the run's "
+        "first lines say which and why). Variables and checkpoints stay float32.",
         "enum",
-        enum_values=list(model_lib.PRECISIONS),
+        enum_values=[*model_lib.PRECISIONS, AUTO_PRECISION],
+        flag_default=AUTO_PRECISION,
     )
+    precision_reason: str = _setting(None, "Why auto chose mixed_precision (resolve).", None)
     jit_compile: bool = _setting(
         False, "Compile the training step with XLA (one device).", "boolean"
     )
@@ -218,6 +224,13 @@ def resolve(config):
         if getattr(config, f.name) is None
     }
     config = dataclasses.replace(config, **filled)
+    if config.mixed_precision == AUTO_PRECISION:
+        import tensorflow as tf
+
+        chosen, reason = precision.auto_precision(len(tf.config.list_physical_devices("GPU")))
+        config = dataclasses.replace(
+            config, mixed_precision=chosen, precision_reason=f"auto: {reason}"
+        )
     _check_model(config)
     _check_recipe(config)
     _check_run(config)

@@ -23,17 +23,18 @@ FULL_SIZE_SCRIPT = textwrap.dedent("""
     )
     print("MEASURE " + json.dumps(measured), flush=True)
     if torch_peer:
-        ours, peer = benchmark.run(
+        results = benchmark.run(
             ("towers",),
             batch_size=2,
             steps=1,
             warmup=1,
             num_classes=10,
+            dtype_policies=("float32", "mixed_bfloat16"),
             torch_peer=torch_peer,
             threads=2,
             gemm_size=256,
         )
-        print("TORCH " + json.dumps([ours, peer]), flush=True)
+        print("TORCH " + json.dumps(results), flush=True)
         # PyTorch ran in a process of its own: this one never imported it.
         print("TORCH_IMPORTED " + json.dumps("torch" in sys.modules), flush=True)
 """)
@@ -68,7 +69,9 @@ def test_the_printed_ratio_to_pytorch_is_the_median_of_the_rounds():
             figures,
             implementation=implementation,
             dtype_policy="float32",
+            gemm_dtype="float32",
             gemm_peak_gflop_per_s=100.0,
+            float32_peak_gflop_per_s=100.0,
             **more,
         )
 
@@ -80,6 +83,54 @@ def test_the_printed_ratio_to_pytorch_is_the_median_of_the_rounds():
     assert lines[4] == "towers float32 / keras_groups float32: train x1.50, inference x1.50"
     # Not 30 / 10: the ratio of the steps of each round, measured under the same load.
     assert lines[5] == "towers float32 / pytorch float32: train x1.40, inference x1.60"
+
+
+def test_each_precision_is_printed_against_its_own_peak_and_peer():
+    def result(implementation, policy, dtype, peak, fraction, **more):
+        return dict(
+            {f"{key}_img_per_s": 10.0 for key in ("train", "infer")},
+            **{f"{key}_gflop_per_s": 1.0 for key in ("train", "infer")},
+            **{f"{key}_fraction_of_peak": fraction for key in ("train", "infer")},
+            implementation=implementation,
+            dtype_policy=policy,
+            gemm_dtype=dtype,
+            gemm_peak_gflop_per_s=peak,
+            float32_peak_gflop_per_s=300.0,
+            **more,
+        )
+
+    lines = benchmark.format_results(
+        [
+            result(
+                "towers",
+                "float32",
+                "float32",
+                300.0,
+                0.6,
+                train_ratio_to_torch=1.5,
+                infer_ratio_to_torch=1.4,
+            ),
+            result(
+                "towers",
+                "mixed_bfloat16",
+                "bfloat16",
+                1000.0,
+                0.3,
+                train_ratio_to_torch=2.5,
+                infer_ratio_to_torch=2.0,
+            ),
+            result("pytorch", "float32", "float32", 300.0, 0.4, torch="2.13"),
+            result("pytorch", "mixed_bfloat16", "bfloat16", 1000.0, 0.1, torch="2.13"),
+        ]
+    ).splitlines()
+    assert "30% of bfloat16 peak" in lines[1] and "60% of float32 peak" in lines[0]
+    assert lines[4] == "GEMM peak (tf.linalg.matmul 4096x4096, float32): 300.0 GFLOP/s"
+    assert lines[5] == (
+        "GEMM peak (tf.linalg.matmul 4096x4096, bfloat16): 1000.0 GFLOP/s (x3.33 float32's)"
+    )
+    # Each peer against the model of its own precision.
+    assert "towers float32 / pytorch float32: train x1.50, inference x1.40" in lines
+    assert "towers mixed_bfloat16 / pytorch mixed_bfloat16: train x2.50, inference x2.00" in lines
 
 
 def test_the_torch_peer_needs_the_paper_variant():
@@ -101,6 +152,18 @@ def test_gemm_peak_and_per_layer_times():
     counts = inspection.multiply_adds(model_lib.AlexNet(10, variant=tiny.VARIANT.name))
     for row in rows:
         assert row["gflop"] == round(2 * counts.get(row["name"], 0) * 4 / 1e9, 2), row
+    # Under mixed_bfloat16 the same layers, the same arithmetic, in bfloat16.
+    bf16_rows = benchmark.per_layer(
+        batch_size=4,
+        steps=1,
+        variant=tiny.VARIANT.name,
+        num_classes=10,
+        dtype_policy="mixed_bfloat16",
+    )
+    assert [r["name"] for r in bf16_rows] == names
+    assert [r["gflop"] for r in bf16_rows] == [r["gflop"] for r in rows]
+    assert all(r["forward_ms"] > 0 for r in bf16_rows)
+    assert benchmark.gemm_peak(size=256, steps=1, dtype="bfloat16") > 0
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -138,7 +201,7 @@ def test_measure_reports_consistent_figures(full_size):
 def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     if "TORCH" not in full_size:
         pytest.skip("needs PyTorch (the test extra installs it)")
-    ours, peer = full_size["TORCH"]
+    ours, ours_bf16, peer, peer_bf16 = full_size["TORCH"]
     assert ours["implementation"] == "towers" and peer["implementation"] == "pytorch"
     assert peer["torch"] and peer["dtype_policy"] == "float32" and peer["batch"] == 2
     # The package's own peer, the paper's network, trained in a process of its own.
@@ -158,6 +221,19 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     # One GEMM peak and the same network's arithmetic for both.
     assert ours["gemm_peak_gflop_per_s"] == peer["gemm_peak_gflop_per_s"] > 0
     assert ours["forward_gflop_per_img"] == peer["forward_gflop_per_img"]
+    # bfloat16: against the bfloat16 GEMM and the peer under bfloat16 autocast.
+    assert ours_bf16["dtype_policy"] == peer_bf16["dtype_policy"] == "mixed_bfloat16"
+    assert ours_bf16["gemm_dtype"] == peer_bf16["gemm_dtype"] == "bfloat16"
+    assert ours_bf16["gemm_peak_gflop_per_s"] == peer_bf16["gemm_peak_gflop_per_s"] > 0
+    assert ours_bf16["float32_peak_gflop_per_s"] == ours["gemm_peak_gflop_per_s"]
+    for key in ("train", "infer"):
+        assert ours_bf16[f"{key}_ratio_to_torch"] == pytest.approx(
+            ours_bf16[f"{key}_img_per_s"] / peer_bf16[f"{key}_img_per_s"], rel=0.01, abs=5e-4
+        )
+        # The two fractions differ by the two GEMMs' ratio (one round: one GEMM of each).
+        own, float32 = (ours_bf16[f"{key}_fraction_of{p}_peak"] for p in ("", "_float32"))
+        assert own > 0 and float32 > 0
+        assert "train_ratio_to_torch" not in peer_bf16
 
 
 def test_the_command_line_takes_torch_peer_alone_or_with_a_file(tmp_path):

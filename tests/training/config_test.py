@@ -89,7 +89,15 @@ def test_flags_are_made_from_the_fields_and_parse_back():
     config_lib.define_flags(values)
     fields = {f.name: f for f in dataclasses.fields(config_lib.TrainConfig)}
     flagged = {name for name, f in fields.items() if f.metadata["flag"] is not None}
-    assert flagged == set(values) and {"keep_checkpoints", "verbose"} == set(fields) - flagged
+    assert (
+        flagged == set(values)
+        and {
+            "keep_checkpoints",
+            "verbose",
+            "precision_reason",
+        }
+        == set(fields) - flagged
+    )
     for name in flagged:
         # One description: the flag's help is the field's, plus the recipes' defaults.
         assert fields[name].metadata["help"] in values[name].help
@@ -115,6 +123,7 @@ def test_flags_are_made_from_the_fields_and_parse_back():
         batch_size=16,
         deterministic=True,
         recipe="finetune",
+        mixed_precision="auto",
     )
     values.unparse_flags()
     values(["train", "--input_scale=auto"])

@@ -290,7 +290,9 @@ def print_run(run):
         + (f", momentum {config.momentum:g}" if config.optimizer == "sgd" else "")
         + ", weight decay "
         f"{config.weight_decay:g}, dropout {config.dropout:g}, {start}, "
-        f"input scale {config.input_scale}, precision {config.mixed_precision}; "
+        f"input scale {config.input_scale}, precision {config.mixed_precision}"
+        + (f" ({config.precision_reason})" if config.precision_reason else "")
+        + "; "
         + (
             f"lr /10 after {config.lr_patience} epochs without progress, at most "
             f"{config.lr_max_reductions} times"
