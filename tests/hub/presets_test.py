@@ -35,6 +35,7 @@ from keras_alexnet.hub import presets  # noqa: E402
 from keras_alexnet.models import mean_image  # noqa: E402
 from keras_alexnet.serving import prediction  # noqa: E402
 from keras_alexnet.serving import saved_model  # noqa: E402
+from keras_alexnet.weights import catalog  # noqa: E402
 from keras_alexnet.weights import downloads  # noqa: E402
 
 # Landscape, portrait, square, and one shrunk more than 2x (the antialiased resize).
@@ -69,7 +70,7 @@ def pixels_of(path):
 
 # What a fresh process runs: KerasHub's own loader, raw decoded pixels in.
 LOAD_AND_PREDICT = """
-import json, sys
+import json, os, sys
 import numpy as np
 import keras_alexnet, tiny
 tiny.register()
@@ -89,23 +90,19 @@ for folder in sys.argv[2:]:
 print("RESULT " + json.dumps(out))
 """
 
-# Fine-tuning: a new head of 3 classes on an image folder, under the TensorFlow backend.
+# Then fine-tuning (TensorFlow backend only): a new head of 3 classes on an image folder.
 FINE_TUNE = """
-import json, sys
-import numpy as np
-import keras_alexnet, tiny
-tiny.register()
-import keras_hub, keras
-classifier = keras_hub.models.ImageClassifier.from_preset(sys.argv[1], num_classes=3)
-preset = keras_hub.models.ImageClassifier.from_preset(sys.argv[1])
+classifier = keras_hub.models.ImageClassifier.from_preset(sys.argv[2], num_classes=3)
+preset = keras_hub.models.ImageClassifier.from_preset(sys.argv[2])
 same = all(np.array_equal(a, b) for a, b in zip(
     classifier.backbone.get_weights(), preset.backbone.get_weights()))
 before = [w.copy() for w in classifier.backbone.get_weights()]
 data = keras.utils.image_dataset_from_directory(
-    sys.argv[2], image_size=(256, 256), crop_to_aspect_ratio=True, batch_size=4, seed=0)
+    os.environ["FINE_TUNE_FOLDER"], image_size=(256, 256), crop_to_aspect_ratio=True,
+    batch_size=4, seed=0)
 history = classifier.fit(data, epochs=1, verbose=0)
 after = classifier.backbone.get_weights()
-print("RESULT " + json.dumps({
+print("TUNED " + json.dumps({
     "backbone_loaded": same,
     "class_names": classifier.class_names,
     "outputs": classifier.output_shape[-1],
@@ -115,10 +112,10 @@ print("RESULT " + json.dumps({
 """
 
 
-def result_of(completed):
+def result_of(completed, key="RESULT"):
     assert completed.returncode == 0, completed.stderr[-4000:]
-    line = [x for x in completed.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    line = [x for x in completed.stdout.splitlines() if x.startswith(f"{key} ")][-1]
+    return json.loads(line[len(key) + 1 :])
 
 
 def test_weights_map_one_to_one_and_back_and_preprocessing_is_predicts(tmp_path):
@@ -217,6 +214,7 @@ def hub_exports(trained, tmp_path_factory):
         "named": (out / "tiny_bvlc" / "1", env),
         "images": images,
         "base": base,
+        "entry": entry,
         "printed": run.stdout,
     }
 
@@ -241,20 +239,32 @@ def test_presets_from_a_run_and_converted_weights_predict_as_predict(
     )
     images = hub_exports["images"]
     finetune_root = image_data.make_folder(hub_exports["base"] / "folder")
-    scripts = [
-        (LOAD_AND_PREDICT, [json.dumps(images), str(run_preset), str(named_preset)], "tensorflow"),
-        (LOAD_AND_PREDICT, [json.dumps(images), str(named_preset)], "jax"),
-        (FINE_TUNE, [str(named_preset), os.path.join(finetune_root, "train")], "tensorflow"),
-    ]
-    tf_run, jax_run, fine_tune = fresh_process.run_together(
-        *[
-            ["env", f"KERAS_BACKEND={backend}", sys.executable, "-c", script, *args]
-            for script, args, backend in scripts
+    tf_run, jax_run = fresh_process.run_together(
+        [
+            "env",
+            "KERAS_BACKEND=tensorflow",
+            f"FINE_TUNE_FOLDER={os.path.join(finetune_root, 'train')}",
+            sys.executable,
+            "-c",
+            LOAD_AND_PREDICT + FINE_TUNE,
+            json.dumps(images),
+            str(named_preset),
+            str(run_preset),
+        ],
+        [
+            "env",
+            "KERAS_BACKEND=jax",
+            sys.executable,
+            "-c",
+            LOAD_AND_PREDICT,
+            json.dumps(images),
+            str(named_preset),
         ],
         env=fresh_process.script_env(),
     )
     # predict --model_dir=RUN and predict --model=NAME (its cached .keras file), in process.
     monkeypatch.setenv("KERAS_HOME", env["KERAS_HOME"])
+    monkeypatch.setitem(catalog.ENTRIES, "tiny_bvlc", hub_exports["entry"])
     references = {
         str(run_preset): predicted(prediction.serving_function(model_dir=model_dir)[0], images),
         str(named_preset): predicted(prediction.serving_function(model="tiny_bvlc")[0], images),
@@ -275,7 +285,7 @@ def test_presets_from_a_run_and_converted_weights_predict_as_predict(
             if folder == str(named_preset):
                 jax_row = on_jax[folder]["rows"][path]
                 np.testing.assert_allclose(jax_row["probs"], probs, atol=1e-4, err_msg=path)
-    tuned = result_of(fine_tune)
+    tuned = result_of(tf_run, "TUNED")
     assert tuned["backend"] == "tensorflow" and tuned["backbone_loaded"]
     assert tuned["outputs"] == 3 and tuned["class_names"] is None
     assert np.isfinite(tuned["loss"]) and tuned["backbone_trained"]
