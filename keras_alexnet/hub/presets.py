@@ -189,7 +189,7 @@ def load_keras_model(folder):
 
     try:
         classifier = keras_hub.models.ImageClassifier.from_preset(folder)
-    except (ValueError, KeyError, OSError) as error:
+    except (ValueError, KeyError, TypeError, OSError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise errors.InputError(f"{folder}: not a readable KerasHub preset ({message})") from error
     if not isinstance(classifier, hub_models.AlexNetImageClassifier):
