@@ -82,7 +82,7 @@ def main(argv):
     for file in sorted(os.listdir(path)):
         if file != saved_model.KERAS_FILE and formats.is_model_file(file):
             print(f"           python -m keras_alexnet.predict --model {path}/{file} IMAGE...")
-    preset = os.path.join(path, "keras_hub")
+    preset = os.path.join(path, hub.PRESET_FOLDER)
     if hub.is_preset(preset):
         print(f"  keras-hub: keras_hub.models.ImageClassifier.from_preset({preset!r})")
     return 0

@@ -26,6 +26,7 @@ import os
 import sys
 
 EXTRA = "keras-alexnet[hub] (pip install keras-hub)"
+PRESET_FOLDER = "keras_hub"  # export's preset folder, in the version folder
 # The files of a preset folder that say what it is (KerasHub's names).
 CONFIG_FILE = "config.json"
 TASK_FILE = "task.json"

@@ -22,15 +22,15 @@ the backbone and the head only. `to_keras_model` is the way back.
 import numpy as np
 
 from keras_alexnet import errors
+from keras_alexnet import hub
 from keras_alexnet.hub import models as hub_models
 from keras_alexnet.models import alexnet
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.models import mean_image
 
-FOLDER = "keras_hub"  # the preset's folder in an exported version
+FOLDER = hub.PRESET_FOLDER  # the preset's folder in an exported version
 RESCALING = "input_rescaling"
-HEAD_LAYERS = ("fc6", "fc7", "fc8")
 
 
 def from_keras_model(model):
@@ -83,7 +83,7 @@ def from_keras_model(model):
         class_names=labels.class_names_of(inner),
         weight_decay=weight_decay,
     )
-    _copy_weights(model, _weighted_layers(classifier))
+    _copy_weights(model, weighted_layers(classifier))
     return classifier
 
 
@@ -115,7 +115,7 @@ def to_keras_model(classifier):
     if backbone.mean_image_size:
         size = backbone.mean_image_size
         model = mean_image.with_mean(model, np.zeros((size, size, 3), np.float32))
-    _copy_weights(classifier, _weighted_layers(model))
+    _copy_weights(classifier, weighted_layers(model))
     return model
 
 
@@ -130,13 +130,13 @@ def save_preset(model, folder):
     return classifier
 
 
-def _weighted_layers(model):
+def weighted_layers(model):
     """{name: layer} of the layers with weights of a model or classifier, its backbone's
     included: the names are the paper's (conv1 ... fc8, subtract_mean)."""
     found = {}
     for layer in model.layers:
         if isinstance(layer, hub_models.AlexNetBackbone):
-            found.update(_weighted_layers(layer))
+            found.update(weighted_layers(layer))
         elif layer.weights:
             found[layer.name] = layer
     return found
@@ -145,7 +145,7 @@ def _weighted_layers(model):
 def _copy_weights(source, targets):
     """Copies each weighted layer of `source` into the layer of that name in `targets`;
     raises unless they pair one-to-one, with the same shapes."""
-    sources = _weighted_layers(source)
+    sources = weighted_layers(source)
     if set(sources) != set(targets):
         raise ValueError(
             "The layers with weights differ: "

@@ -131,8 +131,8 @@ def test_weights_map_one_to_one_and_back_and_preprocessing_is_predicts(tmp_path)
     assert classifier.class_names == names and classifier.num_classes == 4
     assert classifier.backbone.mean_image_size == 256
     # One-to-one: every weighted layer of the model is one of the classifier, same values.
-    mapped = presets._weighted_layers(classifier)
-    assert sorted(mapped) == sorted(presets._weighted_layers(model))
+    mapped = presets.weighted_layers(classifier)
+    assert sorted(mapped) == sorted(presets.weighted_layers(model))
     assert {"conv1", "conv5", "subtract_mean"} <= {x.name for x in classifier.backbone.layers}
     for layer in model.layers:
         for a, b in zip(layer.get_weights(), mapped.get(layer.name, layer).get_weights()):
