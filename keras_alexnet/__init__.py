@@ -12,6 +12,7 @@ from keras_alexnet import startup  # noqa: E402
 # Before anything imports Keras: TensorFlow's load-time INFO lines stay off stderr.
 startup.import_keras()
 
+from keras_alexnet import hub as _hub  # noqa: E402
 from keras_alexnet.models.features import feature_extractor  # noqa: E402
 from keras_alexnet.models.head_layers import FastInputGradientDense  # noqa: E402
 from keras_alexnet.models.head_layers import ReplicaDropout  # noqa: E402
@@ -23,6 +24,9 @@ from keras_alexnet.models.mean_image import SubtractMean  # noqa: E402
 from keras_alexnet.models.variants import VARIANTS  # noqa: E402
 from keras_alexnet.weights.applications import AlexNet  # noqa: E402
 from keras_alexnet.weights.pretrained import preprocess_input  # noqa: E402
+
+# The KerasHub classes are registered when keras_hub is imported (never imported here).
+_hub.register()
 
 __all__ = [
     "AlexNet",

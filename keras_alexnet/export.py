@@ -2,11 +2,12 @@
 
     python -m keras_alexnet.export --model_dir=runs/alexnet             # a training run
     python -m keras_alexnet.export --model=pretrained/bvlc_alexnet.keras  # a model file
+    python -m keras_alexnet.export --model=bvlc_alexnet --format=keras_hub  # + a KerasHub preset
 
 Writes a new numeric version under OUTPUT_DIR/<name>/, the layout TensorFlow Serving
 watches: the SavedModel (image file bytes in), model.keras (raw RGB pixels in), labels.txt,
-dataset_stats.npz and, with --format, LiteRT and ONNX files. An existing version is never
-touched.
+dataset_stats.npz and, with --format, LiteRT and ONNX files and a KerasHub preset folder
+(keras_hub/). An existing version is never touched.
 
 `serving.saved_model` describes the files.
 """
@@ -18,6 +19,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import hub
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import saved_model
@@ -37,7 +39,8 @@ def define_flags():
         "format",
         ["saved_model"],
         "Formats to write, comma-separated: saved_model (always written), litert, onnx "
-        f"(needs {formats.ONNX_EXTRA}).",
+        f"(needs {formats.ONNX_EXTRA}), keras_hub (a KerasHub preset folder, keras_hub/; "
+        f"needs {hub.EXTRA}).",
     )
     flags.DEFINE_list(
         "quantize",
@@ -79,6 +82,9 @@ def main(argv):
     for file in sorted(os.listdir(path)):
         if file != saved_model.KERAS_FILE and formats.is_model_file(file):
             print(f"           python -m keras_alexnet.predict --model {path}/{file} IMAGE...")
+    preset = os.path.join(path, hub.PRESET_FOLDER)
+    if hub.is_preset(preset):
+        print(f"  keras-hub: keras_hub.models.ImageClassifier.from_preset({preset!r})")
     return 0
 
 

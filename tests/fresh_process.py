@@ -49,7 +49,7 @@ def run_script(script, *args, timeout=600):
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=_script_env(),
+        env=script_env(),
     )
 
 
@@ -61,7 +61,7 @@ def start_script(script, *args):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_script_env(),
+        env=script_env(),
     )
 
 
@@ -89,8 +89,9 @@ def printed_json(process, keys, timeout=600):
     }
 
 
-def _script_env():
-    """This process's environment, with the tests folder first on PYTHONPATH."""
+def script_env():
+    """This process's environment, with the tests folder first on PYTHONPATH (for
+    `run_together` of scripts that import the tests' helpers)."""
     path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
@@ -143,7 +144,7 @@ def run_scripts(*scripts, timeout=600):
     return run_together(
         *[[sys.executable, "-c", script, *args] for script, args in scripts],
         timeout=timeout,
-        env=_script_env(),
+        env=script_env(),
     )
 
 

@@ -123,21 +123,36 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     # The float kernels of resize are vectorised, the uint8 ones are not: casting first is
     # about twice as fast, and gives the same values.
     image = tf.cast(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), tf.float32)
+    return tf.ensure_shape(resize_square(image, size), [size, size, 3])
+
+
+def central_square(image, size=IMAGE_SIZE):
+    """`decode_and_center_crop` of decoded pixels, [H, W, C] or [B, H, W, C] (any dtype):
+    the central square, resized to size^2, float32."""
+    image = tf.cast(image, tf.float32)
+    shape = tf.shape(image)
+    top, left, side = _central_square(shape[-3], shape[-2])
+    return resize_square(image[..., top : top + side, left : left + side, :], size)
+
+
+def resize_square(image, size):
+    """A square image (or batch of them) resized to size^2, float32, as the paper's
+    preprocessing resizes: bilinear, with the antialiasing filter beyond a 2x shrink."""
     # Bilinear interpolation reads 2x2 source pixels, which covers a shrink of up to 2x (most
     # ImageNet photos); a larger shrink needs the antialiasing filter, three times slower.
     # A prepared image (`shards`) is already size x size: resizing it would return it.
-    image = tf.case(
+    side = tf.shape(image)[-3]
+    return tf.case(
         [
-            (tf.shape(image)[0] == size, lambda: image),
+            (side == size, lambda: image),
             (
-                tf.shape(image)[0] > 2 * size,
+                side > 2 * size,
                 lambda: tf.image.resize(image, [size, size], method="bilinear", antialias=True),
             ),
         ],
         default=lambda: tf.image.resize(image, [size, size], method="bilinear"),
         exclusive=True,
     )
-    return tf.ensure_shape(image, [size, size, 3])
 
 
 def subtract_mean(image, mean_image):

@@ -180,7 +180,7 @@ def AlexNet(
         in_channels = conv.filters
     if include_top:
         x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
-        x = _dense_head(x, spec, num_classes, dropout, classifier_activation, **shared)
+        x = dense_head(x, spec, num_classes, dropout, classifier_activation, **shared)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(dtype=policy, name="avg_pool")(x)
     elif pooling == "max":
@@ -326,8 +326,10 @@ def _conv_block(x, spec, conv, in_channels, *, implementation, init, regularizer
     return x
 
 
-def _dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer, policy):
-    """fc6 and fc7 (ReLU and dropout, in the variant's order), then fc8."""
+def dense_head(x, spec, num_classes, dropout, activation, *, init, regularizer, policy):
+    """fc6 and fc7 (ReLU and dropout, in the variant's order), then fc8, on the flat pool5
+    tensor `x` of a variant `spec`; `init` as AlexNet's, `regularizer` on the kernels,
+    `policy` a Keras dtype policy. Returns fc8's output."""
     mixed = policy.compute_dtype != policy.variable_dtype
     units = (*spec.dense_units, num_classes)
     for i, dense_name in enumerate(("fc6", "fc7", "fc8")):

@@ -12,6 +12,8 @@ import os
 
 import keras
 
+from keras_alexnet import errors
+from keras_alexnet import hub
 from keras_alexnet.models import layers as layers_lib
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
@@ -27,7 +29,8 @@ def read_file(path, trust=False):
     """The `Network` in a model file, chosen by its extension.
 
     Args:
-        path: a .keras or .h5 Keras model, an .onnx file, or a .pth/.pt PyTorch state dict.
+        path: a .keras or .h5 Keras model (or a KerasHub preset folder), an .onnx file, or a
+            .pth/.pt PyTorch state dict.
         trust: load Keras models with safe_mode=False (runs the file's Lambda code).
 
     Raises:
@@ -55,11 +58,16 @@ def read_file(path, trust=False):
 
 
 def is_keras_file(path):
-    return os.path.splitext(path)[1].lower() in (".keras", ".h5", ".hdf5")
+    """A Keras model file, or a KerasHub preset folder of an AlexNet (read as its model)."""
+    return os.path.splitext(path)[1].lower() in (".keras", ".h5", ".hdf5") or hub.is_preset(path)
 
 
 def load_keras(path, trust=False):
-    """A Keras model file, loaded without compiling; Lambda code runs only when trusted."""
+    """A Keras model file, loaded without compiling; Lambda code runs only when trusted.
+
+    A KerasHub preset folder is loaded as the AlexNet Keras model of its classifier."""
+    if hub.is_preset(path):
+        return _load_preset(path)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not trust)
     except ValueError as error:
@@ -69,6 +77,14 @@ def load_keras(path, trust=False):
                 f"loaded; pass --trust_model to load it anyway. Received: --model={path!r}"
             ) from error
         raise
+
+
+def _load_preset(path):
+    if not hub.available():
+        raise errors.InputError(f"{path} is a KerasHub preset: reading it needs {hub.EXTRA}.")
+    from keras_alexnet.hub import presets
+
+    return presets.load_keras_model(path)
 
 
 def _flat_layers(model):

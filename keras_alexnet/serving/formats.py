@@ -12,6 +12,9 @@ folder, beside the SavedModel, `labels.txt` and `dataset_stats.npz`:
                             but for the last layer and softmax (float32; see _int8_bytes).
     model.onnx              ONNX, opset `ONNX_OPSET`, through tf2onnx (the optional extra
                             `pip install keras-alexnet[onnx]`).
+    keras_hub/              with --format=keras_hub, a KerasHub preset folder (`hub.presets`,
+                            the optional extra `pip install keras-alexnet[hub]`): raw images
+                            in, for `keras_hub.models.ImageClassifier.from_preset`.
 
 In every LiteRT and ONNX file the paper's LRN is computed by `layers.lrn_from_ops`: a
 product, a 1x1 convolution with a fixed banded kernel, a log, an exp and two products, each
@@ -36,13 +39,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import hub
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
 from keras_alexnet.serving import runtimes
 from keras_alexnet.training.run import folder as run_dir
 
-EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+EXPORT_FORMATS = ("saved_model", "litert", "onnx", "keras_hub")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
@@ -216,6 +220,8 @@ def check_formats(formats, quantize):
         )
     if "onnx" in formats:
         _import_onnx_converter()
+    if "keras_hub" in formats:
+        hub.require()
     return formats, quantize
 
 

@@ -19,6 +19,8 @@ numeric version each time (an existing version is never touched):
     dataset_stats.npz    the training set's mean image and colour PCA.
     model*.tflite, model.onnx   with --format=litert (--quantize=...) and --format=onnx:
                          the same network for LiteRT and ONNX runtimes (see formats.py).
+    keras_hub/           with --format=keras_hub: a KerasHub preset folder, for
+                         `keras_hub.models.ImageClassifier.from_preset` (hub/presets.py).
 
 The graph holds standard TensorFlow ops only: no XLA compilation, which TensorFlow
 Serving on GPU cannot load.
@@ -151,6 +153,12 @@ def export(
         archive.write_out(partial, verbose=False)
         _write_beside(partial, model, stats, class_names)
         formats_lib.write(model, partial, formats, quantize, calibration)
+        if "keras_hub" in formats:
+            from keras_alexnet.hub import presets
+
+            presets.save_preset(
+                keras_model(model, stats, class_names), os.path.join(partial, presets.FOLDER)
+            )
         if tf.io.gfile.exists(final):
             raise ValueError(f"Export version {final} appeared meanwhile; not overwriting it.")
         tf.io.gfile.rename(partial, final)
