@@ -10,7 +10,11 @@ import os
 
 import harness
 import numpy as np
+import pytest
 import tensorflow as tf
+
+from keras_alexnet import errors
+from keras_alexnet.benchmarks import format_speed
 
 
 def _outputs(images, label):
@@ -76,3 +80,11 @@ def test_predict_refuses_a_saved_model_of_foreign_operations_unless_trusted(tmp_
     assert results[2].returncode == 0, results[2].stderr[-3000:]
     assert "the contents of a private file" in results[2].stdout
     assert trusted_write.read_text() == "written by a SavedModel"
+
+
+def test_the_format_benchmark_refuses_it_before_any_work(tmp_path):
+    written = tmp_path / "written.txt"
+    folder = file_saved_model(str(tmp_path / "files" / "1"), str(tmp_path), str(written))
+    with pytest.raises(errors.InputError, match=r"\(ReadFile, WriteFile\).*--trust_model"):
+        format_speed.run_benchmark(str(tmp_path / "no_run"), folder)
+    assert not written.exists()
