@@ -286,8 +286,11 @@ class _Limits:
     stated: bool
 
     def too_many(self, count, verb):
-        what = "the catalog's size of the file" if self.stated else "downloads.MAX_BYTES"
-        return f"the server {verb} {count:,} bytes, over the {self.max_bytes:,} of {what}"
+        if self.stated:
+            limit = f"the file's {self.max_bytes:,} in the catalog"
+        else:
+            limit = f"the {self.max_bytes:,} a download may bring (downloads.MAX_BYTES)"
+        return f"the server {verb} {count:,} bytes, more than {limit}"
 
 
 class _Deadline:
@@ -359,7 +362,8 @@ def _fetch(entry, url, out, progress, limits):
     digest = entry.new_hash()
     received = 0
     length = None
-    with _Deadline(limits.seconds) as watch:
+    shown = _Progress(entry.file_name, None, progress)
+    with _Deadline(limits.seconds) as watch, contextlib.closing(shown):
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "keras-alexnet"})
             with watch.opener().open(request, timeout=limits.timeout) as response:
@@ -368,7 +372,7 @@ def _fetch(entry, url, out, progress, limits):
                 if length is not None and length > limits.max_bytes:
                     problem = limits.too_many(length, "announces")
                     raise DownloadError(failure(entry, f"{problem}; not downloaded", url))
-                shown = _Progress(entry.file_name, length, progress)
+                shown.length = length
                 for chunk in iter(lambda: response.read1(_CHUNK), b""):
                     if received + len(chunk) > limits.max_bytes:
                         problem = limits.too_many(received + len(chunk), "sent")
@@ -423,6 +427,7 @@ class _Progress:
     def __init__(self, file_name, length, shown):
         self.file_name, self.length, self.shown = file_name, length, shown
         self.last = time.monotonic()  # the first line after a second, then the last
+        self.open = False  # a line printed and not yet ended
 
     def update(self, received, final=False):
         now = time.monotonic()
@@ -433,6 +438,13 @@ class _Progress:
         percent = f" ({received / self.length:.0%})" if self.length else ""
         line = f"\rDownloading {self.file_name}: {received / 1e6:.1f}{total} MB{percent}"
         print(line, end="\n" if final else "", file=sys.stderr, flush=True)
+        self.open = not final
 
     def done(self, received):
         self.update(received, final=True)
+
+    def close(self):
+        """Ends a line left open by a download that failed, before its message."""
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False

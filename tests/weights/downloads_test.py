@@ -202,18 +202,20 @@ def test_a_server_too_slow_to_finish_is_given_up_at_the_deadline(server, monkeyp
 @pytest.mark.parametrize("kind", ["endless", "announced", "no stated size"])
 def test_a_download_over_its_size_limit_is_stopped(server, monkeypatch, tiny_bytes, kind):
     entry = catalog.entry("tiny_alexnet")
-    size = f"{len(tiny_bytes):,} of the catalog's size of the file"
+    size = f"more than the file's {len(tiny_bytes):,} in the catalog"
     if kind == "announced":
         server.announce[entry.file_name] = 10**12
-        problem = f"the server announces 1,000,000,000,000 bytes, over the {size}; not downloaded"
+        problem = f"the server announces 1,000,000,000,000 bytes, {size}; not downloaded"
     elif kind == "endless":
         server.endless.add(entry.file_name)
-        problem = f"bytes, over the {size}; stopped"
+        problem = f"bytes, {size}; stopped"
     else:
         monkeypatch.setitem(catalog.ENTRIES, entry.name, dataclasses.replace(entry, size=None))
         monkeypatch.setattr(downloads, "MAX_BYTES", 3 << 20)
         server.endless.add(entry.file_name)
-        problem = "bytes, over the 3,145,728 of downloads.MAX_BYTES; stopped"
+        problem = (
+            "bytes, more than the 3,145,728 a download may bring (downloads.MAX_BYTES); stopped"
+        )
     start = time.monotonic()
     with pytest.raises(downloads.DownloadError) as raised:
         cache.fetch("tiny_alexnet")
