@@ -15,7 +15,9 @@ An export holds three kinds of code, each with its own list below:
     (`tf.saved_model.load` restores variables with its own code; TensorFlow Serving runs
     the restore function). They read and write checkpoint files (`RestoreV2`, `SaveV2`,
     `MergeV2Checkpoints`), which are allowed there and nowhere else.
-A function called from several kinds must fit every one of their lists.
+Code run from several kinds must fit every one of their lists: the saver's functions
+count as the program too when a signature, a collection (TensorFlow 1's main op) or
+another node runs them, and so does any function the loaded object makes callable.
 """
 
 import os
@@ -113,21 +115,59 @@ def _graph_op_types(meta_graph):
         _node_name(meta_graph.saver_def.save_tensor_name): SAVE,
         _node_name(meta_graph.saver_def.restore_op_name): RESTORE,
     }
+    saver.pop("", None)
+    program = _program_nodes(meta_graph, saver)
     found = {PROGRAM: set(), SAVE: set(), RESTORE: set()}
     kinds = {}  # function name -> the kinds of code that call it
     for node in graph.node:
-        kind = saver.get(node.name, PROGRAM)
-        found[kind].add(node.op)
-        _mark(node, kind, functions, kinds)
-    for gradient in graph.library.gradient:  # run when a gradient is taken
-        _reach(gradient.gradient_func, PROGRAM, functions, kinds)
-    for name in functions:
-        if name not in kinds:  # called by nothing: checked as the program
-            _reach(name, PROGRAM, functions, kinds)
+        node_kinds = {saver[node.name]} if node.name in saver else set()
+        if node.name in program:
+            node_kinds.add(PROGRAM)
+        for kind in node_kinds:
+            found[kind].add(node.op)
+            _mark(node, kind, functions, kinds)
+    # What the Python loader makes callable (the signatures among them), and gradients.
+    roots = list(meta_graph.object_graph_def.concrete_functions)
+    roots += [gradient.gradient_func for gradient in graph.library.gradient]
+    roots += [name for name in functions if name not in kinds]  # called by nothing
+    for name in roots:
+        _reach(name, PROGRAM, functions, kinds)
     for name, function in functions.items():
         for kind in kinds[name]:
             found[kind].update(node.op for node in function.node_def if node.op not in functions)
     return found
+
+
+def _program_nodes(meta_graph, saver):
+    """The names of the graph's nodes that run as the program: every node but the saver's
+    two, and whatever a node, a signature or a collection (TensorFlow 1's init and main
+    ops) names, with the nodes they take input from."""
+    pending = [node.name for node in meta_graph.graph_def.node if node.name not in saver]
+    for signature in meta_graph.signature_def.values():
+        for info in (*signature.inputs.values(), *signature.outputs.values()):
+            pending.extend(_tensor_names(info))
+    for collection in meta_graph.collection_def.values():
+        pending.extend(collection.node_list.value)
+        pending.extend(v.decode("utf-8", "replace") for v in collection.bytes_list.value)
+    inputs = {node.name: node.input for node in meta_graph.graph_def.node}
+    program = set()
+    while pending:
+        name = _node_name(pending.pop())
+        if name in program:
+            continue
+        program.add(name)
+        pending.extend(inputs.get(name, ()))
+    return program
+
+
+def _tensor_names(info):
+    """The tensor names a signature's `TensorInfo` refers to (dense, sparse or composite)."""
+    yield info.name
+    sparse = info.coo_sparse
+    yield from (sparse.values_tensor_name, sparse.indices_tensor_name)
+    yield sparse.dense_shape_tensor_name
+    for component in info.composite_tensor.components:
+        yield from _tensor_names(component)
 
 
 def _node_name(tensor_name):

@@ -184,6 +184,37 @@ def test_the_saver_operations_are_refused_in_a_signature(tmp_path):
     assert graph_ops.foreign_ops(folder) == ["RestoreV2", "SaveV2"]
 
 
+@pytest.mark.parametrize("how", ["signature", "collection", "node"])
+def test_the_saver_is_refused_where_anything_else_runs_it(tmp_path, how):
+    """The saver's save function may write checkpoints; a graph that runs it from a
+    signature, a collection (TensorFlow 1's main op) or another node is refused."""
+
+    class Variable(tf.Module):
+        def __init__(self):
+            self.v = tf.Variable(1.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+        def serve(self, x):
+            return {"y": x * self.v}
+
+    folder = str(tmp_path / "saver")
+    module = Variable()
+    tf.saved_model.save(module, folder, signatures={"serving_default": module.serve})
+    assert graph_ops.foreign_ops(folder) == []
+    proto = graph_ops.read_graph(folder)
+    meta_graph = proto.meta_graphs[0]
+    save = meta_graph.saver_def.save_tensor_name
+    if how == "signature":
+        meta_graph.signature_def["serving_default"].outputs["y"].name = save
+    elif how == "collection":
+        meta_graph.collection_def["saved_model_main_op"].node_list.value.append(save)
+    else:
+        meta_graph.graph_def.node.add(name="uses_save", op="Identity", input=[save])
+    with open(os.path.join(folder, graph_ops.GRAPH_FILE), "wb") as f:
+        f.write(proto.SerializeToString())
+    assert {"MergeV2Checkpoints", "SaveV2"} <= set(graph_ops.foreign_ops(folder))
+
+
 def test_a_broken_or_oversized_graph_file_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / "broken"
     folder.mkdir()
