@@ -160,8 +160,7 @@ def download(entry, destination, progress=True, timeout=TIMEOUT, seconds=None, m
     fd, temp = tempfile.mkstemp(prefix=f".{entry.file_name}.", suffix=PART_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as out, _removed_on_sigterm(entry, url, temp):
-            if fcntl is not None:  # held while it downloads: not stale (`clean_stale`)
-                fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _hold(out)
             limits = _Limits(timeout, seconds, max_bytes, entry.size is not None)
             digest, size = _fetch(entry, url, out, progress, limits)
         check_hash(entry, digest, size, url)
@@ -197,6 +196,15 @@ def clean_stale(folder, seconds=None):
             continue
         removed.append(path)
     return removed
+
+
+def _hold(out):
+    """Locks a download's file while it downloads: not stale (`clean_stale`)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without locks: its age alone tells then
+            pass
 
 
 def _held(path):
