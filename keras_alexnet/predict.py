@@ -8,7 +8,9 @@
 prints the five most probable labels of each image. --model is an exported model's folder
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
 ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
-decode is reported by name; the others are still predicted, and the exit status is 1.
+decode is reported by name; the others are still predicted, and the exit status is 1. A
+SavedModel is a program: one whose graph uses operations this package's exports never use
+(file reads and writes, Python functions, ...) is refused unless --trust_model.
 
 The work is `serving.prediction`.
 """
