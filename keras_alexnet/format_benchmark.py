@@ -18,6 +18,7 @@ import sys
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.benchmarks import format_speed
 from keras_alexnet.serving import saved_model
 
@@ -38,6 +39,12 @@ def define_flags():
         "Timed runs per cut of the LiteRT files' per-layer profile; 0 skips the profile.",
     )
     flags.DEFINE_string("output", None, "Also write the figures as JSON to this file.")
+    flags.DEFINE_bool(
+        "trust_model",
+        False,
+        "Run the SavedModel even if its graph uses operations this package's exports never "
+        "use (file reads and writes, Python functions, ...): a SavedModel is a program.",
+    )
     flags.mark_flag_as_required("model_dir")
 
 
@@ -57,7 +64,10 @@ def main(argv):
             FLAGS.rounds,
             threads=FLAGS.threads,
             profile_repeat=FLAGS.profile_repeat,
+            trust_model=FLAGS.trust_model,
         )
+    except errors.InputError:
+        raise
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

@@ -8,7 +8,9 @@
 prints the five most probable labels of each image. --model is an exported model's folder
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
 ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
-decode is reported by name; the others are still predicted, and the exit status is 1.
+decode is reported by name; the others are still predicted, and the exit status is 1. A
+SavedModel is a program: one whose graph uses operations this package's exports never use
+(file reads and writes, Python functions, ...) is refused unless --trust_model.
 
 The work is `serving.prediction`.
 """
@@ -19,6 +21,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.serving import prediction
 
 FLAGS = flags.FLAGS
@@ -36,6 +39,12 @@ def define_flags():
     )
     flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint). Or --model.")
     flags.DEFINE_string("checkpoint", None, "With --model_dir: a checkpoint (default: the latest).")
+    flags.DEFINE_bool(
+        "trust_model",
+        False,
+        "Run a SavedModel folder even if its graph uses operations this package's exports "
+        "never use (file reads and writes, Python functions, ...): a SavedModel is a program.",
+    )
     flags.mark_flags_as_mutual_exclusive(["model", "model_dir"], required=True)
 
 
@@ -45,8 +54,10 @@ def main(argv):
         raise app.UsageError("Name one or more image files after the flags.")
     try:
         serving_fn, version = prediction.serving_function(
-            FLAGS.model, FLAGS.model_dir, FLAGS.checkpoint
+            FLAGS.model, FLAGS.model_dir, FLAGS.checkpoint, trust=FLAGS.trust_model
         )
+    except errors.InputError:
+        raise
     except (ValueError, OSError, ImportError) as error:
         given = f"--model={FLAGS.model}" if FLAGS.model else f"--model_dir={FLAGS.model_dir}"
         print(f"error: cannot load {given}: {error}", file=sys.stderr)

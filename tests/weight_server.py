@@ -2,7 +2,9 @@
 
 `Server` serves files the tests write (tiny caffemodels with the real file's layout), the
 way the publishers do, and can misbehave as networks do: a 404, a transfer cut short. The
-package finds it through KERAS_ALEXNET_MIRROR. `entry()` makes a `catalog.Entry` for a
+package finds it through KERAS_ALEXNET_MIRROR. It can also misbehave as a hostile or
+broken mirror does: a byte at a time, headers that never end, a body that never ends, a
+Content-Length larger than any file. `entry()` makes a `catalog.Entry` for a
 written file (its real sha1); `ENTRIES_ENV` hands the test entries to a fresh process
 (`fresh_process` registers them, as it registers the tiny variant).
 """
@@ -30,15 +32,28 @@ class Server:
             announced, then the connection is closed).
         barrier: if set, a `threading.Barrier` each request for a served file waits at
             before answering (so that two clients are seen downloading at the same time).
+        trickle: {file name: seconds}: its body is sent one byte every so many seconds.
+        slow_headers: {file name: seconds}: a header line that never ends, one byte every
+            so many seconds.
+        endless: file names whose body never ends (zeros, no Content-Length).
+        announce: {file name: n}: the Content-Length sent for it instead of its size.
         requests: the paths asked for, in order.
     """
 
     def __init__(self):
         self.files, self.truncate, self.barrier, self.requests = {}, set(), None, []
+        self.trickle, self.slow_headers, self.endless, self.announce = {}, {}, set(), {}
+        self.stopping = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                try:
+                    self.answer()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
+
+            def answer(self):
                 name = self.path.lstrip("/")
                 server.requests.append(name)
                 if server.barrier is not None and name in server.files:
@@ -48,12 +63,34 @@ class Server:
                     return
                 data = server.files[name]
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                if name in server.slow_headers:
+                    self.end_headers_slowly(server.slow_headers[name])
+                    return
+                if name not in server.endless:
+                    self.send_header("Content-Length", str(server.announce.get(name, len(data))))
                 self.end_headers()
+                if name in server.endless:
+                    while not server.stopping.is_set():
+                        self.wfile.write(bytes(1 << 16))
+                    return
+                if name in server.trickle:
+                    for byte in data:
+                        if server.stopping.wait(server.trickle[name]):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
                 if name in server.truncate:
                     data = data[: len(data) // 2]
                 for start in range(0, len(data), 1 << 16):
                     self.wfile.write(data[start : start + (1 << 16)])
+
+            def end_headers_slowly(self, seconds):
+                self.flush_headers()
+                self.wfile.write(b"X-Slow: ")
+                while not server.stopping.wait(seconds):
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
 
             def log_message(self, *args):
                 pass
@@ -68,6 +105,7 @@ class Server:
 
     def stop(self):
         """Stops serving and closes the port: a client is then refused."""
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()

@@ -38,6 +38,7 @@ from keras_alexnet.models import features
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
 from keras_alexnet.serving import formats
+from keras_alexnet.serving import graph_ops
 from keras_alexnet.serving import runtimes
 from keras_alexnet.serving import saved_model
 from keras_alexnet.training.run import folder as run_dir
@@ -125,6 +126,7 @@ def run_benchmark(
     threads=None,
     profile_repeat=5,
     turn_seconds=TURN_S,
+    trust_model=False,
 ):
     """Measures every format of an export version on the run's validation images, each
     in a process of its own (`format_process.FormatProcess`).
@@ -143,9 +145,12 @@ def run_benchmark(
         profile_repeat: timed runs per cut of the LiteRT files' per-operation profile
             (`format_process.op_times`), at batch 1 and at batch_size; 0 skips it.
         turn_seconds: the least time of each turn (`TURN_S`).
+        trust_model: run the SavedModel even if its graph uses operations this
+            package's exports never use (`graph_ops.check`).
 
     Raises:
         ValueError: a bad number, or no SavedModel in `version`, before any work.
+        errors.InputError: a SavedModel of foreign operations, unless trust_model.
 
     Returns:
         A dict: "rows" (one per format), "profiles" ({LiteRT file: {batch: ops}}),
@@ -162,6 +167,7 @@ def run_benchmark(
             raise ValueError(f"{name} must be an integer >= {least}. Received: {name}={value!r}")
     if not os.path.exists(os.path.join(version, "saved_model.pb")):
         raise ValueError(f"No SavedModel in the export version folder. Received: {version}")
+    graph_ops.check(version, trust_model)
     threads = threads or os.cpu_count()
     found = format_files(version)
     with tempfile.TemporaryDirectory() as scratch:

@@ -5,6 +5,8 @@
 - `runtimes`: the LiteRT and ONNX runners alone (NumPy and the runtime, no TensorFlow).
 - `model_files`: the model a tool works on, a run (--model_dir) or a file (--model).
 - `prediction`: top-5 predictions for image files.
+- `graph_ops`: what a SavedModel folder's graph runs, read before it is loaded; a graph
+  of operations the package's exports never use is refused unless trusted.
 - `explanations`, `explain_page`: Grad-CAM, top-5 and fc7 neighbours of images, and their
   page (the explain tool).
 """

@@ -15,23 +15,32 @@ import tensorflow as tf
 
 from keras_alexnet.data import bad_images
 from keras_alexnet.serving import formats
+from keras_alexnet.serving import graph_ops
 from keras_alexnet.serving import model_files
 from keras_alexnet.serving import saved_model
 from keras_alexnet.weights import cache
 
 
-def load_saved_model(path):
+def load_saved_model(path, trust=False):
     """Loads an exported SavedModel: a version folder, or a model folder (its latest).
+
+    A SavedModel is a program: one whose graph uses operations this package's exports
+    never use is refused before anything of it runs, unless trusted (`graph_ops.check`).
 
     Returns:
         (the loaded SavedModel, the path of its version folder).
+
+    Raises:
+        errors.InputError: a graph of foreign operations (unless trust), or a
+            saved_model.pb that cannot be read.
     """
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         path = saved_model.latest_version(path)
+    graph_ops.check(path, trust)
     return tf.saved_model.load(path), path
 
 
-def serving_function(model=None, model_dir=None, checkpoint=None):
+def serving_function(model=None, model_dir=None, checkpoint=None, trust=False):
     """The function predict runs on image bytes, and what it came from.
 
     Args:
@@ -40,6 +49,8 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
             (its cached .keras file, fetched on first use).
         model_dir: a training run (instead of model).
         checkpoint: with model_dir, a checkpoint path.
+        trust: run a SavedModel whose graph uses operations this package's exports never
+            use (`load_saved_model`).
 
     Returns:
         (fn, origin): fn(images=<tf.string batch>) returns the serving signature's dict
@@ -50,7 +61,7 @@ def serving_function(model=None, model_dir=None, checkpoint=None):
     if model is not None and formats.is_model_file(model) and not str(model).endswith(".keras"):
         return formats.serving_function(model), model
     if model is not None and not str(model).endswith(".keras"):
-        exported, version = load_saved_model(model)
+        exported, version = load_saved_model(model, trust)
         return exported.signatures["serving_default"], version
     loaded = model_files.load_model_or_run(model, model_dir, checkpoint)
     from_bytes, _ = saved_model.serving_functions(loaded.model, loaded.stats, loaded.class_names)

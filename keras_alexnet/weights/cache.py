@@ -71,6 +71,7 @@ def fetch(name, progress=True):
     """
     entry = catalog.entry(name)
     check_reader(entry)
+    downloads.clean_stale(downloads.cache_dir())
     path = raw_path(entry)
     if os.path.exists(path):
         found = downloads.file_hash(entry, path)
@@ -105,6 +106,7 @@ def model_file(name, progress=True):
     entry = catalog.entry(name)
     path = keras_path(entry)
     if os.path.exists(path):
+        downloads.clean_stale(downloads.cache_dir())
         return path
     check_reader(entry)
     _convert(entry, fetch(name, progress), path)

@@ -1,9 +1,16 @@
 """Fetching named files from a server on 127.0.0.1: verified, atomic, and one clear message
 for each way a download fails, with nothing left in the cache."""
 
+import dataclasses
+import fcntl
 import hashlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import tiny
@@ -11,6 +18,7 @@ import weight_server
 from caffe_files import random_weights
 from caffe_files import write_caffemodel
 
+from keras_alexnet import errors
 from keras_alexnet.weights import cache
 from keras_alexnet.weights import catalog
 from keras_alexnet.weights import downloads
@@ -162,3 +170,141 @@ def test_a_hash_prefix_is_checked_as_a_prefix():
     assert not catalog.is_name("bvlc_alexnet.caffemodel") and not catalog.is_name(None)
     with pytest.raises(ValueError, match="no pretrained weights are named 'vgg16'; the names"):
         catalog.entry("vgg16")
+
+
+# ------------------------------------------------------------------------------------------
+# A mirror that never finishes, sends too much, or a download stopped by SIGTERM
+# ------------------------------------------------------------------------------------------
+
+
+def part_files():
+    return [name for name in cached_files() if name.endswith(downloads.PART_SUFFIX)]
+
+
+@pytest.mark.parametrize("kind", ["trickle", "slow_headers"])
+def test_a_server_too_slow_to_finish_is_given_up_at_the_deadline(server, monkeypatch, kind):
+    """A byte every 0.05 s never lets the 60 s read timeout pass: the deadline ends it,
+    whether the body or the headers trickle."""
+    entry = catalog.entry("tiny_alexnet")
+    getattr(server, kind)[entry.file_name] = 0.05
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "1.5")
+    start = time.monotonic()
+    with pytest.raises(downloads.DownloadError) as raised:
+        cache.fetch("tiny_alexnet")
+    took = time.monotonic() - start
+    message = str(raised.value)
+    assert "the download took longer than its deadline of 1.5 s" in message, message
+    assert f"tried:    {server.url}/{entry.file_name}\n" in message
+    assert 1.5 <= took < 5, took
+    assert cached_files() == []
+
+
+@pytest.mark.parametrize("kind", ["endless", "announced", "no stated size"])
+def test_a_download_over_its_size_limit_is_stopped(server, monkeypatch, tiny_bytes, kind):
+    entry = catalog.entry("tiny_alexnet")
+    size = f"more than the file's {len(tiny_bytes):,} in the catalog"
+    if kind == "announced":
+        server.announce[entry.file_name] = 10**12
+        problem = f"the server announces 1,000,000,000,000 bytes, {size}; not downloaded"
+    elif kind == "endless":
+        server.endless.add(entry.file_name)
+        problem = f"bytes, {size}; stopped"
+    else:
+        monkeypatch.setitem(catalog.ENTRIES, entry.name, dataclasses.replace(entry, size=None))
+        monkeypatch.setattr(downloads, "MAX_BYTES", 3 << 20)
+        server.endless.add(entry.file_name)
+        problem = (
+            "bytes, more than the 3,145,728 a download may bring (downloads.MAX_BYTES); stopped"
+        )
+    start = time.monotonic()
+    with pytest.raises(downloads.DownloadError) as raised:
+        cache.fetch("tiny_alexnet")
+    assert problem in str(raised.value).splitlines()[0], str(raised.value)
+    assert time.monotonic() - start < 5
+    assert cached_files() == []
+
+
+def terminate_when_downloading(pid):
+    """Sends SIGTERM to `pid` once a download's partial file is in the cache."""
+    give_up = time.monotonic() + 120
+    while not part_files() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_sigterm_removes_the_partial_file_and_ends_the_process(server, tiny_bytes):
+    entry = catalog.entry("tiny_alexnet")
+    server.trickle[entry.file_name] = 0.05
+    script = (
+        "import weight_server; weight_server.register_from_environment()\n"
+        "from keras_alexnet.weights import cache\n"
+        "cache.fetch('tiny_alexnet')\n"
+    )
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, **weight_server.environment([entry]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH")]))
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        terminate_when_downloading(child.pid)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGTERM, stderr[-2000:]  # as SIGTERM's default
+    assert stderr.splitlines()[-1] == (
+        "error: tiny_alexnet: the download was stopped by SIGTERM; its partial file is "
+        f"removed (tried: {server.url}/{entry.file_name})"
+    )
+    assert cached_files() == []
+
+
+def test_sigterm_under_a_handler_removes_the_partial_file_and_runs_the_handler(server):
+    entry = catalog.entry("tiny_alexnet")
+    server.trickle[entry.file_name] = 0.05
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        threading.Thread(target=terminate_when_downloading, args=(os.getpid(),)).start()
+        with pytest.raises(downloads.DownloadError, match="stopped by SIGTERM"):
+            cache.fetch("tiny_alexnet")
+        assert signal.getsignal(signal.SIGTERM) is handler  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [signal.SIGTERM]
+    assert cached_files() == []
+
+
+def test_stale_partial_files_are_removed_at_the_next_use(server, monkeypatch):
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "100")
+    folder = downloads.cache_dir()
+    os.makedirs(folder)
+    names = {
+        kind: f".tiny_alexnet.caffemodel.{kind}{downloads.PART_SUFFIX}"
+        for kind in ("stale", "recent", "held")
+    }
+    for kind, name in names.items():
+        path = os.path.join(folder, name)
+        with open(path, "wb") as f:
+            f.write(b"part")
+        if kind != "recent":
+            os.utime(path, (time.time() - 101, time.time() - 101))
+    with open(os.path.join(folder, names["held"]), "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running download
+        cache.fetch("tiny_alexnet")
+    assert part_files() == sorted([names["held"], names["recent"]])
+    assert "tiny_alexnet.caffemodel" in cached_files()
+
+
+def test_a_deadline_that_is_not_a_number_of_seconds_is_refused(monkeypatch):
+    for value in ("soon", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv(downloads.DEADLINE_ENV, value)
+        with pytest.raises(errors.InputError, match=f"{downloads.DEADLINE_ENV}='{value}'"):
+            downloads.deadline()
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "2.5")
+    assert downloads.deadline() == 2.5
