@@ -51,9 +51,14 @@ PartitionName=tests Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def program(name):
+    """The path of a SLURM or munge program (the daemons are in /usr/sbin), or None."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+
+
 def missing():
     """Why a SLURM cluster cannot start here (a sentence), or None when it can."""
-    absent = [p for p in PROGRAMS if shutil.which(p) is None]
+    absent = [p for p in PROGRAMS if program(p) is None]
     if absent:
         return (
             f"SLURM is not installed ({', '.join(absent)} not found; Debian's slurm-wlm "
@@ -116,7 +121,7 @@ class OneNode:
         log = open(self.folder / f"{name}.out", "wb")
         with log:
             self.processes[name] = subprocess.Popen(
-                command,
+                [program(command[0]), *command[1:]],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -142,7 +147,11 @@ class OneNode:
     def run(self, *command, timeout=60):
         """Runs a SLURM command (scontrol, squeue, ...) against this cluster."""
         return subprocess.run(
-            command, capture_output=True, text=True, env=self.env, timeout=timeout
+            [program(command[0]), *command[1:]],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
         )
 
     def logs(self, chars=3000):

@@ -114,7 +114,7 @@ def _from_slurm(environ, port_base, gpus_per_task):
     )
     restarts = f", restart {step.restarts}" if step.restarts else ""
     visible = step.cuda_visible_devices
-    shown = "" if visible is None else f", CUDA_VISIBLE_DEVICES set to {visible!r}"
+    shown = "" if visible is None else f"; CUDA_VISIBLE_DEVICES set to {visible!r}"
     return Cluster(
         source=f"SLURM job {step.job_id}{restarts}, step {step.step_id}",
         workers=tuple((f"worker_{i}", address) for i, address in enumerate(step.workers)),
@@ -123,7 +123,7 @@ def _from_slurm(environ, port_base, gpus_per_task):
         notes=(
             f"task {step.task} is local task {step.local_id} on {step.node}; "
             f"ports from {step.port_base} on each node",
-            f"{step.gpus} GPU{'s' * (step.gpus != 1)} per task ({step.gpus_from}){shown}",
+            f"{step.gpus} GPU{'s' * (step.gpus != 1)} per task: {step.gpus_from}{shown}",
         ),
     )
 

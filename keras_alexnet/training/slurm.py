@@ -241,7 +241,7 @@ def _gpus(environ, tasks_on_node, local_id, gpus_per_task):
         raise errors.InputError(f"gpus per task must be >= 0. Received: {gpus_per_task!r}")
     shared = visible is not None and tasks_on_node > 1 and len(visible) == on_node
     if visible is None and gpus_per_task is None:
-        return 0, "SLURM allocated none (SLURM_GPUS_ON_NODE, CUDA_VISIBLE_DEVICES unset)", ""
+        return 0, "SLURM allocated none: no CUDA_VISIBLE_DEVICES", ""
     if visible is None:  # no allocation by SLURM: the node's GPUs, told by the flag
         visible = [str(i) for i in range(gpus_per_task * tasks_on_node)]
         shared = tasks_on_node > 1

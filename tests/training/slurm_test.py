@@ -175,27 +175,39 @@ def cluster(tmp_path_factory):
         node.stop()
 
 
-def start_srun(cluster, args, name):
-    """`srun --ntasks=2 --label` of the documented command; its merged output in a Log."""
+def start_srun(cluster, args, name, folder):
+    """`srun --ntasks=2 --label` of the documented command: a Log of the tasks' stdout;
+    their stderr goes to a file in `folder`, read by `finish`."""
     command = fresh_process.command("train", "--strategy=multi_worker", *args)
-    process = subprocess.Popen(
-        ["srun", "--ntasks=2", "--label", f"--job-name={name}", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(cluster.env, PYTHONUNBUFFERED="1"),
-        start_new_session=True,
-    )
-    return Log(process)
+    errors_path = folder / f"{name}-{len(list(folder.glob(f'{name}-*.err')))}.err"
+    with open(errors_path, "w") as errors_file:
+        process = subprocess.Popen(
+            [
+                slurm_cluster.program("srun"),
+                "--ntasks=2",
+                "--label",
+                f"--job-name={name}",
+                *command,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=errors_file,
+            text=True,
+            env=dict(cluster.env, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
+        )
+    log = Log(process)
+    log.errors_path = errors_path
+    return log
 
 
 def finish(log, timeout=480):
+    """Waits for srun; its exit status, the tasks' stdout and the tail of their stderr."""
     try:
         status = log.process.wait(timeout=timeout)
         log.join()
     finally:
         log.end()
-    return status, log.text()
+    return status, log.text(), log.errors_path.read_text()[-6000:]
 
 
 def digests(text, prefix=r"(\d+): "):
@@ -242,9 +254,14 @@ def full_run(cluster, tmp_path_factory, tiny_root):
         start_new_session=True,
     )
     launch_log = Log(launch)
-    status, text = finish(start_srun(cluster, train_args(srun_dir, tiny_root), "full"))
-    launch_status, launch_text = finish(launch_log)
-    assert status == 0, text[-6000:]
+    try:
+        srun = start_srun(cluster, train_args(srun_dir, tiny_root), "full", srun_dir.parent)
+        status, text, errors_text = finish(srun)
+    finally:
+        launch_status = launch_log.process.wait(timeout=480)
+        launch_log.end()
+    launch_text = launch_log.text()
+    assert status == 0, text[-3000:] + errors_text
     assert launch_status == 0, launch_text[-6000:]
     return srun_dir, text, launch_text
 
@@ -273,7 +290,7 @@ def test_srun_trains_two_tasks_to_the_end_like_launch(full_run):
 def test_scancel_saves_one_step_and_the_same_srun_resumes(cluster, tmp_path, tiny_root, full_run):
     model_dir = tmp_path / "run"
     args = train_args(model_dir, tiny_root)
-    log = start_srun(cluster, args, "preempted")
+    log = start_srun(cluster, args, "preempted", tmp_path)
     try:
         job = job_id(log)
         wait_for_checkpoint(log, model_dir)
@@ -283,8 +300,8 @@ def test_scancel_saves_one_step_and_the_same_srun_resumes(cluster, tmp_path, tin
         status = log.process.wait(timeout=120)
         seconds = time.monotonic() - signalled
     finally:
-        status, text = finish(log)
-    assert status == preemption.EXIT_PREEMPTED, text[-6000:]
+        status, text, errors_text = finish(log)
+    assert status == preemption.EXIT_PREEMPTED, text[-3000:] + errors_text
     stopped = {
         int(task): int(step)
         for task, step in re.findall(r"^(\d): Stopped by .+ at step (\d+)[,;] ", text, re.M)
@@ -295,8 +312,8 @@ def test_scancel_saves_one_step_and_the_same_srun_resumes(cluster, tmp_path, tin
     assert run_folder.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")
     print(f"scancel --signal=TERM to srun's exit 75: {seconds:.1f} s, both tasks saved step {step}")
 
-    status, text = finish(start_srun(cluster, args, "preempted"))
-    assert status == 0, text[-6000:]
+    status, text, errors_text = finish(start_srun(cluster, args, "preempted", tmp_path))
+    assert status == 0, text[-3000:] + errors_text
     for task in (0, 1):
         assert re.search(
             rf"^{task}: Resuming from \S+/ckpt-{step}: .*step {step} in all", text, re.M
@@ -309,7 +326,7 @@ def test_a_killed_task_stops_the_other_and_the_rerun_resumes(
 ):
     model_dir = tmp_path / "run"
     args = train_args(model_dir, tiny_root)
-    log = start_srun(cluster, args, "killed")
+    log = start_srun(cluster, args, "killed", tmp_path)
     try:
         job = job_id(log)
         saved = wait_for_checkpoint(log, model_dir)
@@ -323,19 +340,19 @@ def test_a_killed_task_stops_the_other_and_the_rerun_resumes(
         status = log.process.wait(timeout=180)
         seconds = time.monotonic() - killed
     finally:
-        status, text = finish(log)
-    assert status != 0 and not alive(pid), text[-6000:]
+        status, text, errors_text = finish(log)
+    assert status != 0 and not alive(pid), text[-3000:] + errors_text
     assert re.search(
         r"^0: error: lost contact with another worker \(.*\)\. Rerun the job to resume from "
         r"\S+/ckpt-\d+\.$",
-        text,
+        errors_text,
         re.M,
-    ), text[-6000:]
+    ), errors_text
     assert "Done:" not in text
     print(f"SIGKILL of task 1 to srun's exit {status}: {seconds:.1f} s")
 
-    status, text = finish(start_srun(cluster, args, "killed"))
-    assert status == 0, text[-6000:]
+    status, text, errors_text = finish(start_srun(cluster, args, "killed", tmp_path))
+    assert status == 0, text[-3000:] + errors_text
     resumed = dict(re.findall(r"^(\d): Resuming from \S+/ckpt-(\d+): ", text, re.M))
     assert set(resumed) == {"0", "1"} and resumed["0"] == resumed["1"], text[-6000:]
     assert int(resumed["0"]) >= saved
