@@ -5,9 +5,9 @@ SLURM needed). The rest starts a real one-node SLURM (`slurm_cluster.OneNode`: m
 slurmctld and slurmd in a temporary folder, once for the module) and runs the documented
 command, `srun python -m keras_alexnet.train --strategy=multi_worker ...` with no
 TF_CONFIG, on the tiny configuration: to the end, through `scancel --signal=TERM` and a
-rerun, and through a task killed with SIGKILL and a rerun. Without SLURM they are skipped,
-saying so. Each srun or launch run costs a minute or so of TensorFlow start-up on two
-busy cores.
+rerun, and through a task killed with SIGKILL and a rerun (marked slow). Without SLURM they
+are skipped, saying so. Each srun or launch run costs a minute or so of TensorFlow start-up
+on two busy cores.
 """
 
 import os
@@ -321,6 +321,8 @@ def test_scancel_saves_one_step_and_the_same_srun_resumes(cluster, tmp_path, tin
     assert digests(text) == digests(full_run[1]), text[-6000:]
 
 
+# Two srun runs, 3 minutes on two busy cores: the SLURM tests in CI are the two above.
+@pytest.mark.slow
 def test_a_killed_task_stops_the_other_and_the_rerun_resumes(
     cluster, tmp_path, tiny_root, full_run
 ):
