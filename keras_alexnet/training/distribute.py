@@ -143,6 +143,7 @@ def define_flags():
         None,
         "multi_worker under SLURM: GPUs per task. Default: those SLURM allocated "
         "(CUDA_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE); none when it allocated none.",
+        lower_bound=0,
     )
     flags.DEFINE_integer(
         "cpu_replicas",

@@ -249,6 +249,11 @@ def _gpus(environ, tasks_on_node, local_id, gpus_per_task):
         count = len(visible) // tasks_on_node if gpus_per_task is None else gpus_per_task
         mine = visible[local_id * count : (local_id + 1) * count]
         where = f"{len(visible)} GPUs on the node shared by its {tasks_on_node} tasks"
+        if count == 0 and visible:
+            raise errors.InputError(
+                f"{tasks_on_node} tasks share the {len(visible)} GPUs of their node "
+                f"(CUDA_VISIBLE_DEVICES={listed}): at most one task per GPU"
+            )
     else:
         count = len(visible) if gpus_per_task is None else gpus_per_task
         mine = visible[:count]

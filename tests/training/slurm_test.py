@@ -138,6 +138,10 @@ def test_more_gpus_than_allocated_are_refused():
     env = step_environment(0, CUDA_VISIBLE_DEVICES="0", SLURM_GPUS_ON_NODE="3")
     with pytest.raises(errors.InputError, match="2 GPUs per task asked for, but local task 0"):
         slurm.job_step(env, gpus_per_task=2)
+    # 3 tasks on a node of 2 GPUs, all seen by each: one would get none.
+    env = step_environment(2, CUDA_VISIBLE_DEVICES="0,1", SLURM_GPUS_ON_NODE="2")
+    with pytest.raises(errors.InputError, match="3 tasks share the 2 GPUs of their node"):
+        slurm.job_step(env)
 
 
 # --- A real one-node SLURM -------------------------------------------------------------
