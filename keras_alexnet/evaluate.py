@@ -18,9 +18,11 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.data import sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.paper import numbers as paper
+from keras_alexnet.training import cluster
 from keras_alexnet.training import distribute
 from keras_alexnet.training import evaluation
 
@@ -79,8 +81,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         # The strategy comes first: it must exist before any other TensorFlow work.
+        found = cluster.for_strategy(FLAGS.strategy, FLAGS.slurm_port_base, FLAGS.gpus_per_task)
+        if found:
+            print("\n".join(found.lines()), flush=True)
         strategy = distribute.make_strategy(
-            FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.worker_timeout
+            FLAGS.strategy,
+            FLAGS.cpu_replicas,
+            FLAGS.worker_timeout,
+            cluster_resolver=found and found.resolver,
         )
         report = evaluation.evaluate(
             FLAGS.model_dir,
@@ -96,6 +104,8 @@ def main(argv):
             strategy=strategy,
             mixed_precision=FLAGS.mixed_precision,
         )
+    except errors.InputError:
+        raise  # cli.run prints it in one line and exits 2
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

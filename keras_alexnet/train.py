@@ -15,7 +15,9 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.data import input_timeout
+from keras_alexnet.training import cluster
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import preemption
@@ -37,13 +39,21 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         # The strategy comes first: it must exist before any other TensorFlow work.
+        found = cluster.for_strategy(FLAGS.strategy, FLAGS.slurm_port_base, FLAGS.gpus_per_task)
+        if found:
+            print("\n".join(found.lines()), flush=True)
         strategy = distribute.make_strategy(
-            FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.worker_timeout
+            FLAGS.strategy,
+            FLAGS.cpu_replicas,
+            FLAGS.worker_timeout,
+            cluster_resolver=found and found.resolver,
         )
         result = trainer.train(config_lib.from_flags(FLAGS), strategy=strategy)
     except preemption.Preempted as stopped:
         print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
         return preemption.EXIT_PREEMPTED
+    except errors.InputError:
+        raise  # cli.run prints it in one line and exits 2
     except (
         ValueError,
         FloatingPointError,

@@ -2,7 +2,8 @@
 
 One device, MirroredStrategy (over GPUs, or over logical CPUs with `cpu_replicas` so that
 data parallelism runs and is tested without GPUs) and MultiWorkerMirroredStrategy (the
-cluster from TF_CONFIG) all run the same per-replica steps through `run_and_sum`.
+cluster from TF_CONFIG or a SLURM job step, `training.cluster`) all run the same
+per-replica steps through `run_and_sum`.
 """
 
 import keras
@@ -14,18 +15,22 @@ from keras_alexnet.training import config
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
-def make_strategy(name="auto", cpu_replicas=None, worker_timeout=600):
+def make_strategy(name="auto", cpu_replicas=None, worker_timeout=600, cluster_resolver=None):
     """Creates the distribution strategy; call it before any other TensorFlow work.
 
     Args:
         name: "auto" (MirroredStrategy over all GPUs when there are several, or over
             `cpu_replicas` logical CPUs; else one device), "one_device", "mirrored" or
-            "multi_worker" (the cluster comes from the TF_CONFIG environment variable).
+            "multi_worker" (the cluster comes from `cluster_resolver`, by default from
+            the TF_CONFIG environment variable; `training.cluster.find` chooses).
         cpu_replicas: split the CPU into this many logical devices and mirror over them,
             so data parallelism runs (and is tested) without GPUs.
         worker_timeout: with multi_worker, seconds a collective operation waits for the
             other workers before it fails, so that a lost worker stops the job instead of
             hanging it.
+        cluster_resolver: with multi_worker, a
+            `tf.distribute.cluster_resolver.ClusterResolver` (a SLURM job step's), or
+            None for TF_CONFIG's.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -43,7 +48,9 @@ def make_strategy(name="auto", cpu_replicas=None, worker_timeout=600):
                 f"Received: cpu_replicas={cpu_replicas}"
             )
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=cluster_resolver, communication_options=options
+        )
     cpu_devices = _split_cpu(cpu_replicas) if cpu_replicas else None
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (
@@ -124,6 +131,19 @@ def define_flags():
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
     flags.DEFINE_integer(
         "worker_timeout", 600, "multi_worker: seconds to wait for a lost worker before failing."
+    )
+    flags.DEFINE_integer(
+        "slurm_port_base",
+        None,
+        "multi_worker under SLURM (srun, no TF_CONFIG): the port of each node's first task; "
+        "task i of a node listens on this + i. Default: 20000 + 8 x (job id mod 1500).",
+    )
+    flags.DEFINE_integer(
+        "gpus_per_task",
+        None,
+        "multi_worker under SLURM: GPUs per task. Default: those SLURM allocated "
+        "(CUDA_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE); none when it allocated none.",
+        lower_bound=0,
     )
     flags.DEFINE_integer(
         "cpu_replicas",
