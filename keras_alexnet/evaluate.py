@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.data import sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.paper import numbers as paper
@@ -96,6 +97,8 @@ def main(argv):
             strategy=strategy,
             mixed_precision=FLAGS.mixed_precision,
         )
+    except errors.InputError:
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import saved_model
@@ -66,6 +67,8 @@ def main(argv):
             data_dir=FLAGS.data_dir,
             model=FLAGS.model,
         )
+    except errors.InputError:
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except (ValueError, ImportError, write_errors.WriteFailed) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

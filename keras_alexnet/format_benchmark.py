@@ -18,6 +18,7 @@ import sys
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.benchmarks import format_speed
 from keras_alexnet.serving import saved_model
 
@@ -58,6 +59,8 @@ def main(argv):
             threads=FLAGS.threads,
             profile_repeat=FLAGS.profile_repeat,
         )
+    except errors.InputError:
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

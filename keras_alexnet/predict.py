@@ -8,7 +8,8 @@
 prints the five most probable labels of each image. --model is an exported model's folder
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
 ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
-decode is reported by name; the others are still predicted, and the exit status is 1.
+decode is reported by name; the others are still predicted, and the exit status is 1. A
+model that cannot be read ends in one line, `error: ...`, and exit status 2.
 
 The work is `serving.prediction`.
 """
@@ -19,6 +20,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.serving import prediction
 
 FLAGS = flags.FLAGS
@@ -49,19 +51,20 @@ def main(argv):
         )
     except (ValueError, OSError, ImportError) as error:
         given = f"--model={FLAGS.model}" if FLAGS.model else f"--model_dir={FLAGS.model_dir}"
-        print(f"error: cannot load {given}: {error}", file=sys.stderr)
-        return 1
+        print(f"error: cannot load {given}: {cli.one_line(error)}", file=sys.stderr)
+        return errors.EXIT_CODE
     print(f"Model {version}", flush=True)
     failed = 0
     for path, result, error in prediction.predict_files(serving_fn, paths):
         if error:
             failed += 1
             print(
-                f"error: {path}: not a readable JPEG, PNG, BMP, GIF or WebP image ({error})",
+                f"error: {errors.printable(path)}: not a readable JPEG, PNG, BMP, GIF or WebP "
+                f"image ({error})",
                 file=sys.stderr,
             )
             continue
-        print(path)
+        print(errors.printable(path))
         for label, prob in result:
             print(f"  {prob:7.2%}  {label}")
     return 1 if failed else 0

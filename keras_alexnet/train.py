@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.data import input_timeout
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
@@ -44,6 +45,8 @@ def main(argv):
     except preemption.Preempted as stopped:
         print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
         return preemption.EXIT_PREEMPTED
+    except errors.InputError:
+        raise  # a file or folder it cannot use: one line and exit 2 (cli.run)
     except (
         ValueError,
         FloatingPointError,

@@ -12,7 +12,9 @@ import os
 
 import keras
 
+from keras_alexnet import errors
 from keras_alexnet.models import layers as layers_lib
+from keras_alexnet.models import loading
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
 
@@ -31,13 +33,13 @@ def read_file(path, trust=False):
         trust: load Keras models with safe_mode=False (runs the file's Lambda code).
 
     Raises:
-        ValueError: for another extension, or a file that cannot be read as such.
-        OSError: when the file cannot be opened.
+        errors.InputError: the file is missing or cannot be read as its extension says.
+        ValueError: for another extension.
     """
     name = os.path.basename(path)
     ext = os.path.splitext(path)[1].lower()
     if not os.path.exists(path):
-        raise OSError(f"model file not found. Received: --model={path!r}")
+        raise errors.InputError(f"{path}: the model file does not exist")
     if is_keras_file(path):
         return read_keras(load_keras(path, trust), name)
     if ext == ".onnx":
@@ -59,16 +61,9 @@ def is_keras_file(path):
 
 
 def load_keras(path, trust=False):
-    """A Keras model file, loaded without compiling; Lambda code runs only when trusted."""
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=not trust)
-    except ValueError as error:
-        if "Lambda" in str(error) or "safe_mode" in str(error):
-            raise ValueError(
-                f"{os.path.basename(path)} has a Lambda layer, whose code runs when it is "
-                f"loaded; pass --trust_model to load it anyway. Received: --model={path!r}"
-            ) from error
-        raise
+    """A Keras model file, loaded without compiling; Lambda code runs only when trusted
+    (`loading.load_keras`: errors.InputError naming the file and its fault)."""
+    return loading.load_keras(path, trust)
 
 
 def _flat_layers(model):
@@ -192,14 +187,15 @@ def read_state_dict(path):
     groups (the previous layer's channels over the weight's in); dense weights [out, in]
     the units; weight, bias, running_mean and running_var of one module a BatchNorm.
     """
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = loading.load_state_dict(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"not a PyTorch state dict. Received: --model={path!r}")
+        raise errors.InputError(
+            f"{path} holds no PyTorch state dict (a dict of tensors): it holds a "
+            f"{type(state).__name__}{' that is empty' if not state else ''}"
+        )
     modules = {}
     for key, tensor in state.items():
         module, _, field = key.rpartition(".")

@@ -104,7 +104,7 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
 
 
 def _from_run(model_dir, checkpoint, policy):
-    checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
+    checkpoint = run_dir.readable_checkpoint(model_dir, checkpoint)
     model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
     stats = run_dir.read_stats(model_dir)
     if stats is None:
