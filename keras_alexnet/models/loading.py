@@ -113,9 +113,9 @@ def load_state_dict(path):
         found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(error))
         if found:
             raise errors.InputError(
-                f"{path} holds a Python object ({found.group(1)}), not only tensors: loading "
-                "it could run code from the file, so it is refused (save model.state_dict(), "
-                "not the model)"
+                f"{path} holds a Python object ({found.group(1)}), not only tensors, which "
+                "torch.load(weights_only=True) refuses: loading it could run code from the "
+                "file (save model.state_dict(), not the model)"
             ) from error
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))
         raise errors.InputError(
