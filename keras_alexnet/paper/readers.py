@@ -75,10 +75,12 @@ def _flat_layers(model):
 
 
 def _shape(tensor):
+    """A tensor's shape without the batch; None where it has a size the model leaves open."""
     try:
-        return tuple(tensor.shape[1:])
+        shape = tuple(tensor.shape[1:])
     except (AttributeError, ValueError):
         return None
+    return None if None in shape else shape
 
 
 def _activation(layer):
@@ -156,6 +158,15 @@ def _keras_record(layer):
     return record
 
 
+def _input_shape(model):
+    """The model's (first) input shape without the batch, or None for a model with none."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a Sequential model with no layers
+        return None
+    return _shape(inputs[0]) if inputs else None
+
+
 def read_keras(model, name="model"):
     """A Keras model of any layers (Sequential, functional, nested) as a `Network`."""
     records = [_keras_record(layer) for layer in _flat_layers(model)]
@@ -169,7 +180,7 @@ def read_keras(model, name="model"):
         name=name,
         source=f"Keras {type(model).__name__}",
         records=net.merge_towers(net.fold_padding(records)),
-        input_shape=_shape(model.inputs[0]) if model.inputs else None,
+        input_shape=_input_shape(model),
         params=model.count_params(),
         cannot_tell=cannot_tell,
     )

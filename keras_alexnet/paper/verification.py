@@ -13,6 +13,7 @@ matches it; 2 when a model cannot be built or read (the tool's own error).
 
 import dataclasses
 
+from keras_alexnet import errors
 from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.paper import conformance
@@ -42,7 +43,13 @@ def read(path, trust=False):
     """(network, keras model or None) of a model file."""
     if readers.is_keras_file(path):
         model = readers.load_keras(path, trust)
-        return readers.read_keras(model, path.rsplit("/", 1)[-1]), model
+        try:
+            return readers.read_keras(model, path.rsplit("/", 1)[-1]), model
+        except (ValueError, AttributeError, TypeError) as error:  # a model built oddly
+            raise errors.InputError(
+                f"{path}: its layers cannot be read as a network ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:150]})"
+            ) from error
     return readers.read_file(path, trust), None
 
 

@@ -248,3 +248,20 @@ def test_a_model_that_is_not_alexnet_shaped_is_reported_so(tmp_path):
     assert result.status == 1  # read, and departs: not 2, which is for a file it cannot read
     assert result.summary.endswith("not AlexNet-shaped, it has none of conv1 ... conv5")
     assert "input 8 (not an image" in result.text
+
+
+def test_models_of_open_sizes_other_convolutions_or_no_layers_get_a_report_or_one_line(tmp_path):
+    from keras_alexnet.paper import verification
+
+    L = keras.layers
+    reported = {
+        "open.keras": [keras.Input((None, None, 3)), L.Conv2D(4, 3), L.GlobalAveragePooling2D()],
+        "conv1d.keras": [keras.Input((100, 3)), L.Conv1D(4, 3), L.Flatten(), L.Dense(2)],
+    }
+    for name, layers in reported.items():
+        keras.Sequential(layers).save(tmp_path / name)
+        for fmt in ("text", "json", "html"):
+            assert verification.verify(str(tmp_path / name), "paper", 1000, 227, fmt).status == 1
+    keras.Sequential([keras.Input((4,))]).save(tmp_path / "nothing.keras")
+    with pytest.raises(errors.InputError, match="nothing.keras: its layers cannot be read"):
+        verification.verify(str(tmp_path / "nothing.keras"), "paper", 1000, 227, "text")
