@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 
+from keras_alexnet import errors
 from keras_alexnet.training import write_errors
 
 LOCK_FILE = "train.lock"
@@ -153,6 +154,8 @@ class RunLock:
         Raises:
             RunLocked: another live run holds it; the message names that run.
         """
+        if os.path.isdir(self.path):
+            raise errors.InputError(f"{self.path} is a folder, not a run's lock; remove it")
         started = _now()
         self.holder = dict(
             host=socket.gethostname(), pid=os.getpid(), started=started, heartbeat=started
@@ -234,7 +237,7 @@ class RunLock:
                 holder = json.load(f)
         except FileNotFoundError:
             return None
-        except (ValueError, RecursionError, IsADirectoryError):
+        except (ValueError, RecursionError):
             holder = None  # JSON or UTF-8 broken: cut short while being written
         if _valid(holder):
             return holder

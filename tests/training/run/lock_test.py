@@ -14,6 +14,7 @@ import time
 import pytest
 import tiny
 
+from keras_alexnet import errors
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import evaluation
 from keras_alexnet.training import trainer
@@ -143,3 +144,9 @@ def test_a_lock_whose_pid_now_belongs_to_a_later_process_is_taken_over(tmp_path,
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_lock_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / run_lock.LOCK_FILE).mkdir()
+    with pytest.raises(errors.InputError, match="train.lock is a folder, not a run's lock"):
+        run_lock.RunLock(str(tmp_path)).acquire()
