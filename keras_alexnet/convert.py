@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.models import labels
 from keras_alexnet.weights import cache
 from keras_alexnet.weights import catalog
@@ -74,6 +75,8 @@ def main(argv):
             num_classes=FLAGS.num_classes,
             variant=variant,
         )
+    except errors.InputError:
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

@@ -6,6 +6,8 @@ and what is wrong with it; every tool prints that line as `error: ...` and exits
 no traceback (`cli.run`).
 """
 
+import os
+
 
 class InputError(ValueError):
     """A file, folder, URL or peer the package cannot use.
@@ -16,3 +18,9 @@ class InputError(ValueError):
 
 
 EXIT_CODE = 2
+
+
+def printable(path):
+    """A file name as it can be printed: bytes that are not UTF-8 (Python's surrogate
+    escapes) shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

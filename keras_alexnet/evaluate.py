@@ -105,7 +105,7 @@ def main(argv):
             mixed_precision=FLAGS.mixed_precision,
         )
     except errors.InputError:
-        raise  # cli.run prints it in one line and exits 2
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

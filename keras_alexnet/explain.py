@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.serving import explain_page
 from keras_alexnet.serving import explanations
@@ -54,15 +55,17 @@ def main(argv):
         loaded = model_files.load_model_or_run(
             FLAGS.model, FLAGS.model_dir, FLAGS.checkpoint, FLAGS.mixed_precision
         )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as error:  # unusable input: one line, exit 2
+        print(f"error: {cli.one_line(error)}", file=sys.stderr)
+        return 2
     print(f"Model {loaded.name} ({loaded.origin}): {len(paths)} images", flush=True)
     results, references, skipped = explanations.explain(
         loaded, paths, FLAGS.neighbours, progress=_progress
     )
     for path, reason in skipped:
-        print(f"error: {path}: skipped, does not decode ({reason})", file=sys.stderr)
+        print(
+            f"error: {errors.printable(path)}: skipped, does not decode ({reason})", file=sys.stderr
+        )
     page = explain_page.write(
         FLAGS.output_dir,
         results,

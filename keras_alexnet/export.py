@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet import cli
+from keras_alexnet import errors
 from keras_alexnet import hub
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.serving import formats
@@ -69,6 +70,8 @@ def main(argv):
             data_dir=FLAGS.data_dir,
             model=FLAGS.model,
         )
+    except errors.InputError:
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except (ValueError, ImportError, write_errors.WriteFailed) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

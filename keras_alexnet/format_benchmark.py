@@ -67,7 +67,7 @@ def main(argv):
             trust_model=FLAGS.trust_model,
         )
     except errors.InputError:
-        raise
+        raise  # a file it cannot use: one line and exit 2 (cli.run)
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

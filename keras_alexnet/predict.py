@@ -9,8 +9,9 @@ prints the five most probable labels of each image. --model is an exported model
 (its highest version is used), one version folder, a .keras file, or a LiteRT .tflite or
 ONNX .onnx file of a version folder; --model_dir a training run. An image that does not
 decode is reported by name; the others are still predicted, and the exit status is 1. A
-SavedModel is a program: one whose graph uses operations this package's exports never use
-(file reads and writes, Python functions, ...) is refused unless --trust_model.
+model that cannot be read ends in one line, `error: ...`, and exit status 2. A SavedModel
+is a program: one whose graph uses operations this package's exports never use (file reads
+and writes, Python functions, ...) is refused unless --trust_model.
 
 The work is `serving.prediction`.
 """
@@ -60,19 +61,20 @@ def main(argv):
         raise
     except (ValueError, OSError, ImportError) as error:
         given = f"--model={FLAGS.model}" if FLAGS.model else f"--model_dir={FLAGS.model_dir}"
-        print(f"error: cannot load {given}: {error}", file=sys.stderr)
-        return 1
+        print(f"error: cannot load {given}: {cli.one_line(error)}", file=sys.stderr)
+        return errors.EXIT_CODE
     print(f"Model {version}", flush=True)
     failed = 0
     for path, result, error in prediction.predict_files(serving_fn, paths):
         if error:
             failed += 1
             print(
-                f"error: {path}: not a readable JPEG, PNG, BMP, GIF or WebP image ({error})",
+                f"error: {errors.printable(path)}: not a readable JPEG, PNG, BMP, GIF or WebP "
+                f"image ({error})",
                 file=sys.stderr,
             )
             continue
-        print(path)
+        print(errors.printable(path))
         for label, prob in result:
             print(f"  {prob:7.2%}  {label}")
     return 1 if failed else 0

@@ -53,7 +53,7 @@ def main(argv):
         print(f"\n{stopped}", flush=True)  # on a line of its own after a progress bar
         return preemption.EXIT_PREEMPTED
     except errors.InputError:
-        raise  # cli.run prints it in one line and exits 2
+        raise  # a file or folder it cannot use: one line and exit 2 (cli.run)
     except (
         ValueError,
         FloatingPointError,

@@ -68,8 +68,8 @@ def main(argv):
             compare=FLAGS.compare,
             trust=FLAGS.trust_model,
         )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # the model cannot be built or read
+        print(f"error: {cli.one_line(error)}", file=sys.stderr)
         return 2
     if FLAGS.output:
         with open(FLAGS.output, "w", encoding="utf-8") as f:

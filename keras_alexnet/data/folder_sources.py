@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_alexnet import errors
 from keras_alexnet.data import image_files
 from keras_alexnet.data import sources
 
@@ -196,7 +197,7 @@ def _checked_folder(data_dir):
 def _holds_files(folder):
     """Whether any class folder of `folder` holds a file that is not hidden."""
     for entry in os.scandir(folder):
-        if entry.is_dir() and not entry.name.startswith("."):
+        if _is_dir(entry) and not entry.name.startswith("."):
             if any(not f.name.startswith(".") for f in os.scandir(entry.path)):
                 return True
     return False
@@ -232,8 +233,33 @@ def _check_files(listed, all_candidates, num_threads):
     return files, bad_files
 
 
+def _is_dir(entry):
+    """Whether a folder entry is a folder (followed if a symbolic link).
+
+    Raises:
+        errors.InputError: a symbolic link loop: a link to itself (or a ring of links), or
+            to a folder that holds it.
+    """
+    try:
+        is_dir = entry.is_dir()
+    except OSError as error:  # ELOOP: a link to itself, or a ring of links
+        raise errors.InputError(
+            f"{errors.printable(entry.path)}: a symbolic link that cannot be followed "
+            f"({error.strerror or error}); remove it or point it at a file or folder"
+        ) from error
+    if is_dir and entry.is_symlink():
+        target = os.path.realpath(entry.path)
+        parent = os.path.realpath(os.path.dirname(entry.path))
+        if parent == target or parent.startswith(target.rstrip(os.sep) + os.sep):
+            raise errors.InputError(
+                f"{errors.printable(entry.path)}: a symbolic link loop: it leads to "
+                f"{errors.printable(target)}, a folder that holds it"
+            )
+    return is_dir
+
+
 def _class_folders(folder):
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    return sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith("."))
 
 
 def _list_split(split_dir, class_names, empty):
@@ -242,9 +268,9 @@ def _list_split(split_dir, class_names, empty):
     candidates, labels, bad = [], [], []
     label_of = {name: i for i, name in enumerate(class_names)}
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.name.startswith(".") or (entry.is_dir() and entry.name not in label_of):
+        if entry.name.startswith(".") or (_is_dir(entry) and entry.name not in label_of):
             continue  # hidden, or a split folder beside the classes (checked before)
-        if not entry.is_dir():
+        if not _is_dir(entry):
             bad.append((entry.path, "file outside a class folder"))
             continue
         files = sorted(os.scandir(entry.path), key=lambda e: e.name)
@@ -252,7 +278,7 @@ def _list_split(split_dir, class_names, empty):
         if not files:
             empty.append(entry.path)  # not a bad file: a class with no images here
         for f in files:
-            if f.is_dir():
+            if _is_dir(f):
                 bad.append((f.path, "folder inside a class folder"))
             elif not f.name.lower().endswith(image_files.IMAGE_EXTENSIONS):
                 bad.append((f.path, f"not a {'/'.join(image_files.IMAGE_EXTENSIONS)} file"))

@@ -379,8 +379,12 @@ def _input_finding(network, reference):
     if not shape:
         return Finding("input", UNKNOWN, "", as_text(ref), cannot_tell=("input size",))
     # 224 is the size the paper states, 227 the size that gives its 55x55 conv1 maps.
-    fits = tuple(shape) == tuple(ref) or (shape[0] == shape[1] and shape[0] in (224, 227))
-    diffs = () if fits else (f"input {as_text(tuple(shape))} instead of {as_text(tuple(ref))}",)
+    image = len(shape) == 3
+    fits = tuple(shape) == tuple(ref) or (image and shape[0] == shape[1] and shape[0] in (224, 227))
+    what = "" if image else " (not an image: no height, width and channels)"
+    diffs = (
+        () if fits else (f"input {as_text(tuple(shape))}{what} instead of {as_text(tuple(ref))}",)
+    )
     return Finding(
         "input", OTHER if diffs else SAME, as_text(tuple(shape)), as_text(tuple(ref)), diffs
     )

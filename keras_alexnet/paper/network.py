@@ -79,8 +79,8 @@ class LayerRecord:
             return self.in_channels * self.filters
         if self.kind != "conv" or None in (self.output_shape, self.in_channels, self.kernel):
             return None
-        if self.groups is None:
-            return None
+        if self.groups is None or None in (*self.output_shape, *self.kernel):
+            return None  # a size the file leaves open (an input of any height and width)
         return (
             math.prod(self.output_shape) * math.prod(self.kernel) * self.in_channels // self.groups
         )

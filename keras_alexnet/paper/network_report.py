@@ -69,6 +69,9 @@ def summary(analysis):
     unknown = sum(f.status == matching.UNKNOWN for f in analysis.paper.findings)
     verdict = "MATCHES the paper" if not n else f"DEPARTS from the paper in {n} features"
     tail = f"; {unknown} it cannot tell from the file" if unknown else ""
+    convs = [f for f in analysis.paper.findings if f.feature.startswith("conv")]
+    if convs and all(f.status == matching.MISSING for f in convs):
+        return f"{verdict}: not AlexNet-shaped, it has none of conv1 ... conv5{tail}"
     return f"{verdict}{tail}; closest variant: {analysis.closest}"
 
 

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from keras_alexnet import errors
 from keras_alexnet.paper import network as net
 
 _ONNX_DROPOUT = (
@@ -248,11 +249,42 @@ def _data_nodes(g):
     return on_path
 
 
-def read_onnx(path):
-    """An ONNX model file as a `Network` (shapes from ONNX's shape inference)."""
+def load_graph(path):
+    """An ONNX file's graph, with its shapes inferred.
+
+    Raises:
+        errors.InputError: the file is empty, cut short, not ONNX, nested too deeply, holds
+            no graph, or its external data lies outside its folder; the message names it.
+    """
     import onnx
 
-    g = _OnnxGraph(onnx.load(path))
+    try:
+        model = onnx.load(path)
+        if not model.graph.node or not model.graph.input:
+            raise errors.InputError(
+                f"{path} holds no ONNX graph ({os.path.getsize(path):,} bytes; empty or "
+                "another kind of file)"
+            )
+        return _OnnxGraph(model)
+    except errors.InputError:
+        raise
+    except RecursionError as error:
+        raise errors.InputError(f"{path}: its ONNX graph is nested too deeply to read") from error
+    except Exception as error:  # noqa: BLE001 - a file from anywhere: any fault is its own
+        text = " ".join(str(error).split())
+        if "points outside the directory" in text or "should be file inside" in text:
+            fault = "its external data lies outside its folder, which is refused"
+        elif "MaxDepth" in text:
+            fault = "its ONNX graph is nested too deeply to read"
+        else:
+            detail = text if len(text) <= 120 else text[:117] + "..."
+            fault = f"not an ONNX file that loads (cut short or another kind of file: {detail})"
+        raise errors.InputError(f"{path}: {fault}") from error
+
+
+def read_onnx(path):
+    """An ONNX model file as a `Network` (shapes from ONNX's shape inference)."""
+    g = load_graph(path)
     nodes = g.graph.node
     records, cannot_tell, run = [], [], []
 

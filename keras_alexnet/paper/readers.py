@@ -15,6 +15,7 @@ import keras
 from keras_alexnet import errors
 from keras_alexnet import hub
 from keras_alexnet.models import layers as layers_lib
+from keras_alexnet.models import loading
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
 
@@ -34,13 +35,13 @@ def read_file(path, trust=False):
         trust: load Keras models with safe_mode=False (runs the file's Lambda code).
 
     Raises:
-        ValueError: for another extension, or a file that cannot be read as such.
-        OSError: when the file cannot be opened.
+        errors.InputError: the file is missing or cannot be read as its extension says.
+        ValueError: for another extension.
     """
     name = os.path.basename(path)
     ext = os.path.splitext(path)[1].lower()
     if not os.path.exists(path):
-        raise OSError(f"model file not found. Received: --model={path!r}")
+        raise errors.InputError(f"{path}: the model file does not exist")
     if is_keras_file(path):
         return read_keras(load_keras(path, trust), name)
     if ext == ".onnx":
@@ -63,20 +64,12 @@ def is_keras_file(path):
 
 
 def load_keras(path, trust=False):
-    """A Keras model file, loaded without compiling; Lambda code runs only when trusted.
-
-    A KerasHub preset folder is loaded as the AlexNet Keras model of its classifier."""
+    """A Keras model file, loaded without compiling; Lambda code runs only when trusted
+    (`loading.load_keras`: errors.InputError naming the file and its fault). A KerasHub
+    preset folder is loaded as the AlexNet Keras model of its classifier."""
     if hub.is_preset(path):
         return _load_preset(path)
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=not trust)
-    except ValueError as error:
-        if "Lambda" in str(error) or "safe_mode" in str(error):
-            raise ValueError(
-                f"{os.path.basename(path)} has a Lambda layer, whose code runs when it is "
-                f"loaded; pass --trust_model to load it anyway. Received: --model={path!r}"
-            ) from error
-        raise
+    return loading.load_keras(path, trust)
 
 
 def _load_preset(path):
@@ -96,10 +89,12 @@ def _flat_layers(model):
 
 
 def _shape(tensor):
+    """A tensor's shape without the batch; None where it has a size the model leaves open."""
     try:
-        return tuple(tensor.shape[1:])
+        shape = tuple(tensor.shape[1:])
     except (AttributeError, ValueError):
         return None
+    return None if None in shape else shape
 
 
 def _activation(layer):
@@ -177,6 +172,15 @@ def _keras_record(layer):
     return record
 
 
+def _input_shape(model):
+    """The model's (first) input shape without the batch, or None for a model with none."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a Sequential model with no layers
+        return None
+    return _shape(inputs[0]) if inputs else None
+
+
 def read_keras(model, name="model"):
     """A Keras model of any layers (Sequential, functional, nested) as a `Network`."""
     records = [_keras_record(layer) for layer in _flat_layers(model)]
@@ -190,7 +194,7 @@ def read_keras(model, name="model"):
         name=name,
         source=f"Keras {type(model).__name__}",
         records=net.merge_towers(net.fold_padding(records)),
-        input_shape=_shape(model.inputs[0]) if model.inputs else None,
+        input_shape=_input_shape(model),
         params=model.count_params(),
         cannot_tell=cannot_tell,
     )
@@ -208,14 +212,15 @@ def read_state_dict(path):
     groups (the previous layer's channels over the weight's in); dense weights [out, in]
     the units; weight, bias, running_mean and running_var of one module a BatchNorm.
     """
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = loading.load_state_dict(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"not a PyTorch state dict. Received: --model={path!r}")
+        raise errors.InputError(
+            f"{path} holds no PyTorch state dict (a dict of tensors): it holds a "
+            f"{type(state).__name__}{' that is empty' if not state else ''}"
+        )
     modules = {}
     for key, tensor in state.items():
         module, _, field = key.rpartition(".")

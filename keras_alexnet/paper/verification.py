@@ -13,6 +13,7 @@ matches it; 2 when a model cannot be built or read (the tool's own error).
 
 import dataclasses
 
+from keras_alexnet import errors
 from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
 from keras_alexnet.paper import conformance
@@ -40,10 +41,36 @@ def is_own(model):
 
 def read(path, trust=False):
     """(network, keras model or None) of a model file."""
-    if readers.is_keras_file(path):
-        model = readers.load_keras(path, trust)
-        return readers.read_keras(model, path.rsplit("/", 1)[-1]), model
-    return readers.read_file(path, trust), None
+    try:
+        if readers.is_keras_file(path):
+            model = readers.load_keras(path, trust)
+            return readers.read_keras(model, path.rsplit("/", 1)[-1]), model
+        return readers.read_file(path, trust), None
+    except errors.InputError:
+        raise
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as error:
+        if isinstance(error, ValueError) and not readers.is_keras_file(path):
+            raise  # read_file's own: an extension it does not read
+        # A model built oddly (a Sequential of no layers, a node without its attributes).
+        raise errors.InputError(
+            f"{path}: its layers cannot be read as a network ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:150]})"
+        ) from error
+
+
+def _analyse(net, path=None):
+    """`network_report.analyse` of a network; for one read from a file, a network too odd
+    to compare (sizes or layers the report cannot put beside the paper's) is named in one
+    line."""
+    try:
+        return network_report.analyse(net)
+    except (ArithmeticError, TypeError, KeyError, IndexError, AttributeError, ValueError) as error:
+        if path is None or path in variants.VARIANTS:
+            raise
+        raise errors.InputError(
+            f"{path}: its layers cannot be compared with the paper's ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:150]})"
+        ) from error
 
 
 def _column(item, trust):
@@ -73,8 +100,8 @@ def verify(model_path, variant, num_classes, input_size, fmt, compare=(), trust=
     else:
         model = report.model_to_check(None, variant, num_classes, input_size)
         net = readers.read_keras(model, f"variant {variant!r}")
-    analysis = network_report.analyse(net)
-    columns = [network_report.analyse(_column(item, trust)) for item in compare]
+    analysis = _analyse(net, model_path)
+    columns = [_analyse(_column(item, trust), item) for item in compare]
     own = model is not None and is_own(model)
     if own:
         checks, rows = conformance.check_model(model, variant, check_init=not model_path)

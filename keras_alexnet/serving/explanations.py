@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
@@ -65,11 +66,12 @@ def list_images(paths):
         A list of file paths: each file in the order given, each folder's images sorted.
 
     Raises:
-        ValueError: a path that does not exist.
+        errors.InputError: a path that does not exist, or a name that is not UTF-8 text
+            (the page cannot show it).
     """
-    missing = [p for p in paths if not os.path.exists(p)]
+    missing = [errors.printable(p) for p in paths if not os.path.exists(p)]
     if missing:
-        raise ValueError(f"no such file or folder: {', '.join(missing)}")
+        raise errors.InputError(f"no such file or folder: {', '.join(missing)}")
     found = []
     for path in paths:
         if not os.path.isdir(path):
@@ -82,6 +84,14 @@ def list_images(paths):
                 for name in sorted(names)
                 if name.lower().endswith(image_files.IMAGE_EXTENSIONS)
             )
+    for path in found:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.InputError(
+                f"{errors.printable(path)}: the file's name is not UTF-8 text, which the page "
+                "cannot show; rename it"
+            ) from None
     return found
 
 

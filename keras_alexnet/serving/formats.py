@@ -39,9 +39,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet import hub
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
+from keras_alexnet.models import loading
 from keras_alexnet.models import mean_image
 from keras_alexnet.serving import runtimes
 from keras_alexnet.training.run import folder as run_dir
@@ -289,7 +291,7 @@ class KerasModel:
 
     def __init__(self, path):
         self.path = path
-        self.model, _ = mean_image.split(keras.models.load_model(path))
+        self.model, _ = mean_image.split(loading.load_keras(path))
         self.input_size = int(self.model.input_shape[1])
 
     def __call__(self, pixels):
@@ -315,14 +317,29 @@ def open_runtime(path):
         with `input_size` (the side of its square input) and `path`.
 
     Raises:
-        ValueError: the file does not exist or is of another kind.
+        ValueError: the file is of another kind.
+        errors.InputError: the file does not exist or its runtime cannot open it.
     """
     extension = os.path.splitext(str(path))[1].lower()
     if extension not in RUNTIMES:
         raise ValueError(f"A model file must end in {', '.join(RUNTIMES)}. Received: {path}")
     if not os.path.isfile(path):
-        raise ValueError(f"No such model file. Received: {path}")
-    return RUNTIMES[extension](path)
+        raise errors.InputError(f"{path}: no such model file")
+    try:
+        return RUNTIMES[extension](path)
+    except (ImportError, errors.InputError):
+        raise
+    except Exception as error:  # noqa: BLE001 - a file from anywhere: any fault is its own
+        message = _one_line(error)
+        if str(path) not in message:
+            message = f"{path}: its runtime cannot open it ({type(error).__name__}: {message})"
+        raise errors.InputError(message) from error
+
+
+def _one_line(error, limit=300):
+    """An error's message on one line of at most `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def serving_function(path, top_k=5):

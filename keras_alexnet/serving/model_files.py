@@ -32,6 +32,7 @@ from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
+from keras_alexnet.models import loading
 from keras_alexnet.models import mean_image
 from keras_alexnet.training.run import folder as run_dir
 from keras_alexnet.weights import applications
@@ -104,7 +105,7 @@ def load_model_or_run(model=None, model_dir=None, checkpoint=None, mixed_precisi
 
 
 def _from_run(model_dir, checkpoint, policy):
-    checkpoint = checkpoint or run_dir.latest_checkpoint(model_dir)
+    checkpoint = run_dir.readable_checkpoint(model_dir, checkpoint)
     model, run = run_dir.restore_model(model_dir, checkpoint, dtype_policy=policy)
     stats = run_dir.read_stats(model_dir)
     if stats is None:
@@ -157,7 +158,7 @@ def _from_file(path, policy):
     path = keras_file(path)
     # An exported model.keras subtracts the mean image itself; the tools' preprocessing
     # subtracts it instead, the right window for each of the paper's ten patches.
-    model, mean = mean_image.split(keras.models.load_model(path, compile=False))
+    model, mean = mean_image.split(loading.load_keras(path))
     if inspection.layer_or_none(model, "fc8") is None:
         raise ValueError(
             f"model has no fc8: a tool needs an AlexNet with its classifier. Received: {path}"

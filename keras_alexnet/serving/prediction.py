@@ -83,8 +83,12 @@ def predict_files(serving_fn, paths):
     results = []
     for path in paths:
         try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                data = f.read()
+            if "://" in str(path):
+                with tf.io.gfile.GFile(path, "rb") as f:
+                    data = f.read()
+            else:  # Python's open: also names that are not UTF-8 (surrogate escapes)
+                with open(path, "rb") as f:
+                    data = f.read()
             out = serving_fn(images=tf.constant([data]))
         except (tf.errors.OpError, OSError) as error:
             message = getattr(error, "message", None) or str(error)

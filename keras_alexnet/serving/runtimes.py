@@ -93,11 +93,26 @@ class OnnxModel:
         if num_threads:
             options.intra_op_num_threads = num_threads
         self.path = path
-        self.session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
-        self.input_size = int(self.session.get_inputs()[0].shape[1])
+        try:
+            self.session = onnxruntime.InferenceSession(
+                path, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # noqa: BLE001 - a file from anywhere: any fault is its own
+            # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from P failed:WHY"
+            why = " ".join(str(error).split()).rsplit("failed:", 1)[-1].strip()
+            raise ValueError(
+                f"{path}: not an ONNX model onnxruntime can load (empty, cut short or another "
+                f"kind of file: {why[:150]})"
+            ) from error
+        inputs = self.session.get_inputs()
+        shape = inputs[0].shape if inputs else ()
+        if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] < 1:
+            raise ValueError(
+                f"{path}: its input is {shape}, not a batch of square images [batch, size, "
+                "size, 3] as this package's exports take"
+            )
+        self.input_name = inputs[0].name
+        self.input_size = int(shape[1])
 
     def __call__(self, pixels):
         feed = {self.input_name: np.asarray(pixels, np.float32)}

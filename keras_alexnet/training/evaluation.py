@@ -137,7 +137,7 @@ def _read_run(model_dir, model, checkpoint):
     """
     run = run_folder.read_run(model_dir) if model is None and model_dir is not None else None
     if run is not None:
-        checkpoint = checkpoint or run_folder.latest_checkpoint(model_dir)
+        checkpoint = run_folder.readable_checkpoint(model_dir, checkpoint)
         if not checkpoint:
             raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
     return run, checkpoint

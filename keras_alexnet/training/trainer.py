@@ -192,7 +192,7 @@ def build_state(run):
 def resume(run, state):
     """Restores the newest checkpoint of the run's model_dir, if any; returns its path."""
     config = run.config
-    latest = run_folder.latest_checkpoint(config.model_dir)
+    latest = run_folder.readable_checkpoint(config.model_dir)  # a damaged one passed over
     if not latest:
         return None
     state.restore(latest)

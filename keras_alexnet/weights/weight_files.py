@@ -18,11 +18,12 @@ constants below.
 
 import dataclasses
 import os
-import pickle
 
 import numpy as np
 from absl import logging
 
+from keras_alexnet import errors
+from keras_alexnet.models import loading
 from keras_alexnet.weights import caffe_proto
 
 # Caffe's ImageNet mean pixel in BGR order: the mean over rows and columns of
@@ -241,8 +242,9 @@ def read_npy_dict(path, allow_pickle=False):
         ValueError: without allow_pickle=True; or if the file is not such a dict or lacks
             one of conv1 ... conv5, fc6 ... fc8.
     """
+    _check_npy_header(path)
     if not allow_pickle:
-        raise ValueError(
+        raise errors.InputError(
             f"{path} is a pickled .npy dict: loading a pickle can execute arbitrary code "
             "embedded in the file. Pass allow_pickle=True (--allow_pickle) only for a file "
             f"from a source you trust. Received: allow_pickle={allow_pickle!r}"
@@ -252,7 +254,13 @@ def read_npy_dict(path, allow_pickle=False):
         "loads; use only files from sources you trust.",
         path,
     )
-    loaded = np.load(path, allow_pickle=True, encoding="latin1")
+    try:
+        loaded = np.load(path, allow_pickle=True, encoding="latin1")
+    except Exception as error:  # noqa: BLE001 - a file from anywhere: any fault is its own
+        raise errors.InputError(
+            f"{path}: its pickle does not load (cut short or damaged: {type(error).__name__}: "
+            f"{' '.join(str(error).split())[:120]})"
+        ) from error
     if isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.shape == ():
         loaded = loaded.item()
     if not isinstance(loaded, dict):
@@ -267,6 +275,37 @@ def read_npy_dict(path, allow_pickle=False):
             value = [value[k] for k in ("weights", "biases") if k in value]
         found[name] = tuple(np.asarray(v) for v in value)
     return _pretrained("npy", _select_layers(found, path))
+
+
+def _check_npy_header(path):
+    """Checks that a .npy file holds what a caffe-tensorflow dict is saved as: an object
+    array (a pickle), read from its header without unpickling anything.
+
+    Raises:
+        errors.InputError: a folder, a missing or empty file, not a .npy file, or a .npy
+            file of plain numbers (not a dict of layers).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise errors.InputError(f"{path}: the weights file {what}")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0
+            header = (read if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+    except (ValueError, OSError, EOFError) as error:
+        size = os.path.getsize(path)
+        raise errors.InputError(
+            f"{path} is not a .npy file ({size:,} bytes; empty, cut short or another kind of "
+            f"file: {' '.join(str(error).split())[:120]})"
+        ) from error
+    shape, _, dtype = header
+    if not dtype.hasobject:
+        raise errors.InputError(
+            f"{path} holds a plain {dtype} array of shape {shape}, not a dict of layers "
+            "(caffe-tensorflow's bvlc_alexnet.npy, a pickled dict {layer: [weights, biases]})"
+        )
 
 
 def read_torch_state_dict(path):
@@ -290,19 +329,13 @@ def read_torch_state_dict(path):
         ValueError: if the file is not a state dict or lacks one of the keys.
     """
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError as error:
         raise ImportError(
             "Reading PyTorch checkpoints needs PyTorch, which keras_alexnet does not "
             "install by default: pip install keras-alexnet[torch]"
         ) from error
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as error:
-        raise ValueError(
-            f"{path} is not a PyTorch state dict that loads with weights_only=True "
-            f"(save model.state_dict(), not the model): {error}"
-        ) from None
+    state = loading.load_state_dict(path)  # errors.InputError naming what is wrong
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

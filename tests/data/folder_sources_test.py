@@ -9,6 +9,7 @@ import image_data
 import pytest
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import preprocessing
@@ -202,3 +203,23 @@ def test_validation_split_of_one_folder_is_stratified_seeded_and_stable(tmp_path
     (root / "val" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="use one or the other"):
         folder_sources.folder_source(root, validation_split=0.2)
+
+
+@pytest.mark.parametrize(
+    "link, target, fault",
+    [
+        ("train/cat/loop.jpg", "loop.jpg", "a symbolic link that cannot be followed"),
+        ("train/loop", "loop", "a symbolic link that cannot be followed"),
+        ("train/ring_a", "ring_b", "a symbolic link that cannot be followed"),
+        ("train/up", "..", "a symbolic link loop: it leads to"),
+        ("train/cat/back", "../..", "a symbolic link loop: it leads to"),
+    ],
+)
+def test_a_symbolic_link_loop_is_refused_naming_it_not_made_a_class(tmp_path, link, target, fault):
+    root = image_data.make_folder(tmp_path / "images", classes=("cat", "dog"), train_per_class=2)
+    path = os.path.join(root, link)
+    os.symlink(target, path)
+    if target == "ring_b":
+        os.symlink("ring_a", os.path.join(root, "train", "ring_b"))
+    with pytest.raises(errors.InputError, match=re.escape(f"{path}: {fault}")):
+        folder_sources.folder_source(root)

@@ -1,8 +1,14 @@
 """The readers on AlexNets written the ways they are in the wild, at small sizes."""
 
+import json
+import os
+import zipfile
+
 import keras
+import numpy as np
 import pytest
 
+from keras_alexnet import errors
 from keras_alexnet.paper import matching
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
@@ -86,5 +92,176 @@ def test_an_unknown_file_is_named(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match="model.caffemodel"):
         readers.read_file(str(path))
-    with pytest.raises(OSError, match="missing.onnx"):
+    with pytest.raises(errors.InputError, match="missing.onnx: the model file does not exist"):
         readers.read_file(str(tmp_path / "missing.onnx"))
+
+
+# ------------------------------------------------------------------------------------------
+# Broken and hostile files: one line naming the file and its fault (errors.InputError).
+# ------------------------------------------------------------------------------------------
+
+
+def _refused(path, *words):
+    """Reading `path` raises InputError: one line, naming the file and holding `words`."""
+    with pytest.raises(errors.InputError) as raised:
+        readers.read_file(str(path))
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+class _RunsCode:
+    """An object whose pickle calls a function when loaded (a harmless one here)."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_broken_and_pickled_state_dicts_are_named(tmp_path):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (an optional extra)")
+    whole = tmp_path / "whole.pth"
+    torch.save({"features.0.weight": torch.zeros(4, 3, 3, 3)}, whole)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "cut.pth").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save({"weight": torch.zeros(2), "payload": _RunsCode()}, tmp_path / "code.pth")
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    _refused(tmp_path / "empty.pth", "it is empty")
+    _refused(tmp_path / "cut.pth", "cut short")
+    _refused(tmp_path / "random.pth", "cut short or another kind of file")
+    _refused(tmp_path / "code.pth", "getcwd", "weights_only=True")
+    _refused(tmp_path / "list.pth", "holds no PyTorch state dict", "list")
+    # The public API's promise: a ValueError (InputError is one), not EOFError.
+    from keras_alexnet.weights import applications
+
+    with pytest.raises(ValueError, match="empty.pth is not a PyTorch file: it is empty"):
+        applications.AlexNet(weights=str(tmp_path / "empty.pth"))
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _nested_onnx(depth):
+    """A ModelProto whose graph nests a node's graph attribute `depth` times (wire format)."""
+    inner = b""
+    for _ in range(depth):
+        attribute = b"\x32" + _varint(len(inner)) + inner  # AttributeProto.g
+        node = b"\x2a" + _varint(len(attribute)) + attribute  # NodeProto.attribute
+        inner = b"\x0a" + _varint(len(node)) + node  # GraphProto.node
+    return b"\x08\x08\x3a" + _varint(len(inner)) + inner  # ir_version, ModelProto.graph
+
+
+def test_broken_and_escaping_onnx_files_are_named(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (an optional extra)")
+    helper, proto = onnx.helper, onnx.TensorProto
+    x = helper.make_tensor_value_info("x", proto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", proto.FLOAT, [4])
+    relu = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    )
+    whole = relu.SerializeToString()
+    weight = helper.make_tensor("w", proto.FLOAT, [4], [0.0] * 4)
+    weight.ClearField("float_data")
+    weight.data_location = proto.EXTERNAL
+    weight.external_data.add(key="location", value="../../outside.bin")
+    add = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [weight])
+    files = {
+        "empty.onnx": b"",
+        "cut.onnx": whole[: len(whole) // 2],
+        "random.onnx": np.random.default_rng(1).bytes(4096),
+        "nested.onnx": _nested_onnx(3000),
+        "outside.onnx": helper.make_model(add).SerializeToString(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    _refused(tmp_path / "empty.onnx", "holds no ONNX graph", "0 bytes")
+    _refused(tmp_path / "cut.onnx", "not an ONNX file that loads")
+    _refused(tmp_path / "random.onnx", "not an ONNX file that loads")
+    _refused(tmp_path / "nested.onnx", "nested too deeply")
+    _refused(tmp_path / "outside.onnx", "external data lies outside its folder")
+
+
+def _keras_with_config(path, source, config_text):
+    """A copy of the .keras file `source` whose config.json is `config_text`."""
+    with zipfile.ZipFile(source) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["config.json"] = config_text
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_broken_and_unsafe_keras_files_are_named(tmp_path):
+    good = tmp_path / "good.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")]).save(good)
+    config = json.loads(zipfile.ZipFile(good).read("config.json"))
+    config["config"]["layers"][-1].update(class_name="NoSuchLayer", module="nowhere")
+    _keras_with_config(tmp_path / "unknown.keras", good, json.dumps(config))
+    depth = 50_000
+    nested = '{"class_name": "Sequential", "config": {"layers": [' * depth + "{}" + "]}}" * depth
+    _keras_with_config(tmp_path / "nested.keras", good, nested)
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "cut.keras").write_bytes(good.read_bytes()[:200])
+    lambda_model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t * 2)])
+    lambda_model.save(tmp_path / "lambda.keras")
+    for name in ("empty.keras", "cut.keras"):
+        message = _refused(tmp_path / name, "not a .keras file: not a zip archive")
+        assert "not found" not in message
+    _refused(tmp_path / "unknown.keras", "'NoSuchLayer'", "neither Keras'")
+    _refused(tmp_path / "nested.keras", "nested too deeply")
+    _refused(tmp_path / "lambda.keras", "a Lambda layer", "--trust_model")
+    assert readers.read_file(str(tmp_path / "lambda.keras"), trust=True).params == 0
+
+
+def test_a_saved_model_layer_is_named_as_such_not_as_a_lambda(tmp_path):
+    import tensorflow as tf
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x):
+            return {"y": x * 2}
+
+    module = Doubler()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    inputs = keras.Input((4,))
+    outputs = keras.layers.TFSMLayer(str(tmp_path / "sm"), call_endpoint="serving_default")(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "tfsm.keras")
+    message = _refused(tmp_path / "tfsm.keras", "a TFSMLayer", "external SavedModel")
+    assert "Lambda" not in message
+
+
+def test_a_model_that_is_not_alexnet_shaped_is_reported_so(tmp_path):
+    from keras_alexnet.paper import verification
+
+    path = tmp_path / "mlp.keras"
+    keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dense(2)]).save(path)
+    result = verification.verify(str(path), "paper", 1000, 227, "text")
+    assert result.status == 1  # read, and departs: not 2, which is for a file it cannot read
+    assert result.summary.endswith("not AlexNet-shaped, it has none of conv1 ... conv5")
+    assert "input 8 (not an image" in result.text
+
+
+def test_models_of_open_sizes_other_convolutions_or_no_layers_get_a_report_or_one_line(tmp_path):
+    from keras_alexnet.paper import verification
+
+    L = keras.layers
+    reported = {
+        "open.keras": [keras.Input((None, None, 3)), L.Conv2D(4, 3), L.GlobalAveragePooling2D()],
+        "conv1d.keras": [keras.Input((100, 3)), L.Conv1D(4, 3), L.Flatten(), L.Dense(2)],
+    }
+    for name, layers in reported.items():
+        keras.Sequential(layers).save(tmp_path / name)
+        for fmt in ("text", "json", "html"):
+            assert verification.verify(str(tmp_path / name), "paper", 1000, 227, fmt).status == 1
+    keras.Sequential([keras.Input((4,))]).save(tmp_path / "nothing.keras")
+    with pytest.raises(errors.InputError, match="nothing.keras: its layers cannot be read"):
+        verification.verify(str(tmp_path / "nothing.keras"), "paper", 1000, 227, "text")

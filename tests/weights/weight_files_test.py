@@ -16,6 +16,7 @@ from caffe_files import SMALL_SHAPES
 from caffe_files import pb_layer
 from caffe_files import random_weights
 
+from keras_alexnet import errors
 from keras_alexnet.weights import conversion as convert
 from keras_alexnet.weights import weight_files
 
@@ -75,8 +76,38 @@ def test_npy_read_with_allow_pickle_warns_and_keeps_its_layout(tmp_path, caplog,
 def test_npy_that_is_not_a_dict_is_refused(tmp_path):
     path = tmp_path / "array.npy"
     np.save(path, np.zeros(3))
+    # Its header says plain numbers: refused before anything is unpickled, with or without
+    # allow_pickle.
+    for allow_pickle in (False, True):
+        with pytest.raises(
+            errors.InputError, match="plain float64 array of shape .3,., not a dict"
+        ):
+            weight_files.read_npy_dict(path, allow_pickle=allow_pickle)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([1, "a"], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="does not hold a dict"):
-        weight_files.read_npy_dict(path, allow_pickle=True)
+        weight_files.read_npy_dict(objects, allow_pickle=True)
+    with pytest.raises(errors.InputError, match="is a pickled .npy dict"):
+        weight_files.read_npy_dict(objects)
+
+
+def test_npy_that_is_empty_cut_short_or_a_folder_is_named(tmp_path):
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    whole = tmp_path / "whole.npy"
+    np.save(whole, {"conv1": [np.zeros(2), np.zeros(2)]}, allow_pickle=True)
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole.read_bytes()[:20])
+    folder = tmp_path / "folder.npy"
+    folder.mkdir()
+    for path, fault in ((empty, "0 bytes"), (cut, "20 bytes"), (folder, "is a folder")):
+        with pytest.raises(errors.InputError, match=fault) as raised:
+            weight_files.read_npy_dict(path)
+        assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+    pickled = tmp_path / "pickle_cut.npy"
+    pickled.write_bytes(whole.read_bytes()[:-10])
+    with pytest.raises(errors.InputError, match="its pickle does not load"):
+        weight_files.read_npy_dict(pickled, allow_pickle=True)
 
 
 # ------------------------------------------------------------------------------------------

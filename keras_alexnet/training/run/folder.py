@@ -7,10 +7,12 @@ statistics and class names, the checkpoints, and the other workers' scratch fold
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.training import write_errors
@@ -47,9 +49,29 @@ def input_scale_value(input_scale, stats):
 
 
 def read_stats(model_dir):
-    """The training set's `stats.Stats` a run recorded, or None before it has any."""
+    """The training set's `stats.Stats` a run recorded, or None before it has any.
+
+    Raises:
+        errors.InputError: the file is a folder, cut short or not the statistics.
+    """
     path = os.path.join(model_dir, STATS_FILE)
-    return stats_lib.Stats.load(path) if tf.io.gfile.exists(path) else None
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        return stats_lib.Stats.load(path)
+    except errors.InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged file: any fault is its own
+        raise errors.InputError(
+            f"{path}: not the training set's statistics that {STATS_FILE} holds (cut short, "
+            f"a folder or another kind of file: {type(error).__name__}: {_line(error)})"
+        ) from error
+
+
+def _line(error, limit=150):
+    """An error's message on one line of at most `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def write_stats(model_dir, stats):
@@ -141,8 +163,21 @@ def read_run(model_dir):
         raise ValueError(
             f"model_dir holds no training run ({RUN_FILE} is missing). Received: {model_dir}"
         )
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    if tf.io.gfile.isdir(path):
+        raise errors.InputError(f"{path} is a folder, not the run's record (a JSON file)")
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            run = json.load(f)
+    except (ValueError, tf.errors.OpError) as error:  # JSON, UTF-8 or reading
+        raise errors.InputError(
+            f"{path}: not the run's record, which is JSON ({_line(error)})"
+        ) from error
+    if not isinstance(run, dict):
+        raise errors.InputError(
+            f"{path}: the run's record must be a JSON object of settings; it holds a "
+            f"{type(run).__name__}"
+        )
+    return run
 
 
 def worker_dir(model_dir, task_name):
@@ -166,6 +201,17 @@ def latest_checkpoint(model_dir):
     `tf.train.latest_checkpoint` does not see. This reads the files themselves: the newest
     ckpt-N whose index reads back (TensorFlow writes the index after the data).
     """
+    for prefix in _numbered(model_dir):
+        try:
+            tf.train.list_variables(prefix)
+        except (tf.errors.OpError, ValueError):
+            continue  # cut short while being written
+        return prefix
+    return None
+
+
+def _numbered(model_dir):
+    """The ckpt-N prefixes with an index in the run's checkpoints folder, newest first."""
     pattern = os.path.join(model_dir, CHECKPOINTS, "ckpt-*.index")
     numbered = []
     for index in tf.io.gfile.glob(pattern):
@@ -173,12 +219,53 @@ def latest_checkpoint(model_dir):
         match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
         if match:
             numbered.append((int(match.group(1)), prefix))
-    for _, prefix in sorted(numbered, reverse=True):
-        try:
-            tf.train.list_variables(prefix)
-        except (tf.errors.OpError, ValueError):
-            continue  # cut short while being written
-        return prefix
+    return [prefix for _, prefix in sorted(numbered, reverse=True)]
+
+
+def checkpoint_fault(prefix):
+    """What is wrong with a checkpoint, or None when its index and every variable's data
+    read back (TensorFlow checks each tensor's checksum as it reads it): a data file cut
+    short or overwritten is found here, before a restore fails halfway."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # noqa: BLE001 - a damaged file: any fault is its own
+        return f"{type(error).__name__}: {_line(error)}"
+    return None
+
+
+def readable_checkpoint(model_dir, checkpoint=None):
+    """The checkpoint to restore: `checkpoint` when given, else the newest of the run's
+    whose data reads back (`checkpoint_fault`); one that does not is passed over for the
+    one before, with a warning line naming it. None when the run has no checkpoint.
+
+    Raises:
+        errors.InputError: the checkpoint given, or every checkpoint of the run, is damaged.
+    """
+    if checkpoint:
+        fault = checkpoint_fault(checkpoint)
+        if fault:
+            raise errors.InputError(f"{checkpoint}: the checkpoint cannot be read ({fault})")
+        return checkpoint
+    damaged = []
+    for prefix in _numbered(model_dir):
+        fault = checkpoint_fault(prefix)
+        if fault is None:
+            return prefix
+        print(
+            f"warning: passing over the checkpoint {prefix}, which cannot be read (cut short "
+            f"or damaged: {fault}); trying the one before",
+            file=sys.stderr,
+            flush=True,
+        )
+        damaged.append(prefix)
+    if damaged:
+        raise errors.InputError(
+            f"{damaged[0]}: the checkpoint cannot be read (cut short or damaged), nor can "
+            f"any before it in {os.path.join(model_dir, CHECKPOINTS)}; remove that folder to "
+            "start the run over"
+        )
     return None
 
 
@@ -200,7 +287,7 @@ def restore_model(model_dir, checkpoint=None, dtype_policy=None):
         ValueError: no run or no checkpoint in model_dir.
     """
     run = read_run(model_dir)
-    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    checkpoint = checkpoint or readable_checkpoint(model_dir)  # one given: checked by its caller
     if not checkpoint:
         raise ValueError(f"model_dir holds no checkpoint yet. Received: model_dir={model_dir}")
     if "model_args" not in run:

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 
+from keras_alexnet import errors
 from keras_alexnet.training import write_errors
 
 LOCK_FILE = "train.lock"
@@ -56,9 +57,40 @@ def _process_exists(pid):
         return True  # no /proc: kill(0) said it exists
 
 
+def _process_start(pid):
+    """When a process started (seconds since the epoch), or None where /proc cannot tell:
+    field 22 of /proc/PID/stat, in clock ticks after boot (btime in /proc/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _valid(holder):
+    """Whether a lock's contents are a run's: host and pid, started and heartbeat times."""
+    if not isinstance(holder, dict):
+        return False
+    number = (int, float)
+    return (
+        isinstance(holder.get("host"), str)
+        and isinstance(holder.get("pid"), int)
+        and not isinstance(holder.get("pid"), bool)
+        and all(
+            isinstance(holder.get(k), number) and not isinstance(holder.get(k), bool)
+            for k in ("started", "heartbeat")
+        )
+    )
+
+
 def describe(holder):
     """A lock's holder in words: "pid 123 on host h, started 2026-...; heartbeat 3 s ago"."""
     age = _now() - holder.get("heartbeat", 0)
+    if holder.get("host") is None:
+        return f"a lock file that is not a run's (cut short or damaged), written {age:.0f} s ago"
     return (
         f"pid {holder.get('pid')} on host {holder.get('host')}, started "
         f"{_iso(holder.get('started', 0))}; last heartbeat {age:.0f} s ago"
@@ -77,12 +109,21 @@ def stale_reason(holder, lease, host=None):
         A string naming the reason, or None.
     """
     host = host or socket.gethostname()
+    age = _now() - holder.get("heartbeat", 0)
     if holder.get("host") == host:
         pid = holder.get("pid")
         if not isinstance(pid, int) or not _process_exists(pid):
             return f"its process {pid} no longer runs on this host"
+        # A pid is reused: a process that started after the run took the lock is another.
+        started = _process_start(pid)
+        if started is not None and started > holder.get("started", 0) + 1.0:
+            return (
+                f"its pid {pid} now belongs to another process, started "
+                f"{_iso(started)}, after the run took the lock"
+            )
+        if started is None and age > lease:
+            return f"its heartbeat is {age:.0f} s old, more than the {lease:g} s lease"
         return None
-    age = _now() - holder.get("heartbeat", 0)
     if age > lease:
         return f"its heartbeat is {age:.0f} s old, more than the {lease:g} s lease"
     return None
@@ -113,6 +154,8 @@ class RunLock:
         Raises:
             RunLocked: another live run holds it; the message names that run.
         """
+        if os.path.isdir(self.path):
+            raise errors.InputError(f"{self.path} is a folder, not a run's lock; remove it")
         started = _now()
         self.holder = dict(
             host=socket.gethostname(), pid=os.getpid(), started=started, heartbeat=started
@@ -191,12 +234,15 @@ class RunLock:
     def _read(self):
         try:
             with open(self.path) as f:
-                return json.load(f)
+                holder = json.load(f)
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # Cut short while being written (or not ours): judged by its age alone.
-            return dict(host=None, pid=None, started=0, heartbeat=os.path.getmtime(self.path))
+        except (ValueError, RecursionError):
+            holder = None  # JSON or UTF-8 broken: cut short while being written
+        if _valid(holder):
+            return holder
+        # Cut short while being written, or not a run's lock: judged by its age alone.
+        return dict(host=None, pid=None, started=0, heartbeat=os.path.getmtime(self.path))
 
     def _move_aside(self, seen):
         """Renames the stale lock `seen` away; False if another run did so first."""
@@ -208,8 +254,10 @@ class RunLock:
         with open(aside) as f:
             try:
                 moved = json.load(f)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 moved = None
+        if not _valid(moved):
+            moved = dict(host=None, pid=None, started=0, heartbeat=os.path.getmtime(aside))
         if moved is not None and moved != seen:
             # Another run took the lock over between our read and our rename: give it back.
             try:

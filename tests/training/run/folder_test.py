@@ -5,6 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet.training.run import folder as run_folder
 
 RUN = dict(
@@ -71,3 +72,58 @@ def test_latest_checkpoint_reads_the_files_and_skips_a_cut_index(tmp_path):
     with open(directory / "ckpt-10.index", "r+b") as f:
         f.truncate(10)
     assert run_folder.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-7")
+
+
+def test_a_run_record_that_is_a_folder_a_list_or_not_json_is_named(tmp_path):
+    path = tmp_path / run_folder.RUN_FILE
+    path.mkdir()
+    with pytest.raises(errors.InputError, match=f"{path} is a folder, not the run's record"):
+        run_folder.read_run(str(tmp_path))
+    path.rmdir()
+    path.write_text("[1, 2]")
+    with pytest.raises(
+        errors.InputError, match="must be a JSON object of settings; it holds a list"
+    ):
+        run_folder.read_run(str(tmp_path))
+    path.write_text('{"variant": ')
+    with pytest.raises(errors.InputError) as raised:
+        run_folder.read_run(str(tmp_path))
+    assert str(path) in str(raised.value) and "not the run's record, which is JSON" in str(
+        raised.value
+    )
+
+
+def test_statistics_cut_short_are_named(tmp_path):
+    from image_data import random_stats
+
+    random_stats().save(str(tmp_path / run_folder.STATS_FILE))
+    assert run_folder.read_stats(str(tmp_path)) is not None
+    path = tmp_path / run_folder.STATS_FILE
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(errors.InputError, match=f"{path}: not the training set's statistics"):
+        run_folder.read_stats(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["cut", "zeroed"])
+def test_a_checkpoint_whose_data_is_damaged_is_passed_over_for_the_one_before(
+    tmp_path, capsys, damage
+):
+    directory = tmp_path / run_folder.CHECKPOINTS
+    for number in (3, 7):
+        tf.train.Checkpoint(v=tf.Variable(tf.fill([1000], float(number)))).write(
+            str(directory / f"ckpt-{number}")
+        )
+    assert run_folder.readable_checkpoint(str(tmp_path)) == str(directory / "ckpt-7")
+    data = directory / "ckpt-7.data-00000-of-00001"
+    size = data.stat().st_size
+    data.write_bytes(data.read_bytes()[: size // 2] if damage == "cut" else bytes(size))
+    # The index still reads back: the cheap check keeps it, the full one passes it over.
+    assert run_folder.latest_checkpoint(str(tmp_path)) == str(directory / "ckpt-7")
+    assert run_folder.readable_checkpoint(str(tmp_path)) == str(directory / "ckpt-3")
+    warning = capsys.readouterr().err
+    assert f"warning: passing over the checkpoint {directory / 'ckpt-7'}, which cannot" in warning
+    with pytest.raises(errors.InputError, match="ckpt-7: the checkpoint cannot be read"):
+        run_folder.readable_checkpoint(str(tmp_path), str(directory / "ckpt-7"))
+    (directory / "ckpt-3.data-00000-of-00001").write_bytes(b"")
+    with pytest.raises(errors.InputError, match="ckpt-7: the checkpoint cannot be read .* nor"):
+        run_folder.readable_checkpoint(str(tmp_path))

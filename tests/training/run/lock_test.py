@@ -14,6 +14,7 @@ import time
 import pytest
 import tiny
 
+from keras_alexnet import errors
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import evaluation
 from keras_alexnet.training import trainer
@@ -102,3 +103,50 @@ def test_train_refuses_a_locked_model_dir_and_evaluate_and_export_run_beside_it(
         exported = export.export_run(trained_dir, str(tmp_path / "saved"), name="beside")
     assert report["images"] == 18
     assert os.path.isdir(exported)
+
+
+def test_a_lock_of_the_wrong_types_is_judged_by_its_age(tmp_path, capsys):
+    path = tmp_path / run_lock.LOCK_FILE
+    for holder in (
+        [1, 2],
+        dict(host=["h"], pid="12", started="x", heartbeat=None),
+        dict(host=socket.gethostname(), pid=True, started=0, heartbeat=0),
+    ):
+        write_lock(tmp_path, **holder) if isinstance(holder, dict) else path.write_text("[1, 2]")
+        # Fresh: it may be a run's lock being written; refused, naming the lock file.
+        with pytest.raises(run_lock.RunLocked, match="a lock file that is not a run's"):
+            run_lock.RunLock(str(tmp_path), lease=120).acquire()
+        # Older than the lease: taken over.
+        old = time.time() - 300
+        os.utime(path, (old, old))
+        with run_lock.RunLock(str(tmp_path), lease=120):
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert "more than the 120 s lease" in capsys.readouterr().out
+
+
+def test_a_lock_whose_pid_now_belongs_to_a_later_process_is_taken_over(tmp_path, capsys):
+    # A live process of the same pid that started after the lock's run: the pid is reused.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        now = time.time()
+        started = now - 3600
+        write_lock(
+            tmp_path, host=socket.gethostname(), pid=other.pid, started=started, heartbeat=now
+        )
+        with run_lock.RunLock(str(tmp_path)):
+            pass
+        assert f"its pid {other.pid} now belongs to another process" in capsys.readouterr().out
+        # The same process, which started before the lock's time: still the holder.
+        write_lock(tmp_path, host=socket.gethostname(), pid=other.pid, started=now, heartbeat=now)
+        with pytest.raises(run_lock.RunLocked, match=f"pid {other.pid} on host"):
+            run_lock.RunLock(str(tmp_path)).acquire()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_lock_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / run_lock.LOCK_FILE).mkdir()
+    with pytest.raises(errors.InputError, match="train.lock is a folder, not a run's lock"):
+        run_lock.RunLock(str(tmp_path)).acquire()
