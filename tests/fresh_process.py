@@ -148,6 +148,12 @@ def run_scripts(*scripts, timeout=600):
 
 
 def _main():
+    # isort: off
+    # First, as in `python -m keras_alexnet.TOOL`: the package loads TensorFlow quietly
+    # (startup.py) only when nothing has loaded it before (tiny imports TensorFlow).
+    import keras_alexnet  # noqa: F401
+
+    # isort: on
     import importlib
 
     import tiny
