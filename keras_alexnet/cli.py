@@ -26,7 +26,10 @@ def run(main, define_flags=None, groups=None):
     `--verbosity` is given. `--help` prints `tool_help` and exits 0 (absl's own prints
     the module's docstring and no flag); `--helpfull` stays absl's. Input the package
     cannot use (`errors.InputError`) is printed as one line, `error: ...`, with no
-    traceback, and the tool exits 2.
+    traceback, and the tool exits 2. A flag absl cannot parse, or a usage error the
+    tool raises (`app.UsageError`), is printed as `error: ...` and a pointer to
+    `--help`, and the tool exits 1 (absl's own point to --helpshort and --helpfull, or
+    print the docstring and absl's listing of the flags).
 
     Args:
         main: the tool's main(argv).
@@ -47,8 +50,30 @@ def run(main, define_flags=None, groups=None):
         except errors.InputError as error:
             print(f"error: {one_line(error)}", file=sys.stderr)
             return errors.EXIT_CODE
+        except app.UsageError as error:
+            _print_usage_error(error)
+            return error.exitcode
 
-    app.run(quiet_main)
+    app.run(quiet_main, flags_parser=_parse_flags)
+
+
+# What follows a usage error: absl's own line points to --helpshort and --helpfull.
+SEE_HELP = "Pass --help to see the tool's flags."
+
+
+def _parse_flags(argv):
+    """absl's parsing of the command line, a flag it cannot parse printed as
+    `_print_usage_error` prints it (exit status 1, as absl's)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _print_usage_error(error)
+        sys.exit(1)
+
+
+def _print_usage_error(error):
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    print(SEE_HELP, file=sys.stderr, flush=True)
 
 
 def one_line(error):

@@ -1,6 +1,6 @@
 """The named pretrained weights and their cache: `python -m keras_alexnet.pretrained`.
 
-    python -m keras_alexnet.pretrained                          # the names, cached or not
+    python -m keras_alexnet.pretrained [--list]                 # the names, cached or not
     python -m keras_alexnet.pretrained --download=bvlc_alexnet  # fetch, verify, convert now
     python -m keras_alexnet.pretrained --file=bvlc_alexnet=~/Downloads/bvlc_alexnet.caffemodel
 
@@ -26,6 +26,9 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    flags.DEFINE_boolean(
+        "list", False, "List the names and whether each is cached (what no flag does too)."
+    )
     flags.DEFINE_string(
         "download",
         None,
@@ -56,6 +59,8 @@ def describe(entry):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.list and (FLAGS.download or FLAGS.file):
+        raise app.UsageError("--list does not go with --download or --file: give one of them.")
     try:
         if FLAGS.download:
             path = cache.model_file(FLAGS.download)

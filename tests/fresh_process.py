@@ -6,6 +6,7 @@ variant (and test-only pretrained names, `weight_server`) known to it.
 `python -m keras_alexnet.TOOL ARGS...` runs: `cli.run(TOOL.main, TOOL.define_flags)`.
 """
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -101,41 +102,28 @@ def run_together(*commands, timeout=600, env=None, at_once=None):
 
     Args:
         *commands: command lines, e.g. from `command(...)`.
-        timeout: seconds for them all (for each group of `at_once`).
+        timeout: seconds for each (killed after them, and TimeoutExpired raised).
         env: their environment (default: this process's).
-        at_once: at most this many at the same time (in groups, in order); default all.
+        at_once: at most this many at the same time, each next one starting, in order, as
+            one ends; default all.
 
     Returns:
         A `subprocess.CompletedProcess` for each, in order, stdout and stderr as text.
     """
-    if at_once is not None and len(commands) > at_once:
-        return [
-            result
-            for start in range(0, len(commands), at_once)
-            for result in run_together(*commands[start : start + at_once], timeout=timeout, env=env)
-        ]
-    processes = [
-        subprocess.Popen(
+
+    def run(args):
+        return subprocess.run(
             list(map(str, args)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            timeout=timeout,
             env=dict(os.environ if env is None else env),
         )
-        for args in commands
-    ]
-    results = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=timeout)
-            results.append(
-                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            )
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-    return results
+
+    workers = max(1, min(at_once or len(commands), len(commands)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run, args) for args in commands]
+        return [future.result() for future in futures]
 
 
 def run_scripts(*scripts, timeout=600):
@@ -149,6 +137,12 @@ def run_scripts(*scripts, timeout=600):
 
 
 def _main():
+    # isort: off
+    # First, as in `python -m keras_alexnet.TOOL`: the package loads TensorFlow quietly
+    # (startup.py) only when nothing has loaded it before (tiny imports TensorFlow).
+    import keras_alexnet  # noqa: F401
+
+    # isort: on
     import importlib
 
     import tiny

@@ -1,10 +1,12 @@
 """The conformance report as one self-contained HTML page (inline CSS and SVG, nothing fetched).
 
-Each network is a column: its drawing in the manner of the paper's Figure 2 (a box per
+Each network is a box: its drawing in the manner of the paper's Figure 2 (a box per
 layer, its height the maps' side and its width their depth, two towers where the layer
-has groups and one stream where it does not, each with its size and kernel), and its
-layers against the paper's, each status in colour. Below: the departures, what the file
-cannot tell, the totals, and the places where the paper contradicts itself.
+has groups and one stream where it does not, each with its size and kernel), its layers
+against the paper's, each status in colour, and its totals. The model checked spans the
+page; the networks it is compared with sit below it, side by side where they fit. Below
+them: the departures, what the file cannot tell, and the places where the paper
+contradicts itself.
 """
 
 import html
@@ -23,22 +25,39 @@ COLOURS = {
     matching.UNKNOWN: ("#424242", "#eeeeee"),
 }
 
+# The model checked spans the page (its drawing and totals beside its layers where both
+# fit); the networks it is compared with sit below it, side by side as many as fit at
+# 440 px or more each (two at 1280 px, three at 1920). Table cells wrap between words
+# only: a number, a status or a heading is never broken, and a table wider than its box
+# scrolls instead of being cut off.
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:18px;color:#222}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:18px 0 6px}
-.verdict{font-weight:600;margin:6px 0 12px}.columns{display:flex;gap:14px;align-items:flex-start}
-.column{flex:1 1 0;min-width:0;overflow:hidden;border:1px solid #ccc;border-radius:6px;padding:8px}
-.column.main{flex:1.6 1 0}
-.column h2{margin-top:0}svg{width:100%;height:auto;display:block}
-table{border-collapse:collapse;width:100%;font-size:12px;table-layout:fixed;overflow-wrap:anywhere}
-td,th{border-bottom:1px solid #e0e0e0;padding:2px 4px;text-align:left;vertical-align:top}
+h3{font-size:14px;margin:12px 0 4px}
+.verdict{font-weight:600;margin:6px 0 12px}
+.columns{display:flex;flex-direction:column;gap:14px}
+.references{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));
+gap:14px;align-items:start}
+.column{min-width:0;border:1px solid #ccc;border-radius:6px;padding:8px}
+.split{display:flex;flex-wrap:wrap;gap:0 24px;align-items:flex-start}
+.split>.figure{flex:1 1 400px;min-width:0}.split>.layers{flex:1.6 1 520px;min-width:0}
+.column h2{margin-top:0}svg{width:100%;max-width:760px;height:auto;display:block}
+.table{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:12px}
+td,th{border-bottom:1px solid #e0e0e0;padding:2px 6px 2px 4px;text-align:left;vertical-align:top}
 .status{font-weight:600;border-radius:3px;padding:0 3px;white-space:nowrap}
+.nowrap{white-space:nowrap}
 ul{margin:4px 0;padding-left:20px}.small{font-size:12px;color:#555}
 """
 
 
 def _e(text):
     return html.escape(str(text))
+
+
+def _arrows(text):
+    """The text escaped, its "->" kept on one line (a line may break after a hyphen)."""
+    return _e(text).replace("-&gt;", '<span class="nowrap">-&gt;</span>')
 
 
 def _status(status):
@@ -139,12 +158,14 @@ def _label(x, y, text, colour="#333", bold=False):
 
 
 def _column(analysis, main):
+    """A network's box: its drawing, verdict, layers against the paper's and totals; the
+    model checked (`main`) also says what differs, its layers beside the drawing."""
     rows = []
     for f in analysis.paper.findings:
         what = "; ".join((*f.differences, *f.effects)) if f.status != matching.SAME else ""
         cell = f'<td class="small">{_e(what)}</td>' if main else ""
         rows.append(
-            f'<tr title="{_e(what)}"><td>{_e(f.feature)}</td><td>{_e(f.model)}</td>'
+            f'<tr title="{_e(what)}"><td>{_e(f.feature)}</td><td>{_arrows(f.model)}</td>'
             f"<td>{_status(f.status)}</td>{cell}</tr>"
         )
     head = "<th>what differs</th>" if main else ""
@@ -153,15 +174,25 @@ def _column(analysis, main):
         f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td>{_e(c)}</td><td>{_e(d)}</td></tr>"
         for a, b, c, d in network_report.total_rows(analysis)
     )
+    figure = f'{draw(analysis)}<div class="verdict">{_e(network_report.summary(analysis))}</div>'
+    layers = (
+        f'<div class="table"><table><tr><th>feature</th><th>layer</th><th>status</th>{head}'
+        "</tr>" + "".join(rows) + "</table></div>"
+    )
+    totals = (
+        '<h3>Totals</h3><div class="table"><table><tr><th></th><th>model</th><th>paper</th>'
+        f"<th>difference</th></tr>{totals}</table></div>"
+    )
+    body = (
+        f'<div class="split"><div class="figure">{figure}{totals}</div>'
+        f'<div class="layers">{layers}</div></div>'
+        if main
+        else figure + layers + totals
+    )
     return (
         f'<div class="column{" main" if main else ""}"><h2>{_e(network.name)}</h2>'
         f'<div class="small">{_e(network.source)}; {network.params:,} parameters</div>'
-        f"{draw(analysis)}"
-        f'<div class="verdict">{_e(network_report.summary(analysis))}</div>'
-        f"<table><tr><th>feature</th><th>layer</th><th>status</th>{head}</tr>"
-        + "".join(rows)
-        + "</table><h2>Totals</h2><table><tr><th></th><th>model</th><th>paper</th>"
-        "<th>difference</th></tr>" + totals + "</table></div>"
+        f"{body}</div>"
     )
 
 
@@ -205,8 +236,12 @@ def render(analyses):
         f"</head><body><h1>Does {_e(first.network.name)} match the paper?</h1>"
         f'<div class="small">{_e(paper.CITATION)}</div>'
         f'<div class="verdict" id="verdict">{_e(network_report.summary(first))}</div>'
-        f'<div class="small">{legend}</div><div class="columns">'
-        + "".join(_column(a, i == 0) for i, a in enumerate(analyses))
+        f'<div class="small">{legend}</div><div class="columns">{_column(first, True)}'
+        + (
+            '<div class="references">' + "".join(_column(a, False) for a in analyses[1:]) + "</div>"
+            if analyses[1:]
+            else ""
+        )
         + "</div>"
         f"<h2>Departures of {_e(first.network.name)} from the paper</h2><ul>{departures}</ul>"
         f"<h2>Closest variant: {_e(first.closest)}; what still differs</h2>"
