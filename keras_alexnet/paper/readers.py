@@ -13,6 +13,7 @@ import os
 import keras
 
 from keras_alexnet.models import layers as layers_lib
+from keras_alexnet.models import model_archive
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
 
@@ -61,7 +62,7 @@ def is_keras_file(path):
 def load_keras(path, trust=False):
     """A Keras model file, loaded without compiling; Lambda code runs only when trusted."""
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=not trust)
+        return model_archive.load_model(path, compile=False, safe_mode=not trust)
     except ValueError as error:
         if "Lambda" in str(error) or "safe_mode" in str(error):
             raise ValueError(
@@ -194,7 +195,12 @@ def read_state_dict(path):
     """
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # Mapped, not read: only the shapes are needed.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -39,6 +39,7 @@ import tensorflow as tf
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
+from keras_alexnet.models import model_archive
 from keras_alexnet.serving import runtimes
 from keras_alexnet.training.run import folder as run_dir
 
@@ -283,7 +284,7 @@ class KerasModel:
 
     def __init__(self, path):
         self.path = path
-        self.model, _ = mean_image.split(keras.models.load_model(path))
+        self.model, _ = mean_image.split(model_archive.load_model(path))
         self.input_size = int(self.model.input_shape[1])
 
     def __call__(self, pixels):

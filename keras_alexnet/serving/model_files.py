@@ -33,6 +33,7 @@ from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.models import mean_image
+from keras_alexnet.models import model_archive
 from keras_alexnet.training.run import folder as run_dir
 from keras_alexnet.weights import applications
 from keras_alexnet.weights import cache
@@ -157,7 +158,7 @@ def _from_file(path, policy):
     path = keras_file(path)
     # An exported model.keras subtracts the mean image itself; the tools' preprocessing
     # subtracts it instead, the right window for each of the paper's ten patches.
-    model, mean = mean_image.split(keras.models.load_model(path, compile=False))
+    model, mean = mean_image.split(model_archive.load_model(path, compile=False))
     if inspection.layer_or_none(model, "fc8") is None:
         raise ValueError(
             f"model has no fc8: a tool needs an AlexNet with its classifier. Received: {path}"

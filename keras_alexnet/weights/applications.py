@@ -11,12 +11,11 @@ The network itself is `models.alexnet.AlexNet`'s, which knows nothing of weight 
 
 import os
 
-import keras
-
 from keras_alexnet.models import alexnet
 from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.models import layer_weights
+from keras_alexnet.models import model_archive
 from keras_alexnet.paper import numbers as paper
 from keras_alexnet.weights import cache
 from keras_alexnet.weights import catalog
@@ -148,7 +147,7 @@ def _load_weights_file(path, allow_pickle, variant):
         )
     if not os.path.exists(path):
         raise ValueError(f"weights file does not exist. Received: weights={path!r}")
-    return keras.models.load_model(path, compile=False)
+    return model_archive.load_model(path, compile=False)
 
 
 def _file_class_names(source, num_classes):

@@ -19,6 +19,7 @@ from keras_alexnet.data import sources
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.models import layer_weights
+from keras_alexnet.models import model_archive
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import recipes
@@ -186,7 +187,7 @@ def _load_start_from(config):
     path = cache.resolve(config.init_from)
     if not os.path.exists(path):
         raise ValueError(f"init_from does not exist. Received: init_from={config.init_from}")
-    start_from = keras.models.load_model(path, compile=False)
+    start_from = model_archive.load_model(path, compile=False)
     found = inspection.variant_of(start_from)
     if found is None:
         raise ValueError(
