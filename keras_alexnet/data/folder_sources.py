@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_alexnet import errors
 from keras_alexnet.data import image_files
 from keras_alexnet.data import sources
 
@@ -233,7 +234,15 @@ def _check_files(listed, all_candidates, num_threads):
 
 
 def _class_folders(folder):
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    for name in names:
+        if sources.class_name_problem(name):
+            raise errors.InputError(
+                f"{os.path.join(folder, name)!r}: a class folder whose name holds "
+                f"{sources.class_name_problem(name)}; class names are written one a line "
+                "(labels.txt), so rename it"
+            )
+    return names
 
 
 def _list_split(split_dir, class_names, empty):
