@@ -153,8 +153,15 @@ def declared_size(encoded):
 def size_check(encoded, limit=None):
     """An op that fails with an InvalidArgumentError when the image declares more than
     `limit` (default `max_pixels()`) pixels: run it before decoding."""
-    limit = max_pixels() if limit is None else limit
     width, height = declared_size(encoded)
+    return pixels_check(width, height, limit)
+
+
+def pixels_check(width, height, limit=None):
+    """An op that fails with an InvalidArgumentError, naming the size, when width x height
+    is over `limit` (default `max_pixels()`)."""
+    limit = max_pixels() if limit is None else limit
+    width, height = tf.cast(width, tf.int64), tf.cast(height, tf.int64)
     message = tf.strings.format(
         too_large_message(limit).replace("{", "{{").replace("}", "}}") + ": {}x{}",
         (width, height),

@@ -83,7 +83,7 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE, max_pixels=None):
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
         top, left, side = _central_square(shape[0], shape[1])
-        with tf.control_dependencies([image_headers.size_check(encoded, max_pixels)]):
+        with tf.control_dependencies([image_headers.pixels_check(shape[1], shape[0], max_pixels)]):
             window = tf.stack([top, left, side, side])
         return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
 

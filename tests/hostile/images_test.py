@@ -148,18 +148,20 @@ def test_an_over_limit_image_is_a_bad_image_named_with_its_size(tmp_path, limit)
         (tmp_path / "train" / label).mkdir(parents=True)
         for i in range(3):
             _noise(10 + i).save(tmp_path / "train" / label / f"{i}.png")
-    big = tmp_path / "train" / "b" / "big.png"
-    _noise(20, 400, 300).save(big)  # 120,000 pixels
+    big = [tmp_path / "train" / "b" / name for name in ("big.jpg", "big.png")]
+    _noise(20, 400, 300).save(big[0], quality=90)  # 120,000 pixels
+    _noise(21, 300, 400).save(big[1])
     source = folder_sources.folder_source(str(tmp_path))
-    assert source.num_train == 7
+    assert source.num_train == 8
     # --on_bad_image=fail: a failed pass names the files.
     failed = dict(bad_images.undecodable(source, "train"))
-    assert list(failed) == [str(big)], failed
-    assert limit in failed[str(big)] and "300x400" in failed[str(big)], failed
-    # --on_bad_image=skip: left out before the first step, with its reason.
+    assert sorted(failed) == [str(path) for path in big], failed
+    assert limit in failed[str(big[0])] and "300x400" in failed[str(big[0])], failed
+    assert limit in failed[str(big[1])] and "400x300" in failed[str(big[1])], failed
+    # --on_bad_image=skip: left out before the first step, with their reasons.
     kept, found = bad_images.check_decoding(source)
-    assert [path for path, _ in found] == [str(big)] and kept.num_train == 6
-    assert "300x400" in found[0][1]
+    assert sorted(path for path, _ in found) == sorted(failed) and kept.num_train == 6
+    assert dict(found) == failed
 
 
 @pytest.mark.parametrize("name", ["cat\nfish", "tab\there", "bell\x07", "line\u2028sep"])
