@@ -29,6 +29,7 @@ MAX_PIXELS = 89_478_485
 _max_pixels = [MAX_PIXELS]
 
 PALETTE_BMP = image_files.PALETTE_BMP
+JPEG_XL = "JPEG XL image (not read: its size is not checked before decoding)"
 
 _BYTES = [bytes([i]) for i in range(256)]
 
@@ -152,9 +153,17 @@ def declared_size(encoded):
 
 def size_check(encoded, limit=None):
     """An op that fails with an InvalidArgumentError when the image declares more than
-    `limit` (default `max_pixels()`) pixels: run it before decoding."""
+    `limit` (default `max_pixels()`) pixels: run it before decoding.
+
+    A JPEG XL file, which TensorFlow's `decode_image` also reads, is refused: its size is
+    not read here (nor is it a format the package reads: `image_files`).
+    """
+    head = header(encoded, 12)
+    jpeg_xl = _starts(head, 0, b"\xff\x0a") | _starts(head, 0, b"\0\0\0\x0cJXL \r\n\x87\n")
+    known = tf.debugging.Assert(~jpeg_xl, [JPEG_XL])
     width, height = declared_size(encoded)
-    return pixels_check(width, height, limit)
+    with tf.control_dependencies([known]):
+        return pixels_check(width, height, limit)
 
 
 def pixels_check(width, height, limit=None):
@@ -251,7 +260,7 @@ def _webp_first_frame(encoded):
 
     start = _loop(more, step, tf.constant(12, tf.int64))
     size = little_endian(chunk_at(start)[4:8])
-    end = tf.minimum(start + 8 + size + size % 2, length)
+    end = tf.maximum(tf.minimum(start + 8 + size + size % 2, length), 21)
     flags = _byte_at(encoded, 20)
     bytes_ = tf.constant(_BYTES)
     return tf.strings.join(

@@ -176,3 +176,11 @@ def test_a_class_folder_with_a_control_character_is_refused_by_name(tmp_path, na
     with pytest.raises(errors.InputError, match="labels.txt"):
         run_dir.write_labels(str(tmp_path), ["ok", name])
     assert not (tmp_path / "labels.txt").exists()
+
+
+def test_jpeg_xl_whose_size_is_not_read_is_refused_before_decoding():
+    """TensorFlow's decode_image reads JPEG XL, whose header the size check does not parse."""
+    for data in (b"\xff\x0a" + bytes(64), b"\0\0\0\x0cJXL \r\n\x87\n" + bytes(64)):
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            preprocessing.decode_and_center_crop(data)
+        assert bad_images.error_summary(raised.value.message) == image_headers.JPEG_XL
