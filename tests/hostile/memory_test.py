@@ -46,7 +46,7 @@ def version(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """Over-limit images (refused) and small files of many frames (read), by name."""
+    """Over-limit images (refused) and a small GIF of many large frames (read), by name."""
     folder = tmp_path_factory.mktemp("bombs")
     files = {
         "huge.png": bombs.png(20000, 20000),
@@ -55,7 +55,7 @@ def images(tmp_path_factory):
             (8, 8), [(0, 0, 0), (9, 9, 9)], [((0, 0, 60000, 60000), bombs.ONE_PIXEL)]
         ),
         "huge.webp": bombs.webp_canvas(16384, 16384),
-        "frames.gif": bombs.many_frames_gif(),
+        "frames.gif": bombs.full_frames_gif(),
     }
     paths = {}
     for name, data in files.items():
