@@ -19,7 +19,6 @@ import keras
 import numpy as np
 import pytest
 import tiny
-import torch
 from PIL import Image
 
 import keras_alexnet
@@ -114,6 +113,7 @@ def _subtract_mean_file(path, size):
 
 def _stride_0_state_dict(path):
     """torchvision's AlexNet keys, each tensor one stored number expanded to its shape."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the test extra)")
     state = {}
     for name, prefix in weight_files.TORCHVISION_KEYS.items():
         shape = tuple(100_000 if n is None else n for n in weight_files.TORCHVISION_SHAPES[name])
