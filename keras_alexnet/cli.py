@@ -46,6 +46,11 @@ def run(main, define_flags=None, groups=None):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
         try:
+            if "max_image_pixels" in flags.FLAGS:
+                # Imported here: the tools without the flag (the launcher) never load TensorFlow.
+                from keras_alexnet.data import image_headers
+
+                image_headers.set_max_pixels(flags.FLAGS.max_image_pixels)
             return main(argv)
         except errors.InputError as error:
             print(f"error: {one_line(error)}", file=sys.stderr)
@@ -128,6 +133,18 @@ def define_model_flags(model_dir_help, precisions):
     flags.mark_flags_as_mutual_exclusive(["model", "model_dir"], required=True)
 
 
+def define_image_flags():
+    """Defines --max_image_pixels, the largest image the tool decodes (`run` applies it)."""
+    flags.DEFINE_integer(
+        "max_image_pixels",
+        89_478_485,
+        "The largest image (width x height, read from the file's header before it is "
+        "decoded) that is read; a larger one is refused as a bad image. The default is "
+        "Pillow's decompression-bomb limit; an image at it takes about 2 GB to decode.",
+        lower_bound=1,
+    )
+
+
 # The groups --help lists a tool's flags in, in this order, as the docs group them; a flag
 # in none of them is listed under "options". A tool may place a flag otherwise (`run`).
 FLAG_GROUPS = {
@@ -147,6 +164,7 @@ FLAG_GROUPS = {
         "split",
         "validation_split",
         "on_bad_image",
+        "max_image_pixels",
         "stats_images",
         "data_service",
     ),

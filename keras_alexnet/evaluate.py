@@ -60,6 +60,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    cli.define_image_flags()
     cli.define_model_flags("The training run's model_dir.", model_lib.PRECISIONS)
     flags.DEFINE_string(
         "dataset", None, "As for training; default: the run's dataset (needed with --model)."

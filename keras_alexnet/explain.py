@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    cli.define_image_flags()
     cli.define_model_flags("A training run (its latest checkpoint).", model_lib.PRECISIONS)
     flags.DEFINE_string("output_dir", None, "A new or empty folder for index.html and the PNGs.")
     flags.DEFINE_string(

@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    cli.define_image_flags()
     cli.define_model_flags("The training run to export.", model_lib.PRECISIONS)
     flags.DEFINE_string("output_dir", "saved_models", "Base folder of exported models.")
     flags.DEFINE_string(

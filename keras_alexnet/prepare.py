@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    cli.define_image_flags()
     config_lib.define_data_flags()
     flags.DEFINE_string("output_dir", None, "The prepared folder to write.")
     flags.DEFINE_enum(

@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags; only the entry point calls this."""
+    cli.define_image_flags()
     config_lib.define_flags()
     distribute.define_flags()
 

@@ -82,8 +82,7 @@ def corpus():
         "alpha.webp": (_bytes(_rgba(21), "WEBP", lossless=True), READ),
         "animated.webp": (
             _bytes(_rgb(22), "WEBP", save_all=True, append_images=[_rgb(23)]),
-            SCAN,
-            "animated WebP",
+            READ,
         ),
         "rgb.bmp": (_bytes(_rgb(24), "BMP"), READ),
         "grey.bmp": (_bytes(_rgb(25).convert("L"), "BMP"), READ),

@@ -259,7 +259,15 @@ def _is_dir(entry):
 
 
 def _class_folders(folder):
-    return sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith("."))
+    names = sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith("."))
+    for name in names:
+        if sources.class_name_problem(name):
+            raise errors.InputError(
+                f"{os.path.join(folder, name)!r}: a class folder whose name holds "
+                f"{sources.class_name_problem(name)}; class names are written one a line "
+                "(labels.txt), so rename it"
+            )
+    return names
 
 
 def _list_split(split_dir, class_names, empty):

@@ -17,10 +17,9 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 _JPEG_TAIL = 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# The reasons for the two kinds of file that TensorFlow misreads; the decoders
-# (`preprocessing.decode_other`) refuse them with the same words. Without apostrophes:
+# The reason for the kind of file that TensorFlow misreads; the decoders
+# (`preprocessing.decode_other`) refuse it with the same words. Without apostrophes:
 # TensorFlow escapes them in an assertion's message.
-ANIMATED_WEBP = "animated WebP (the TensorFlow decoder cannot read it)"
 PALETTE_BMP = "8-bit BMP with a colour palette (the TensorFlow decoder reads it as grey levels)"
 
 
@@ -75,10 +74,6 @@ def _webp_problem(head, size):
     declared = int.from_bytes(head[4:8], "little") + 8
     if size < declared:
         return "truncated WebP (shorter than its header)"
-    # VP8X's flags: 0x02 is an animation, which TensorFlow's decoder cannot read (asked for
-    # its native channels, it corrupts the process's memory).
-    if head[12:16] == b"VP8X" and head[20] & 0x02:
-        return ANIMATED_WEBP
     return None
 
 
@@ -119,7 +114,7 @@ def image_file_problem(path):
     (usually in the last KB; data after it is allowed).
     PNG: signature, IHDR first, IEND at the end. BMP: a bit depth TensorFlow reads, the
     size its header implies, no colour palette. GIF: the trailer byte at the end. WebP:
-    the file at least as long as its RIFF size, not animated. Anything else is "not an
+    the file at least as long as its RIFF size. Anything else is "not an
     image". Corrupt compressed data inside an otherwise well-formed file is not found.
 
     Args:

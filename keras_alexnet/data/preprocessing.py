@@ -20,7 +20,7 @@ augmentation does not depend on parallelism, batching or resuming.
 
 import tensorflow as tf
 
-from keras_alexnet.data import image_files
+from keras_alexnet.data import image_headers
 from keras_alexnet.paper import numbers as paper
 
 IMAGE_SIZE = paper.RESIZE_SIZE  # 256: shorter side, then the central square
@@ -33,56 +33,25 @@ def _central_square(height, width):
     return (height - side) // 2, (width - side) // 2, side
 
 
-def _header(encoded, length):
-    """The first `length` bytes of a string as int32 [length], zero-padded."""
-    head = tf.strings.substr(encoded, 0, length)
-    head = tf.strings.substr(tf.strings.join([head, tf.constant(bytes(length))]), 0, length)
-    return tf.ensure_shape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32), [length])
-
-
-def _little_endian(values):
-    """The unsigned integer of 2 or 4 little-endian bytes (values above 2^31 wrap)."""
-    return tf.reduce_sum(values * tf.constant([1, 1 << 8, 1 << 16, 1 << 24][: values.shape[0]]))
-
-
-def _misread_problems(encoded):
-    """(animated WebP, 8-bit BMP with a colour palette): formats TensorFlow misreads."""
-    head = _header(encoded, 2048)
-
-    def starts(offset, text):
-        return tf.reduce_all(head[offset : offset + len(text)] == list(text))
-
-    animated_webp = starts(0, b"RIFF") & starts(8, b"WEBP") & starts(12, b"VP8X")
-    animated_webp &= tf.bitwise.bitwise_and(head[20], 2) > 0
-    # An 8-bit BMP's pixels index a palette of up to 256 BGR0 entries between its headers
-    # and its pixels; TensorFlow's decoder returns the indices as grey levels.
-    palette_start = 14 + _little_endian(head[14:18])
-    entries = tf.clip_by_value((_little_endian(head[10:14]) - palette_start) // 4, 0, 256)
-    index = tf.range(256)
-    positions = tf.minimum(palette_start + 4 * index[:, None] + tf.range(3), 2047)
-    unused = index[:, None] >= entries
-    grey = tf.reduce_all((tf.gather(head, positions) == index[:, None]) | unused)
-    palette_bmp = starts(0, b"BM") & (_little_endian(head[28:30]) == 8) & ~grey
-    return animated_webp, palette_bmp
-
-
-def decode_other(encoded):
+def decode_other(encoded, max_pixels=None):
     """Decodes a PNG, BMP, GIF (its first frame) or WebP file to uint8 RGB [h, w, 3].
 
     Grey images are repeated over three channels and an alpha channel is dropped (what
     `PIL.Image.convert("RGB")` does), for every format: TensorFlow's WebP decoder, unlike
-    the others, returns only the channels the file has. Two files that TensorFlow would
-    misread are refused with an InvalidArgumentError that says why: an animated WebP (its
-    decoder cannot read one) and an 8-bit BMP with a colour palette (its decoder returns the
-    palette indices as grey levels).
+    the others, returns only the channels the file has. An animated GIF or WebP is cut to
+    its first frame before decoding (`image_headers.first_frame`). Refused with an
+    InvalidArgumentError that says why: an image whose header declares more than
+    `max_pixels` pixels (default `image_headers.max_pixels()`), before it is decoded, and
+    an 8-bit BMP with a colour palette (TensorFlow's decoder returns the palette indices as
+    grey levels).
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
-    animated_webp, palette_bmp = _misread_problems(encoded)
     checks = [
-        tf.debugging.Assert(~animated_webp, [image_files.ANIMATED_WEBP]),
-        tf.debugging.Assert(~palette_bmp, [image_files.PALETTE_BMP]),
+        image_headers.size_check(encoded, max_pixels),
+        tf.debugging.Assert(~image_headers.palette_bmp(encoded), [image_headers.PALETTE_BMP]),
     ]
     with tf.control_dependencies(checks):
+        encoded = image_headers.first_frame(encoded)
         is_webp = tf.strings.substr(encoded, 0, 4) == b"RIFF"
         return tf.cond(
             is_webp,
@@ -91,7 +60,7 @@ def decode_other(encoded):
         )
 
 
-def decode_and_center_crop(encoded, size=IMAGE_SIZE):
+def decode_and_center_crop(encoded, size=IMAGE_SIZE, max_pixels=None):
     """Decodes an image, keeps the central square of its shorter side, resizes it to size^2.
 
     This is the paper's "rescale so the shorter side is 256, then take the central 256x256
@@ -103,6 +72,8 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
         encoded: scalar string tensor, the bytes of a JPEG, PNG, BMP, GIF (its first frame)
             or WebP file.
         size: side of the output square.
+        max_pixels: the largest image read (default `image_headers.max_pixels()`); a
+            larger one is refused, before decoding, with an InvalidArgumentError.
 
     Returns:
         float32 tensor [size, size, 3] with values in 0-255.
@@ -112,10 +83,12 @@ def decode_and_center_crop(encoded, size=IMAGE_SIZE):
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
         top, left, side = _central_square(shape[0], shape[1])
-        return tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, side, side]), channels=3)
+        with tf.control_dependencies([image_headers.pixels_check(shape[1], shape[0], max_pixels)]):
+            window = tf.stack([top, left, side, side])
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
 
     def other():
-        image = decode_other(encoded)
+        image = decode_other(encoded, max_pixels)
         shape = tf.shape(image)
         top, left, side = _central_square(shape[0], shape[1])
         return tf.slice(image, tf.stack([top, left, 0]), tf.stack([side, side, 3]))
@@ -390,7 +363,8 @@ def train_patch(encoded, augmentation, size=IMAGE_SIZE, crop=CROP_SIZE, all_jpeg
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if all_jpeg:
-        image = tf.io.decode_jpeg(encoded, channels=3)
+        with tf.control_dependencies([image_headers.size_check(encoded)]):
+            image = tf.io.decode_jpeg(encoded, channels=3)
     else:
         image = decode_and_center_crop(encoded, size)
     corner = tf.stack([augmentation["top"], augmentation["left"], 0])

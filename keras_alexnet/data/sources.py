@@ -7,6 +7,7 @@ only has to skip the steps already taken.
 """
 
 import dataclasses
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,15 @@ def shuffled_windows(ds, window, order, prepare_window=None):
         return tf.gather(refs, permutation), tf.gather(labels, permutation)
 
     return ds.batch(window).enumerate().map(permute)
+
+
+def class_name_problem(name):
+    """What makes a class name unusable, or None: a line break or another control
+    character (each class name is one line of labels.txt, and one label printed)."""
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return f"a line break or control character ({char!r})"
+    return None
 
 
 def check_on_bad_image(on_bad_image):

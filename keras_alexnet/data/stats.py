@@ -3,10 +3,12 @@
 import dataclasses
 import io
 import os
+import zipfile
 
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import errors
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import tfds_sources
 from keras_alexnet.paper import numbers as paper
@@ -90,13 +92,63 @@ class Stats:
         if not tf.io.gfile.exists(path):
             raise ValueError(f"No statistics file. Received: path={path}")
         with tf.io.gfile.GFile(path, "rb") as f:
-            data = np.load(io.BytesIO(f.read()))
+            buffer = io.BytesIO(f.read())
+            check_npz(path, buffer)
+            buffer.seek(0)
+            data = np.load(buffer)
             return cls(
                 mean_image=data["mean_image"],
                 eigval=data["eigval"],
                 eigvec=data["eigvec"],
                 num_images=int(data["num_images"]),
             )
+
+
+# The largest mean image read: 16 times the paper's 256x256, as `SubtractMean`'s.
+MAX_MEAN_SIZE = 4096
+_ARRAYS = {"mean_image": None, "eigval": (3,), "eigvec": (3, 3), "num_images": ()}
+
+
+def check_npz(path, buffer):
+    """Reads the .npy headers of a statistics file's arrays, not their data, and refuses
+    shapes and types other than `Stats`' (a mean image [S, S, 3], S up to MAX_MEAN_SIZE):
+    a few bytes of header may declare an array of gigabytes.
+
+    Raises:
+        errors.InputError: naming the file, the array and what is wrong with it.
+    """
+    try:
+        archive = zipfile.ZipFile(buffer)
+    except zipfile.BadZipFile:
+        raise errors.InputError(f"{path}: not an .npz file (not a zip archive)") from None
+    with archive:
+        for name, shape in _ARRAYS.items():
+            try:
+                with archive.open(f"{name}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        found, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        found, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"an .npy format version {version} it does not read")
+            except KeyError:
+                raise errors.InputError(f"{path}: no {name} array") from None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+                raise errors.InputError(
+                    f"{path}: {name} is not a readable array ({error})"
+                ) from None
+            if shape is None:
+                side = found[0] if len(found) == 3 else 0
+                ok = found == (side, side, 3) and 1 <= side <= MAX_MEAN_SIZE
+                shape = f"[S, S, 3] with S at most {MAX_MEAN_SIZE}"
+            else:
+                ok = found == shape
+            if not ok or dtype.kind not in "fiu":
+                raise errors.InputError(
+                    f"{path}: {name} is {dtype} of shape {list(found)}, where the statistics "
+                    f"hold numbers of shape {list(shape) if isinstance(shape, tuple) else shape}"
+                )
 
 
 def pca_from_moments(pixel_sum, pixel_outer_sum, count):

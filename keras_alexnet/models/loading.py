@@ -14,6 +14,7 @@ import zipfile
 import keras
 
 from keras_alexnet import errors
+from keras_alexnet.models import model_archive
 
 # What Keras' safe mode refuses (keras.saving.load_model(safe_mode=True)): the layer or
 # object, in its own error message, and what it would do when loaded.
@@ -79,12 +80,26 @@ def load_keras(path, trust=False):
             f"{path} is not a .keras file: not a zip archive ({size:,} bytes; empty, cut "
             "short or another kind of file)"
         )
+    model_archive.check(path)  # the sizes its zip declares, before Keras reads them
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not trust)
     except ImportError:
         raise
     except Exception as error:  # noqa: BLE001 - a file from anywhere: any fault is its own
         raise errors.InputError(f"{path}: {keras_fault(path, error)}") from error
+
+
+def _torch_load(torch, path):
+    """`torch.load` of a file's tensors only (`weights_only`), mapped from the file rather
+    than read into memory where its format allows (`mmap`): a tensor's data is never
+    larger than the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+    # The legacy (before PyTorch 1.6) format, which cannot be mapped.
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_state_dict(path):
@@ -107,7 +122,7 @@ def load_state_dict(path):
     if os.path.getsize(path) == 0:
         raise errors.InputError(f"{path} is not a PyTorch file: it is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(torch, path)
     except pickle.UnpicklingError as error:
         # weights_only=True refuses any object but tensors and plain containers.
         found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(error))

@@ -14,6 +14,10 @@ import keras
 import numpy as np
 
 LAYER_NAME = "subtract_mean"
+# The largest mean image a layer may hold: 16 times the paper's 256x256 (a 4096x4096x3
+# float32 weight is 192 MiB). A model file's config is read before its weights: a file of
+# a few KB claiming a far larger size would otherwise allocate gigabytes when it is built.
+MAX_SIZE = 4096
 
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")
@@ -25,15 +29,19 @@ class SubtractMean(keras.layers.Layer):
     crop) // 2), as `preprocessing.center_crop` takes the patch.
 
     Args:
-        size: side of the square mean image, e.g. 256.
+        size: side of the square mean image, e.g. 256; at most `MAX_SIZE`.
         **kwargs: base layer arguments (name, ...); the layer computes in float32.
     """
 
     def __init__(self, size, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer. Received: size={size!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+            raise ValueError(
+                f"SubtractMean layer {kwargs.get('name', LAYER_NAME)!r}: size must be an "
+                f"integer from 1 to {MAX_SIZE} (the side of its mean image). Received: "
+                f"size={size!r}"
+            )
         self.size = size
 
     def build(self, input_shape):

@@ -16,6 +16,7 @@ import json
 import keras
 
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.models import loading
 from keras_alexnet.models import variants
 from keras_alexnet.paper import conformance
 from keras_alexnet.paper import network_report
@@ -144,6 +145,6 @@ def model_to_check(model_path, variant, num_classes, input_size):
         ValueError, OSError: when the model cannot be built or loaded.
     """
     if model_path:
-        return keras.models.load_model(model_path, compile=False)
+        return loading.load_keras(model_path)
     keras.utils.set_random_seed(0)
     return model_lib.AlexNet(num_classes, variant=variant, input_shape=(input_size, input_size, 3))

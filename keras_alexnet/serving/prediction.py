@@ -5,8 +5,9 @@ a .keras file (converted, exported or `model.save`d, with its preprocessing and 
 names: `model_files`), a LiteRT .tflite or ONNX .onnx file of a version folder (`formats`),
 or a training run. The images go through the serving signature's function (the
 SavedModel's own, `saved_model.serving_functions` of a Keras model, or the same
-preprocessing before a LiteRT or ONNX runtime). An image that does not decode is reported
-by name; the others are still predicted.
+preprocessing before a LiteRT or ONNX runtime). An image that does not decode, or whose
+header declares more pixels than `image_headers.max_pixels()`, is reported by name; the
+others are still predicted.
 """
 
 import os
@@ -14,6 +15,7 @@ import os
 import tensorflow as tf
 
 from keras_alexnet.data import bad_images
+from keras_alexnet.data import image_headers
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import graph_ops
 from keras_alexnet.serving import model_files
@@ -89,6 +91,8 @@ def predict_files(serving_fn, paths):
             else:  # Python's open: also names that are not UTF-8 (surrogate escapes)
                 with open(path, "rb") as f:
                     data = f.read()
+            # Also before a SavedModel exported without the check, or with another limit.
+            image_headers.size_check(tf.constant(data))
             out = serving_fn(images=tf.constant([data]))
         except (tf.errors.OpError, OSError) as error:
             message = getattr(error, "message", None) or str(error)

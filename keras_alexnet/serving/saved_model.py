@@ -247,8 +247,7 @@ def keras_model(model, stats, class_names):
 def _write_beside(folder, model, stats, class_names):
     """Writes model.keras, labels.txt and dataset_stats.npz beside the SavedModel."""
     keras_model(model, stats, class_names).save(os.path.join(folder, KERAS_FILE))
-    with tf.io.gfile.GFile(os.path.join(folder, run_dir.LABELS_FILE), "w") as f:
-        f.write("\n".join(class_names) + "\n")
+    run_dir.write_labels(folder, class_names)
     run_dir.write_stats(folder, stats)
 
 

@@ -55,6 +55,17 @@ TORCHVISION_KEYS = {
     "fc7": "classifier.4",
     "fc8": "classifier.6",
 }
+# Their weights' shapes (fc8's rows are the classes, any number of them).
+TORCHVISION_SHAPES = {
+    "conv1": (64, 3, 11, 11),
+    "conv2": (192, 64, 5, 5),
+    "conv3": (384, 192, 3, 3),
+    "conv4": (256, 384, 3, 3),
+    "conv5": (256, 256, 3, 3),
+    "fc6": (4096, 9216),
+    "fc7": (4096, 4096),
+    "fc8": (None, 4096),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,6 +356,7 @@ def read_torch_state_dict(path):
     for name, prefix in TORCHVISION_KEYS.items():
         keys = (f"{prefix}.weight", f"{prefix}.bias")
         if all(key in state for key in keys):
+            _check_torch_layer(path, name, [(key, state[key]) for key in keys])
             found[name] = tuple(state[key].detach().cpu().numpy() for key in keys)
     missing = [TORCHVISION_KEYS[n] for n in LAYER_NAMES if n not in found]
     if missing:
@@ -353,6 +365,36 @@ def read_torch_state_dict(path):
             f"Found keys: {sorted(state)[:20]}"
         )
     return _pretrained("torch", found)
+
+
+def _check_torch_layer(path, name, tensors):
+    """Refuses a layer's tensors before they are copied into arrays: a shape other than
+    torchvision's, or a tensor with more elements than its storage holds (a stride-0 or
+    overlapping tensor, a few bytes in the file that expand to gigabytes)."""
+    import torch
+
+    weight_shape = TORCHVISION_SHAPES[name]
+    expected = [weight_shape, weight_shape[:1]]
+    for (key, tensor), shape in zip(tensors, expected):
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            raise errors.InputError(f"{path}: {key} is not a floating-point tensor")
+        got = tuple(tensor.shape)
+        if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
+            shown = tuple("N" if e is None else e for e in shape)
+            raise errors.InputError(
+                f"{path}: {key} has shape {got}, where torchvision's AlexNet has {shown}"
+            )
+        stored = tensor.untyped_storage().nbytes()
+        if tensor.numel() * tensor.element_size() > stored:
+            raise errors.InputError(
+                f"{path}: {key} claims {tensor.numel():,} elements in a storage of "
+                f"{stored:,} bytes (a stride-0 or overlapping tensor)"
+            )
+    weight, bias = (tensor for _, tensor in tensors)
+    if bias.shape[0] != weight.shape[0]:
+        raise errors.InputError(
+            f"{path}: {tensors[1][0]} has {bias.shape[0]} values for {weight.shape[0]} units"
+        )
 
 
 def detect_format(path):

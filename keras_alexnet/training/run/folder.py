@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import errors
+from keras_alexnet.data import sources
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.training import write_errors
@@ -85,8 +86,15 @@ def write_stats(model_dir, stats):
 
 
 def write_labels(model_dir, class_names):
-    """Writes the class names, one a line, in label order."""
+    """Writes the class names, one a line, in label order; refuses a name that would
+    not stay one line (`sources.class_name_problem`)."""
     path = os.path.join(model_dir, LABELS_FILE)
+    for name in class_names:
+        if sources.class_name_problem(name):
+            raise errors.InputError(
+                f"class name {name!r} holds {sources.class_name_problem(name)}: it cannot be "
+                f"one line of {path}"
+            )
     try:
         with tf.io.gfile.GFile(path, "w") as f:
             f.write("\n".join(class_names) + "\n")
