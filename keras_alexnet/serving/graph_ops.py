@@ -45,14 +45,16 @@ PROGRAM, SAVE, RESTORE = "program", "save", "restore"
 ALLOWED = {
     PROGRAM: frozenset(
         """
-        AddV2 All Assert BiasAdd BitwiseAnd Cast ConcatV2 Const Conv2D DecodeAndCropJpeg
-        DecodeImage DecodeRaw EnsureShape Equal ExpandDims ExtractJpegShape Fill FloorDiv
-        GatherV2 Greater GreaterEqual Identity If LRN Less LessEqual LogicalAnd LogicalNot
-        LogicalOr MatMul MaxPool Maximum Minimum Mul Neg NoOp Pack Pad Placeholder Range
-        ReadVariableOp RealDiv Relu Reshape ResizeBilinear ScaleAndTranslate Shape Slice
-        Softmax Split Squeeze StatefulPartitionedCall StatelessIf StridedSlice StringJoin
-        Sub Substr Sum TensorListFromTensor TensorListGetItem TensorListReserve
-        TensorListSetItem TensorListStack TopKV2 VarHandleOp While
+        Abs AddV2 All Assert BiasAdd BitwiseAnd BitwiseOr Cast ConcatV2 Const Conv2D
+        DecodeAndCropJpeg DecodeImage DecodeRaw EnsureShape Equal ExpandDims
+        ExtractJpegShape Fill FloorDiv FloorMod GatherV2 Greater GreaterEqual Identity
+        If LRN LeftShift Less LessEqual LogicalAnd LogicalNot LogicalOr MatMul MaxPool
+        Maximum Minimum Mul Neg NoOp Pack Pad PartitionedCall Placeholder Range
+        ReadVariableOp RealDiv ReduceJoin Relu Reshape ResizeBilinear ScaleAndTranslate
+        SelectV2 Shape Slice Softmax Split Squeeze StatefulPartitionedCall StatelessIf
+        StatelessWhile StridedSlice StringFormat StringJoin StringLength Sub Substr Sum
+        TensorListFromTensor TensorListGetItem TensorListReserve TensorListSetItem
+        TensorListStack TopKV2 VarHandleOp While
         """.split()
     ),
     SAVE: frozenset(

@@ -100,7 +100,7 @@ def test_statistics_cut_short_are_named(tmp_path):
     assert run_folder.read_stats(str(tmp_path)) is not None
     path = tmp_path / run_folder.STATS_FILE
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(errors.InputError, match=f"{path}: not the training set's statistics"):
+    with pytest.raises(errors.InputError, match=f"{path}: not an .npz file"):
         run_folder.read_stats(str(tmp_path))
 
 
