@@ -56,6 +56,11 @@ def keras_fault(path, error):
             f"its {unknown.group(1)} {unknown.group(2)!r} is neither Keras' nor this "
             "package's (a custom layer whose code is not imported?)"
         )
+    # Keras wraps a layer's own error in its deserialisation errors, each quoting the one
+    # inside after "Exception encountered:": the innermost says what is wrong.
+    inner = re.findall(r"Exception encountered: ([^\n]+)", str(error))
+    if inner:
+        return f"it cannot be loaded as a Keras model: {first_line(inner[-1])}"
     return f"it cannot be loaded as a Keras model ({type(error).__name__}: {first_line(error)})"
 
 

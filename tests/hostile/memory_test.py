@@ -200,3 +200,19 @@ def test_subtract_mean_refuses_a_size_over_its_bound_in_the_constructor():
     with pytest.raises(ValueError, match=r"SubtractMean layer 'm'.*size=4097"):
         mean_image.SubtractMean(mean_image.MAX_SIZE + 1, name="m")
     assert mean_image.SubtractMean(mean_image.MAX_SIZE).size == mean_image.MAX_SIZE
+
+
+def test_a_claimed_subtract_mean_size_is_named_by_every_tool_that_loads_the_file(tmp_path):
+    """The file's loader (`loading.load_keras`, which verify, predict, evaluate, export and
+    AlexNet(weights=...) share) names the layer's own fault, which Keras wraps twice."""
+    from keras_alexnet import errors
+    from keras_alexnet.models import loading
+
+    path = tmp_path / "subtract_mean.keras"
+    _subtract_mean_file(path, 20000)
+    with pytest.raises(errors.InputError) as raised:
+        loading.load_keras(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: it cannot be loaded as a Keras model: ")
+    assert "SubtractMean layer 'subtract_mean'" in message and "size=20000" in message
+    assert "\n" not in message and message.count("size=20000") == 1
