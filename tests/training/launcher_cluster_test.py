@@ -19,6 +19,7 @@ import tiny
 from worker_processes import Log
 from worker_processes import alive
 from worker_processes import started_pids
+from worker_processes import wait_for_checkpoint
 
 from keras_alexnet.training import launcher
 from keras_alexnet.training.run import folder as run_folder
@@ -218,18 +219,6 @@ def test_two_workers_train_like_one_device(two_workers):
         worst = max(worst, float(np.max(np.abs(a - b))))
     print(f"largest weight difference, two workers vs one device: {worst:.3g}")
     del two_model, one_model
-
-
-def wait_for_checkpoint(log, model_dir, after=0, seconds=400):
-    """Waits until the chief's state file names a checkpoint above `after`; its number."""
-    deadline = time.monotonic() + seconds
-    while True:
-        latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-        if latest and int(latest.rsplit("-", 1)[1]) > after:
-            return int(latest.rsplit("-", 1)[1])
-        assert log.process.poll() is None, log.tail()
-        assert time.monotonic() < deadline, f"no checkpoint after {after}:\n{log.tail()}"
-        time.sleep(0.02)
 
 
 def test_a_killed_then_a_preempted_worker_and_the_rerun_ends_bit_identical(

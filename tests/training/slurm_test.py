@@ -19,9 +19,9 @@ import time
 import fresh_process
 import pytest
 import slurm_cluster
-import tensorflow as tf
 from worker_processes import Log
 from worker_processes import alive
+from worker_processes import wait_for_checkpoint
 
 from keras_alexnet import errors
 from keras_alexnet.training import preemption
@@ -224,18 +224,6 @@ def digests(text, prefix=r"(\d+): "):
 
 def job_id(log):
     return log.wait_for(r"(?m)^0: Cluster from SLURM job (\d+), step \d+", timeout=300).group(1)
-
-
-def wait_for_checkpoint(log, model_dir, after=0, seconds=400):
-    """Waits until the chief's checkpoint state names one above `after`; its step."""
-    deadline = time.monotonic() + seconds
-    while True:
-        latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-        if latest and int(latest.rsplit("-", 1)[1]) > after:
-            return int(latest.rsplit("-", 1)[1])
-        assert log.process.poll() is None, log.tail()
-        assert time.monotonic() < deadline, f"no checkpoint after {after}:\n{log.tail()}"
-        time.sleep(0.05)
 
 
 def test_scontrol_expands_host_lists_as_we_do(cluster):

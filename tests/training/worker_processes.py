@@ -9,6 +9,8 @@ import signal
 import threading
 import time
 
+import tensorflow as tf
+
 
 def alive(pid):
     """Whether a process exists and is not a zombie."""
@@ -66,3 +68,22 @@ class Log:
 
 
 # --- Unit tests -------------------------------------------------------------------------
+
+
+def wait_for_checkpoint(log, model_dir, after=0, seconds=400):
+    """Waits until the chief's state file names a checkpoint above `after`; its number.
+
+    Args:
+        log: the `Log` of the process that trains (its end fails the wait).
+        model_dir: the run's folder (a `pathlib.Path`).
+        after: the checkpoint number to wait past.
+        seconds: how long to wait at most.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+        if latest and int(latest.rsplit("-", 1)[1]) > after:
+            return int(latest.rsplit("-", 1)[1])
+        assert log.process.poll() is None, log.tail()
+        assert time.monotonic() < deadline, f"no checkpoint after {after}:\n{log.tail()}"
+        time.sleep(0.02)
