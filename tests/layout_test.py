@@ -5,6 +5,8 @@
 - No module is over 500 lines.
 - Only the entry points (the tools and cli.py, which runs them) read absl's `flags.FLAGS`.
 - No private API of Keras or TensorFlow (`keras.src`, `tf.__internal__`).
+- The subpackages import downward only, in the order `ORDER` gives (paper and models at the
+  bottom, the tools on top): never a subpackage above their own, nor one beside it.
 
 Each check lists every offender. The last tests run the checks on small packages written
 for them, so that a check that finds nothing is seen to be able to find something.
@@ -30,6 +32,24 @@ PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_alexnet"
 )
 MAX_LINES = 500
+
+# The package's parts from the bottom up, a level a line: a module imports its own part and
+# the parts of the levels below, never one beside its own or above it. A part is a
+# subpackage or a top-level module; "tools" are the top-level modules that run as scripts,
+# "keras_alexnet" the package's __init__.py (the public API). paper and models are one part,
+# the network and the paper it follows: the builder reads the paper's numbers
+# (paper/numbers.py), the conformance report inspects the network it builds.
+ORDER = (
+    ("errors", "startup"),
+    ("paper models",),
+    ("data",),
+    ("weights", "hub"),
+    ("runs",),
+    ("training", "serving"),
+    ("benchmarks",),
+    ("cli",),
+    ("tools", "keras_alexnet"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,6 +349,37 @@ def _private(name):
     )
 
 
+def order_offences(package, order=ORDER):
+    """Every import of a part above the importer's or beside it (`order`), and every part
+    that is in no level of `order`."""
+    level, part = {}, {}
+    for number, parts in enumerate(order):
+        for names in parts:
+            for name in names.split():
+                level[name], part[name] = number, names
+    tools = set(package.tools())
+
+    def part_of(module):
+        if module == package.name:
+            return package.name
+        return "tools" if module in tools else module.split(".")[1]
+
+    offences = []
+    for module in package.paths:
+        name = part_of(module)
+        if name not in level:
+            offences.append(f"{package.relpath(module)}: {name} is in no level of the order")
+            level[name], part[name] = None, name  # named once
+    for edge in package.imports():
+        importer, imported = part_of(edge.importer), part_of(edge.imported)
+        if edge.through or None in (level[importer], level[imported]):
+            continue  # a package the statement's module runs first: that module's part
+        if part[importer] != part[imported] and level[imported] >= level[importer]:
+            where = "above" if level[imported] > level[importer] else "beside"
+            offences.append(f"{edge.where()} ({importer} imports {imported}, {where} it)")
+    return offences
+
+
 def _fail_if(offences, what):
     if offences:
         pytest.fail(f"{what} ({len(offences)}):\n" + "\n".join(offences), pytrace=False)
@@ -364,6 +415,10 @@ def test_only_entry_points_read_absl_flags():
 
 def test_no_private_keras_or_tensorflow_api():
     _fail_if(private_api_offences(Package(PACKAGE_DIR)), "Private Keras or TensorFlow APIs")
+
+
+def test_subpackages_import_only_downward():
+    _fail_if(order_offences(Package(PACKAGE_DIR)), "Imports against the order of the parts")
 
 
 # The checks, on packages written for them.
@@ -446,4 +501,38 @@ def test_the_checks_find_flags_and_private_apis(tmp_path):
         "pkg/lib.py:8: keras.src",
         "pkg/lib.py:9: tf.__internal__",
         "pkg/lib.py:10: keras.src",
+    ]
+
+
+def test_the_order_check_finds_imports_up_and_beside_and_a_part_out_of_order(tmp_path):
+    package = write_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from pkg.top import t\n",
+            "pkg/base.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/a.py": "from pkg import base\ndef f():\n    from pkg.top import t\n",
+            "pkg/low/c.py": "from pkg.twin import b\n",
+            "pkg/twin/__init__.py": "",
+            "pkg/twin/b.py": "from pkg.low import a\n",
+            "pkg/left/__init__.py": "",
+            "pkg/left/d.py": "from pkg.low import a\nfrom pkg.right.e import x\n",
+            "pkg/right/__init__.py": "",
+            "pkg/right/e.py": "import pkg.low.a\nx = 1\n",
+            "pkg/top/__init__.py": "",
+            "pkg/top/t.py": "from pkg.left import d\nfrom pkg import right\n",
+            "pkg/stray/__init__.py": "",
+            "pkg/tool.py": "from pkg.top import t\n\nif __name__ == '__main__':\n    t()\n",
+        },
+    )
+    order = (("base",), ("low twin",), ("left", "right"), ("top",), ("tools", "pkg"))
+    assert order_offences(package, order) == [
+        "pkg/stray/__init__.py: stray is in no level of the order",
+        "pkg/left/d.py:2: imports pkg.right.e (left imports right, beside it)",
+        "pkg/low/a.py:3, in a function: imports pkg.top.t (low imports top, above it)",
+    ]
+    # The same package in an order without those imports: nothing to name.
+    fixed = (("base",), ("low twin",), ("right",), ("left",), ("top",), ("stray", "tools", "pkg"))
+    assert order_offences(package, fixed) == [
+        "pkg/low/a.py:3, in a function: imports pkg.top.t (low imports top, above it)"
     ]
