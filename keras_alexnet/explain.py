@@ -20,9 +20,9 @@ from absl import flags
 from keras_alexnet import cli
 from keras_alexnet import errors
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import explain_page
 from keras_alexnet.serving import explanations
-from keras_alexnet.serving import model_files
 from keras_alexnet.training import projector
 
 FLAGS = flags.FLAGS

@@ -22,9 +22,9 @@ from keras_alexnet import cli
 from keras_alexnet import errors
 from keras_alexnet import hub
 from keras_alexnet.models import alexnet as model_lib
+from keras_alexnet.runs import write_errors
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import saved_model
-from keras_alexnet.training import write_errors
 
 FLAGS = flags.FLAGS
 

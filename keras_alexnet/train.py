@@ -17,13 +17,13 @@ from absl import flags
 from keras_alexnet import cli
 from keras_alexnet import errors
 from keras_alexnet.data import input_timeout
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import write_errors
 from keras_alexnet.training import cluster
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import preemption
 from keras_alexnet.training import trainer
-from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_folder
 
 FLAGS = flags.FLAGS
 

@@ -81,7 +81,7 @@ def pillow_bytes(fmt, mode, seed=0, size=64, **kwargs):
 def validation_pixels(model_dir, root):
     """A run's validation images in `root` as evaluation preprocesses them (the run's mean
     subtracted, central patch): (their paths, sorted, and float32 pixels)."""
-    from keras_alexnet.training.run import folder as run_dir
+    from keras_alexnet.runs import folder as run_dir
 
     stats = run_dir.read_stats(model_dir)
     paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))

@@ -37,11 +37,12 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.models import features
 from keras_alexnet.models import layers
 from keras_alexnet.models import mean_image
+from keras_alexnet.runs import dataset as run_dataset
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import graph_ops
 from keras_alexnet.serving import runtimes
 from keras_alexnet.serving import saved_model
-from keras_alexnet.training.run import folder as run_dir
 
 SAVED_MODEL = "SavedModel"
 SETTLE_S = 0.05  # the pause before each timed request (see _in_turn)
@@ -57,7 +58,7 @@ TURN_S = 0.3
 def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
     """The run's validation images, preprocessed as evaluation does: (pixels, labels)."""
     run = run_dir.read_run(model_dir)
-    source = saved_model.run_source(run, model_dir, data_dir, "The benchmark measures on")
+    source = run_dataset.run_source(run, data_dir, "The benchmark measures on")
     stats = run_dir.read_stats(model_dir)
     ds = source.examples("validation").map(
         lambda ref, label: (

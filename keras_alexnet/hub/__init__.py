@@ -25,6 +25,9 @@ import importlib.util
 import os
 import sys
 
+from keras_alexnet import errors
+from keras_alexnet.models import loading
+
 EXTRA = "keras-alexnet[hub] (pip install keras-hub)"
 PRESET_FOLDER = "keras_hub"  # export's preset folder, in the version folder
 # The files of a preset folder that say what it is (KerasHub's names).
@@ -79,7 +82,9 @@ class _RegisterAfterKerasHub(importlib.abc.MetaPathFinder):
 
 def register():
     """Registers the AlexNet KerasHub classes with Keras when keras_hub is imported: now if
-    it is already, else right after it is. Costs nothing until then."""
+    it is already, else right after it is. Costs nothing until then. Preset folders are
+    registered as model folders (`loading.register_folder_format`), read by `load_preset`."""
+    loading.register_folder_format(is_preset, load_preset)
     if "keras_hub" in sys.modules:
         importlib.import_module("keras_alexnet.hub.models")
     elif not any(isinstance(f, _RegisterAfterKerasHub) for f in sys.meta_path):
@@ -91,3 +96,17 @@ def is_preset(path):
     return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isfile(
         os.path.join(path, TASK_FILE)
     )
+
+
+def load_preset(path):
+    """The AlexNet Keras model of a preset folder (`presets.load_keras_model`).
+
+    Raises:
+        errors.InputError: keras_hub is not installed, or the folder is not a preset of an
+            AlexNet classifier.
+    """
+    if not available():
+        raise errors.InputError(f"{path} is a KerasHub preset: reading it needs {EXTRA}.")
+    from keras_alexnet.hub import presets
+
+    return presets.load_keras_model(path)

@@ -16,6 +16,28 @@ import keras
 from keras_alexnet import errors
 from keras_alexnet.models import model_archive
 
+# Model folders that an optional extra reads as a Keras model: (is_one(path), load(path))
+# pairs the extra registers when `import keras_alexnet` runs (`hub`: KerasHub preset
+# folders), so that what reads model files (`paper.readers`) finds them without importing
+# the extra, which builds on more of the package than they do.
+_FOLDER_FORMATS = []
+
+
+def register_folder_format(is_one, load):
+    """Makes `folder_loader` find the folders `is_one(path)` tells, for `load(path)`: their
+    Keras model, or errors.InputError naming the folder and what is wrong with it."""
+    if (is_one, load) not in _FOLDER_FORMATS:
+        _FOLDER_FORMATS.append((is_one, load))
+
+
+def folder_loader(path):
+    """The `load` of the registered model folder format `path` is in, or None."""
+    for is_one, load in _FOLDER_FORMATS:
+        if is_one(path):
+            return load
+    return None
+
+
 # What Keras' safe mode refuses (keras.saving.load_model(safe_mode=True)): the layer or
 # object, in its own error message, and what it would do when loaded.
 _UNSAFE = (

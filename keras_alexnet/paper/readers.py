@@ -13,7 +13,6 @@ import os
 import keras
 
 from keras_alexnet import errors
-from keras_alexnet import hub
 from keras_alexnet.models import layers as layers_lib
 from keras_alexnet.models import loading
 from keras_alexnet.paper import network as net
@@ -59,25 +58,21 @@ def read_file(path, trust=False):
 
 
 def is_keras_file(path):
-    """A Keras model file, or a KerasHub preset folder of an AlexNet (read as its model)."""
-    return os.path.splitext(path)[1].lower() in (".keras", ".h5", ".hdf5") or hub.is_preset(path)
+    """A Keras model file, or a model folder an extra reads as one (a KerasHub preset
+    folder: `loading.folder_loader`)."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext in (".keras", ".h5", ".hdf5") or loading.folder_loader(path) is not None
 
 
 def load_keras(path, trust=False):
     """A Keras model file, loaded without compiling; Lambda code runs only when trusted
     (`loading.load_keras`: errors.InputError naming the file and its fault). A KerasHub
-    preset folder is loaded as the AlexNet Keras model of its classifier."""
-    if hub.is_preset(path):
-        return _load_preset(path)
+    preset folder is loaded as the AlexNet Keras model of its classifier (`hub`, which
+    registers the folders with `loading`)."""
+    load = loading.folder_loader(path)
+    if load is not None:
+        return load(path)
     return loading.load_keras(path, trust)
-
-
-def _load_preset(path):
-    if not hub.available():
-        raise errors.InputError(f"{path} is a KerasHub preset: reading it needs {hub.EXTRA}.")
-    from keras_alexnet.hub import presets
-
-    return presets.load_keras_model(path)
 
 
 def _flat_layers(model):

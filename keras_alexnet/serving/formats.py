@@ -45,8 +45,8 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.models import layers
 from keras_alexnet.models import loading
 from keras_alexnet.models import mean_image
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import runtimes
-from keras_alexnet.training.run import folder as run_dir
 
 EXPORT_FORMATS = ("saved_model", "litert", "onnx", "keras_hub")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")

@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_headers
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import graph_ops
-from keras_alexnet.serving import model_files
 from keras_alexnet.serving import saved_model
 from keras_alexnet.weights import cache
 

@@ -38,11 +38,11 @@ from keras_alexnet.data import folder_sources
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import labels
 from keras_alexnet.models import mean_image
+from keras_alexnet.runs import dataset as run_dataset
+from keras_alexnet.runs import folder as run_dir
+from keras_alexnet.runs import model_files
+from keras_alexnet.runs import write_errors
 from keras_alexnet.serving import formats as formats_lib
-from keras_alexnet.serving import model_files
-from keras_alexnet.training import config as config_lib
-from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_dir
 
 KERAS_FILE = model_files.KERAS_FILE
 TOP_K = 5
@@ -299,7 +299,7 @@ def export_run(
         purpose = "int8 quantization calibrates on"
         split = "train"
         if model is None:
-            source = run_source(run_dir.read_run(model_dir), model_dir, data_dir, purpose)
+            source = run_dataset.run_source(run_dir.read_run(model_dir), data_dir, purpose)
         elif data_dir:
             # Any folder of class folders: its training images, else the others.
             source = folder_sources.evaluation_source(data_dir, split=None)
@@ -322,36 +322,3 @@ def export_run(
         quantize,
         calibration,
     )
-
-
-def run_source(run, model_dir, data_dir=None, purpose="this needs"):
-    """The images of a training run: its dataset, where it was found or in `data_dir`.
-
-    Args:
-        run: the run's settings (`run_dir.read_run`).
-        model_dir: the run's model_dir.
-        data_dir: where the images are now, if not where the run found them.
-        purpose: what needs them, for the error ("int8 quantization calibrates on").
-
-    Raises:
-        ValueError: the images are not there, or their classes are not the run's.
-    """
-    config = config_lib.TrainConfig(
-        model_dir=model_dir,
-        dataset=run.get("dataset_flag", config_lib.BUILTIN_DATASET),
-        data_dir=data_dir or run.get("data_dir"),
-        manual_dir=run.get("manual_dir"),
-    )
-    try:
-        source = config_lib.load_source(config_lib.resolve(config))
-    except (ValueError, OSError, tf.errors.OpError) as error:
-        raise ValueError(
-            f"{purpose} the run's images, which cannot be read ({error}). Point "
-            f"--data_dir at them. Received: data_dir={config.data_dir}"
-        ) from error
-    if list(source.class_names) != list(run["class_names"]):
-        raise ValueError(
-            f"The images' classes differ from the run's. Received: data_dir="
-            f"{config.data_dir} with classes {list(source.class_names)[:3]}..."
-        )
-    return source

@@ -11,20 +11,17 @@ import os
 import numpy as np
 from absl import flags
 
-from keras_alexnet.data import folder_sources
 from keras_alexnet.data import service as data_service
-from keras_alexnet.data import shapes as shapes_dataset
-from keras_alexnet.data import shards as prepared
 from keras_alexnet.data import sources
-from keras_alexnet.data import tfds_sources
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import variants
+from keras_alexnet.runs import dataset as run_dataset
 from keras_alexnet.training import precision
 from keras_alexnet.training import recipes
 from keras_alexnet.weights import catalog
 
-BUILTIN_DATASET = recipes.BUILTIN_DATASET
-PREPARED = "prepared:"  # --dataset=prepared:DIR reads what `prepare` wrote into DIR
+BUILTIN_DATASET = run_dataset.BUILTIN_DATASET
+PREPARED = run_dataset.PREPARED  # --dataset=prepared:DIR reads what `prepare` wrote into DIR
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_MODEL_DIR = "runs/alexnet"
@@ -335,36 +332,8 @@ def _check_run(config):
 
 
 def _check_data(config):
-    """Checks the fields that say where the images come from."""
-    if config.dataset == "folder":
-        _check(
-            config,
-            "data_dir",
-            bool(config.data_dir),
-            "must name the image folder for dataset=folder",
-        )
-    elif config.dataset.startswith(PREPARED):
-        _check(config, "dataset", len(config.dataset) > len(PREPARED), "must be prepared:DIR")
-    elif tfds_sources.is_imagenet2012(config.dataset) and not config.data_dir:
-        # Everything it lacks in one message (the tar files are checked too).
-        tfds_sources.check_imagenet2012(config.dataset, config.data_dir, config.manual_dir)
-    elif config.dataset != BUILTIN_DATASET:
-        _check(
-            config,
-            "data_dir",
-            bool(config.data_dir),
-            f"must name the TFDS data folder for {config.dataset}",
-        )
-    if config.validation_split is not None:
-        _check(
-            config,
-            "validation_split",
-            config.dataset == "folder",
-            "is read for dataset=folder only",
-        )
-        sources.check_validation_split(config.validation_split)
-    if config.manual_dir and not tfds_sources.is_imagenet2012(config.dataset):
-        _check(config, "manual_dir", False, "is only read for dataset=imagenet2012")
+    """Checks the fields that say where the images come from (`run_dataset.check`)."""
+    run_dataset.check(config.dataset, config.data_dir, config.manual_dir, config.validation_split)
     if config.data_service is not None:
         _check_data_service(config)
 
@@ -388,19 +357,14 @@ def is_int(value):
 
 def load_source(config):
     """The `sources.Source` a resolved config names, checked before any work."""
-    if config.dataset == BUILTIN_DATASET:
-        root = shapes_dataset.ensure_shapes_dataset(config.data_dir or shapes_dataset.DEFAULT_ROOT)
-        return folder_sources.folder_source(root, on_bad_image=config.on_bad_image)
-    if config.dataset.startswith(PREPARED):
-        return prepared.prepared_source(config.dataset)
-    if config.dataset == "folder":
-        return folder_sources.folder_source(
-            config.data_dir,
-            on_bad_image=config.on_bad_image,
-            validation_split=config.validation_split,
-            seed=config.seed,
-        )
-    return tfds_sources.tfds_source(config.dataset, config.data_dir, config.manual_dir)
+    return run_dataset.open_source(
+        config.dataset,
+        config.data_dir,
+        config.manual_dir,
+        on_bad_image=config.on_bad_image,
+        validation_split=config.validation_split,
+        seed=config.seed,
+    )
 
 
 def _flag_help(field):

@@ -20,12 +20,12 @@ from keras_alexnet.data import folder_sources
 from keras_alexnet.data import pipelines as input_pipeline
 from keras_alexnet.data import sources
 from keras_alexnet.models import imagenet_classes
-from keras_alexnet.serving import model_files
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import model_files
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import steps
 from keras_alexnet.training import summaries
-from keras_alexnet.training.run import folder as run_folder
 
 CROPS = ("center", "10")  # the central patch, or the paper's ten (section 6)
 

@@ -13,8 +13,8 @@ import os
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+from keras_alexnet.runs import write_errors
 from keras_alexnet.training import summaries
-from keras_alexnet.training import write_errors
 
 # Where a run reads and writes and how it reports, not what it learns: in the Text table, not in
 # the HParams, whose view then lists the recipe.

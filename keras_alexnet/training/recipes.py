@@ -11,9 +11,10 @@ fine-tuning one with `--init_from`. A resumed run keeps the recipe it recorded.
 import dataclasses
 
 from keras_alexnet.paper import numbers as paper
+from keras_alexnet.runs import dataset as run_dataset
 
-BUILTIN_DATASET = "shapes"
-FOLDER_DATASET = "folder"
+BUILTIN_DATASET = run_dataset.BUILTIN_DATASET
+FOLDER_DATASET = run_dataset.FOLDER_DATASET
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import write_errors
 from keras_alexnet.training import distribute
-from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_folder
 
 
 class TrainState:

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet.training import write_errors
+from keras_alexnet.runs import write_errors
 
 # The error rates as TensorBoard shows them: in percent, as the console prints them, under
 # tags that say so (top1_error -> top1_error_pct).

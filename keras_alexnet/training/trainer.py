@@ -33,19 +33,19 @@ from keras_alexnet.data import preprocessing
 from keras_alexnet.data import service as data_service
 from keras_alexnet.models import alexnet as model_lib
 from keras_alexnet.models import inspection
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import lock as run_lock
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import hparams
 from keras_alexnet.training import metrics
 from keras_alexnet.training import preemption
 from keras_alexnet.training import projector
+from keras_alexnet.training import run_record
 from keras_alexnet.training import schedule as schedule_lib
 from keras_alexnet.training import state as train_state
 from keras_alexnet.training import steps
 from keras_alexnet.training import summaries
-from keras_alexnet.training.run import folder as run_folder
-from keras_alexnet.training.run import lock as run_lock
-from keras_alexnet.training.run import record as run_record
 
 
 def train(config, *, strategy=None, source=None):

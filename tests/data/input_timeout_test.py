@@ -8,8 +8,8 @@ import pytest
 import tiny
 
 from keras_alexnet.data import input_timeout
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
 
 
 def stalling(items, release):

@@ -32,11 +32,11 @@ from keras_alexnet.data import shard_writer as prepare
 from keras_alexnet.data import shards as prepared
 from keras_alexnet.data import sources
 from keras_alexnet.data import tfds_sources
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import launcher as launch
+from keras_alexnet.training import run_record as run_setup
 from keras_alexnet.training import trainer as train
-from keras_alexnet.training.run import folder as run_dir
-from keras_alexnet.training.run import record as run_setup
 
 LOCALHOST = "127.0.0.1"
 

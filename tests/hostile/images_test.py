@@ -23,8 +23,8 @@ from keras_alexnet.data import folder_sources
 from keras_alexnet.data import image_headers
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import saved_model
-from keras_alexnet.training.run import folder as run_dir
 
 pytestmark = pytest.mark.skipif(not features.check("webp"), reason="Pillow without WebP")
 

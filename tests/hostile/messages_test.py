@@ -2,7 +2,7 @@
 
 Each tool runs as its users run it, in a child process (`harness.run_tool`), two at a time;
 the readers' many cases are tested without a process beside them (tests/paper/readers_test.py,
-tests/training/run/folder_test.py and lock_test.py, tests/weights/weight_files_test.py,
+tests/runs/folder_test.py and lock_test.py, tests/weights/weight_files_test.py,
 tests/data/folder_sources_test.py). Here: that each tool family turns them into its last
 line, `error: ...`, exit 2 and no traceback; `verify` 1 only for a model it read.
 """
@@ -16,7 +16,7 @@ import harness
 import numpy as np
 import pytest
 
-from keras_alexnet.training.run import folder as run_folder
+from keras_alexnet.runs import folder as run_folder
 
 # A file name that is not UTF-8: bytes 0xff, as Python names it (a surrogate escape).
 NOT_UTF8 = os.fsdecode(b"cat_\xff.jpg")

@@ -16,8 +16,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import saved_model as export
-from keras_alexnet.training.run import folder as run_dir
 
 SCRIPT = textwrap.dedent("""
     import json, sys

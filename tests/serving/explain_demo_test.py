@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from keras_alexnet.data import shapes
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import explanations
-from keras_alexnet.serving import model_files
 
 
 def demo_figures(model_dir):

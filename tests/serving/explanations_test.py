@@ -18,8 +18,8 @@ from tensorboard.plugins.projector import projector_config_pb2
 
 import keras_alexnet
 from keras_alexnet.data import preprocessing
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import explanations
-from keras_alexnet.serving import model_files
 from keras_alexnet.training import projector
 
 

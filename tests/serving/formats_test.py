@@ -16,10 +16,10 @@ from fresh_process import run_module
 from image_data import validation_pixels
 
 from keras_alexnet.paper import onnx_reader
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import prediction as predict
 from keras_alexnet.serving import saved_model as export
-from keras_alexnet.training.run import folder as run_dir
 
 # The test extra installs them (pip install -e ".[test]").
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")

@@ -17,9 +17,9 @@ import keras_alexnet
 from keras_alexnet.benchmarks import format_speed
 from keras_alexnet.models import features
 from keras_alexnet.models import layers
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import runtimes
-from keras_alexnet.training.run import folder as run_dir
 
 pytest.importorskip("ai_edge_litert.interpreter", reason="the litert extra is not installed")
 

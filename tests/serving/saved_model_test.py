@@ -25,10 +25,10 @@ from keras_alexnet.data import bad_images
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.serving import formats
 from keras_alexnet.serving import prediction
 from keras_alexnet.serving import saved_model as export
-from keras_alexnet.training.run import folder as run_dir
 
 
 def test_no_run_or_no_checkpoint_is_a_clear_error(tmp_path):

@@ -16,8 +16,8 @@ from fresh_process import run_module
 
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import evaluation
-from keras_alexnet.training.run import folder as run_folder
 
 
 def hand_evaluation(model_dir, root, crops, folder="validation"):

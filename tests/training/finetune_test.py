@@ -13,9 +13,9 @@ from keras_alexnet.data import shapes as shapes_dataset
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.models import variants
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import folder as run_folder
 
 CAFFE_OFFSET = [-122.68, -116.67, -104.01]  # a converted Caffe model's RGB mean
 

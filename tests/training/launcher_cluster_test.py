@@ -21,8 +21,8 @@ from worker_processes import alive
 from worker_processes import started_pids
 from worker_processes import wait_for_checkpoint
 
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import launcher
-from keras_alexnet.training.run import folder as run_folder
 
 
 def train_args(model_dir, root, *extra):

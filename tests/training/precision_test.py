@@ -10,11 +10,11 @@ import tensorflow as tf
 import tiny
 
 import keras_alexnet
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import config
 from keras_alexnet.training import steps
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import folder as run_folder
 
 # The paper's full-size network takes one step in float32, in each mixed policy and
 # XLA-compiled, in a fresh process: the memory its steps leave behind in TensorFlow and the

@@ -13,11 +13,11 @@ import signal
 import pytest
 import tiny
 
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import distribute
 from keras_alexnet.training import launcher
 from keras_alexnet.training import preemption
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import folder as run_folder
 
 
 def test_signals_are_recorded_while_watched_and_handlers_restored_after():

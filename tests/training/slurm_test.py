@@ -24,9 +24,9 @@ from worker_processes import alive
 from worker_processes import wait_for_checkpoint
 
 from keras_alexnet import errors
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import preemption
 from keras_alexnet.training import slurm
-from keras_alexnet.training.run import folder as run_folder
 
 # --- The environment of a job step -----------------------------------------------------
 

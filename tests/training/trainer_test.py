@@ -20,11 +20,11 @@ import keras_alexnet
 from keras_alexnet.data import image_files
 from keras_alexnet.data import preprocessing
 from keras_alexnet.data import shapes as shapes_dataset
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import lock as run_lock
 from keras_alexnet.training import evaluation
 from keras_alexnet.training import preemption
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import folder as run_folder
-from keras_alexnet.training.run import lock as run_lock
 
 
 def test_training_steps_write_checkpoints_and_summaries(tmp_path, tiny_root):

@@ -21,7 +21,7 @@ import keras_alexnet
 from keras_alexnet import pretrained as pretrained_tool
 from keras_alexnet.models import imagenet_classes
 from keras_alexnet.models import labels
-from keras_alexnet.serving import model_files
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import prediction
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import trainer

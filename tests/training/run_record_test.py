@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.training import run_record
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import folder as run_folder
-from keras_alexnet.training.run import record as run_record
 
 
 def test_batch_must_divide_by_replicas_and_missing_data_is_an_error(tmp_path, tiny_root):

@@ -23,7 +23,7 @@ import threading
 import time
 
 from keras_alexnet import errors
-from keras_alexnet.training import write_errors
+from keras_alexnet.runs import write_errors
 
 LOCK_FILE = "train.lock"
 DEFAULT_LEASE = 120.0  # seconds without a heartbeat before another host's lock is stale

@@ -1,6 +1,6 @@
 """A training run's folder, its model_dir: the files the run leaves there, and reading them back.
 
-The run's record (`RUN_FILE`, written by `record.prepare_run`), the training set's
+The run's record (`RUN_FILE`, written by `training.run_record.prepare_run`), the training set's
 statistics and class names, the checkpoints, and the other workers' scratch folders.
 """
 
@@ -16,7 +16,7 @@ from keras_alexnet import errors
 from keras_alexnet.data import sources
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import alexnet as model_lib
-from keras_alexnet.training import write_errors
+from keras_alexnet.runs import write_errors
 
 STATS_FILE = "dataset_stats.npz"  # mean image and colour PCA of the training set
 LABELS_FILE = "labels.txt"  # class names, one a line, in label order

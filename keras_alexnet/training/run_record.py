@@ -2,7 +2,7 @@
 
 `prepare_run` refuses everything it can before any training work (the config, the
 strategy, the data, a resumed run's settings), opens the data, reads or computes the
-training set's statistics, and writes the record in the run's folder (`folder`).
+training set's statistics, and writes the record in the run's folder (`runs.folder`).
 """
 
 import dataclasses
@@ -20,10 +20,10 @@ from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.models import inspection
 from keras_alexnet.models import layer_weights
 from keras_alexnet.models import loading
+from keras_alexnet.runs import folder as run_folder
 from keras_alexnet.training import config as config_lib
 from keras_alexnet.training import distribute
 from keras_alexnet.training import recipes
-from keras_alexnet.training.run import folder as run_folder
 from keras_alexnet.weights import cache
 from keras_alexnet.weights import catalog
 

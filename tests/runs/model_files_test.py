@@ -19,11 +19,11 @@ from fresh_process import run_module
 import keras_alexnet
 from keras_alexnet.data import preprocessing
 from keras_alexnet.models import imagenet_classes
-from keras_alexnet.serving import model_files
+from keras_alexnet.runs import folder as run_dir
+from keras_alexnet.runs import model_files
 from keras_alexnet.serving import prediction as predict
 from keras_alexnet.training import evaluation
-from keras_alexnet.training.run import folder as run_dir
-from keras_alexnet.training.run import record as run_record
+from keras_alexnet.training import run_record
 
 SYNSETS = ("n01440764", "n02123045", "n15075141")  # tench, tabby, toilet tissue
 

@@ -18,11 +18,11 @@ import pytest
 import tensorflow as tf
 import tiny
 
+from keras_alexnet.runs import folder as run_folder
+from keras_alexnet.runs import write_errors
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import summaries
 from keras_alexnet.training import trainer
-from keras_alexnet.training import write_errors
-from keras_alexnet.training.run import folder as run_folder
 
 
 @contextlib.contextmanager

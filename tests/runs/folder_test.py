@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet import errors
-from keras_alexnet.training.run import folder as run_folder
+from keras_alexnet.runs import folder as run_folder
 
 RUN = dict(
     dataset="folder:x",

@@ -34,7 +34,7 @@ from keras_alexnet.models import inspection
 from keras_alexnet.models import labels
 from keras_alexnet.models import loading
 from keras_alexnet.models import mean_image
-from keras_alexnet.training.run import folder as run_dir
+from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.weights import applications
 from keras_alexnet.weights import cache
 

@@ -15,10 +15,10 @@ import pytest
 import tiny
 
 from keras_alexnet import errors
+from keras_alexnet.runs import lock as run_lock
 from keras_alexnet.serving import saved_model as export
 from keras_alexnet.training import evaluation
 from keras_alexnet.training import trainer
-from keras_alexnet.training.run import lock as run_lock
 
 
 def write_lock(model_dir, **holder):
