@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from keras_alexnet import errors
+from keras_alexnet import hub
+from keras_alexnet.models import loading
 from keras_alexnet.paper import matching
 from keras_alexnet.paper import network as net
 from keras_alexnet.paper import onnx_reader
@@ -85,6 +87,21 @@ def test_a_lambda_layer_is_loaded_only_when_trusted(tmp_path):
         readers.read_file(str(path))
     records = readers.read_file(str(path), trust=True).records
     assert [r.kind for r in records] == ["unknown"]
+
+
+def test_a_kerashub_preset_folder_is_read_through_what_hub_registered(tmp_path, monkeypatch):
+    """paper/ imports nothing of hub/, which stands above it: `import keras_alexnet` has
+    hub register its preset folders with models/loading.py, where the readers find them."""
+    folder = tmp_path / "preset"
+    folder.mkdir()
+    for name in ("config.json", "task.json"):  # what makes a folder a preset, for KerasHub
+        (folder / name).write_text("{}")
+    assert loading.folder_loader(str(folder)) is hub.load_preset
+    assert readers.is_keras_file(str(folder)) and not readers.is_keras_file(str(tmp_path))
+    monkeypatch.setattr(hub, "available", lambda: False)  # as without the keras_hub extra
+    with pytest.raises(errors.InputError) as error:
+        readers.load_keras(str(folder))
+    assert str(error.value) == f"{folder} is a KerasHub preset: reading it needs {hub.EXTRA}."
 
 
 def test_an_unknown_file_is_named(tmp_path):
