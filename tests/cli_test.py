@@ -126,7 +126,7 @@ def help_runs(tmp_path_factory):
     ]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
-    results = fresh_process.run_together(*commands.values(), timeout=300, env=env)
+    results = fresh_process.run_together(*commands.values(), timeout=300, env=env, at_once=4)
     return dict(zip(commands, results))
 
 

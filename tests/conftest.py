@@ -5,10 +5,14 @@ import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlo
 # isort: on
 
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import gc
+import json
 import os
+import pathlib
 
 import image_data
 import keras
@@ -28,19 +32,26 @@ def paper_model():
     return keras_alexnet.AlexNet()
 
 
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# Above this, a test module's end frees what its models hold. The freeing takes a second or
+# two (most of it the collector walking TensorFlow's graphs); most modules stay below.
+FREE_ABOVE = 1536 * 2**20
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _free_memory_after_each_module():
     """Frees what a test module's models hold, so the suite's memory does not add up."""
     yield
+    if _resident_bytes() < FREE_ABOVE:
+        return
     keras.backend.clear_session()
     gc.collect()
     # glibc keeps freed memory for reuse; give it back, so the suite's peak is one module's.
     ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-
-
-def _resident_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +89,27 @@ def tiny_root(tmp_path_factory):
     return shapes_dataset.ensure_shapes_dataset(root, **tiny.SHAPES)
 
 
+def shared(tmp_path_factory, name, make):
+    """make(folder) run once per test session, its JSON result returned to every caller.
+
+    Under pytest-xdist each worker is a session of its own: the first worker to get here
+    makes the result in a folder all workers see (beside their own temporary folders),
+    under a file lock; the others wait for it and read it. Only for results that the
+    tests read and never change.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{folder}.lock", "w") as lock, contextlib.ExitStack() as unlock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        done = folder / "result.json"
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            done.write_text(json.dumps(make(folder)))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """The tiny variant trained one epoch (6 steps) on a small built-in set: (model_dir, root).
@@ -85,23 +117,31 @@ def trained(tmp_path_factory):
     Trained once per session for the evaluate, export and predict tests, which count on
     its 6 classes and 18 validation images; none of them may change its checkpoint.
     """
-    base = tmp_path_factory.mktemp("eval")
-    root = shapes_dataset.ensure_shapes_dataset(
-        base / "shapes", num_classes=6, train_per_class=8, val_per_class=3, image_size=(64, 80)
-    )
-    model_dir = str(base / "run")
-    train.train(tiny.train_config(model_dir, root, init="he", input_scale="auto"))
-    return model_dir, root
+
+    def make(base):
+        root = shapes_dataset.ensure_shapes_dataset(
+            base / "shapes", num_classes=6, train_per_class=8, val_per_class=3, image_size=(64, 80)
+        )
+        model_dir = str(base / "run")
+        train.train(tiny.train_config(model_dir, root, init="he", input_scale="auto"))
+        return model_dir, str(root)
+
+    model_dir, root = shared(tmp_path_factory, "trained", make)
+    return model_dir, pathlib.Path(root)
 
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory):
     """The trained run exported twice under the name "tiny": (directory, version 1, version 2)."""
     model_dir, _ = trained
-    out = tmp_path_factory.mktemp("saved_models")
-    first = export.export_run(model_dir, str(out), name="tiny")
-    second = export.export_run(model_dir, str(out), name="tiny")
-    return out, first, second
+
+    def make(out):
+        first = export.export_run(model_dir, str(out), name="tiny")
+        second = export.export_run(model_dir, str(out), name="tiny")
+        return str(out), first, second
+
+    out, first, second = shared(tmp_path_factory, "saved_models", make)
+    return pathlib.Path(out), first, second
 
 
 @pytest.fixture(scope="session")
@@ -111,15 +151,18 @@ def exported_formats(trained, tmp_path_factory):
     int8 calibrates on 24 of the run's training images.
     """
     model_dir, _ = trained
-    out = tmp_path_factory.mktemp("formats")
-    return export.export_run(
-        model_dir,
-        str(out),
-        name="tiny",
-        formats="saved_model,litert,onnx",
-        quantize="none,float16,dynamic,int8",
-        calibration_images=24,
-    )
+
+    def make(out):
+        return export.export_run(
+            model_dir,
+            str(out),
+            name="tiny",
+            formats="saved_model,litert,onnx",
+            quantize="none,float16,dynamic,int8",
+            calibration_images=24,
+        )
+
+    return shared(tmp_path_factory, "formats", make)
 
 
 @pytest.fixture(scope="session")

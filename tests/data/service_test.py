@@ -181,6 +181,7 @@ def test_two_replicas_with_dropout_read_from_the_service(cluster, tmp_path, tiny
         "--learning_rate=0.001",
         "--init=paper",
         "--stats_images=16",
+        "--projector_images=0",
         "--input_timeout=120",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -129,6 +129,7 @@ def test_two_replicas_train_from_prepared_shards_with_dropout_and_validation(
         "--epochs=1",
         "--stats_images=16",
         "--learning_rate=0.001",
+        "--projector_images=0",
     ]
     result = run_module("train", *args)
     assert result.returncode == 0, result.stderr[-3000:]

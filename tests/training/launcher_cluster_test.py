@@ -38,6 +38,7 @@ def train_args(model_dir, root, *extra):
         "--init=paper",
         "--learning_rate=0.001",
         "--checkpoint_every=2",
+        *tiny.FAST_FLAGS,
         *extra,
     ]
 

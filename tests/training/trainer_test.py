@@ -199,6 +199,7 @@ def signal_args(root, replicas, checkpoint_every=2):
         "--init=paper",
         "--stats_images=16",
         "--deterministic",
+        *tiny.FAST_FLAGS,
     ]
 
 
@@ -389,6 +390,7 @@ def test_a_resume_after_two_reductions_ends_bit_identical(tmp_path, tiny_root):
         lr_patience=1,
         lr_max_reductions=2,
         deterministic=True,
+        on_bad_image="skip",
     )
     straight = trainer.train(cfg)
     assert straight["learning_rate"] == pytest.approx(1e-4), "the rate was not lowered twice"
