@@ -5,9 +5,10 @@
     python -m keras_alexnet.export --model=bvlc_alexnet --format=keras_hub  # + a KerasHub preset
 
 Writes a new numeric version under OUTPUT_DIR/<name>/, the layout TensorFlow Serving
-watches: the SavedModel (image file bytes in), model.keras (raw RGB pixels in), labels.txt,
-dataset_stats.npz and, with --format, LiteRT and ONNX files and a KerasHub preset folder
-(keras_hub/). An existing version is never touched.
+watches: the SavedModel (image file bytes, or raw RGB pixels, in), model.keras (raw RGB
+pixels in), labels.txt, dataset_stats.npz and, with --format, LiteRT and ONNX files (raw RGB
+pixels in, uint8 for the int8 file) and a KerasHub preset folder (keras_hub/). An existing
+version is never touched.
 
 `serving.saved_model` describes the files.
 """

@@ -78,6 +78,22 @@ def pillow_bytes(fmt, mode, seed=0, size=64, **kwargs):
     return buffer.getvalue()
 
 
+def raw_validation_pixels(root):
+    """A run's validation images in `root` as the exported files take them (the central
+    patch of the 256x256 image, raw RGB 0-255, no mean subtracted): (their paths, sorted,
+    and float32 pixels)."""
+    paths = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))
+    pixels = np.stack(
+        [
+            preprocessing.center_crop(
+                preprocessing.decode_and_center_crop(tf.io.read_file(p)), preprocessing.CROP_SIZE
+            ).numpy()
+            for p in paths
+        ]
+    )
+    return paths, pixels
+
+
 def validation_pixels(model_dir, root):
     """A run's validation images in `root` as evaluation preprocesses them (the run's mean
     subtracted, central patch): (their paths, sorted, and float32 pixels)."""

@@ -5,7 +5,8 @@ compete for the same cores, and whichever runs second is slowed by the others' s
 threads: measured, TensorFlow's SavedModel took 34.6 ms per image beside LiteRT and ONNX
 Runtime against 17.8 ms alone. `FormatProcess` starts this file as a script,
 
-    python .../keras_alexnet/benchmarks/format_process.py --file=PATH --pixels=NPY --threads=N
+    python .../keras_alexnet/benchmarks/format_process.py --file=PATH --pixels=NPY \
+        --mean=NPY --threads=N
 
 which loads the one runtime the file needs (LiteRT for .tflite, ONNX Runtime for .onnx,
 TensorFlow for a SavedModel folder, Keras and this package for .keras) and nothing else:
@@ -22,9 +23,12 @@ The two talk in lines of JSON. Once the file is loaded, the process prints
     {"profile": n, "repeat": k}     {"ops": [...]}: per-operation time (LiteRT files)
     {"quit": true}                  the process ends (also at the end of its input)
 
-The info holds the file's input size; the pixels (float32, mean subtracted, [images,
-size, size, 3]) are read at the first request from the .npy file the benchmark writes
-once it knows that size.
+The info holds the file's input size, and what it takes (`takes_raw`, `input_dtype`); the
+pixels (float32 raw RGB 0-255, the central patches, [images, size, size, 3]) are read at
+the first request from the .npy file the benchmark writes once it knows that size, and
+made once what the file takes, before any run is timed: uint8 for an int8 LiteRT file,
+and, for a file exported by 0.1.0 (which takes pixels with the training mean subtracted),
+less the mean image's central window, from the --mean .npy file.
 """
 
 import argparse
@@ -56,14 +60,17 @@ class FormatProcess(child_process.ChildProcess):
     Args:
         path: a .tflite, .onnx or .keras file, or a SavedModel folder (its
             `predict_pixels` signature).
-        pixels: a .npy file of float32 preprocessed images.
+        pixels: a .npy file of float32 raw RGB 0-255 images (central patches).
         threads: the runtime's threads.
+        mean: a .npy file of the mean image's central window, for files that take
+            mean-subtracted pixels (exported by 0.1.0).
     """
 
-    def __init__(self, path, pixels, threads):
+    def __init__(self, path, pixels, threads, mean=None):
         super().__init__(
             os.path.abspath(__file__),
-            [f"--file={path}", f"--pixels={pixels}", f"--threads={threads}"],
+            [f"--file={path}", f"--pixels={pixels}", f"--threads={threads}"]
+            + ([f"--mean={mean}"] if mean else []),
             f"The benchmark's process for {path}",
         )
         self.path = path
@@ -101,23 +108,58 @@ def _load_runtimes():
 
 
 class _SavedModelRunner:
-    """A SavedModel's predict_pixels signature in TensorFlow."""
+    """A SavedModel's predict_pixels signature in TensorFlow: raw RGB pixels in (its input
+    named "rgb"), or mean-subtracted ones (0.1.0's, "pixels")."""
 
     def __init__(self, path, threads):
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        _tensorflow_threads(threads)
         self._tf = tf
         self.function = tf.saved_model.load(path).signatures["predict_pixels"]
-        self.input_size = int(self.function.structured_input_signature[1]["pixels"].shape[1])
+        ((self.input_name, spec),) = self.function.structured_input_signature[1].items()
+        self.input_size = int(spec.shape[1])
+        self.takes_raw = self.input_name == _load_runtimes().RAW_INPUT
 
     def __call__(self, pixels):
-        return self.function(pixels=self._tf.constant(pixels))["probabilities"].numpy()
+        outputs = self.function(**{self.input_name: self._tf.constant(pixels)})
+        return outputs["probabilities"].numpy()
+
+
+def file_input(runner, pixels, mean=None):
+    """Raw float32 pixels as the runner's file takes them: less the mean window for a file
+    that takes mean-subtracted pixels (0.1.0's), and in the file's input type (uint8 for
+    an int8 LiteRT file), so that no conversion is timed."""
+    pixels = np.asarray(pixels, np.float32)
+    if not runner.takes_raw:
+        if mean is None:
+            raise ValueError("The file takes mean-subtracted pixels: the mean image is needed")
+        pixels = pixels - np.asarray(mean, np.float32)
+    details = getattr(runner, "input", None)
+    if details is not None and details["dtype"] != np.float32:
+        pixels = _load_runtimes().quantize(pixels, details)
+    return np.ascontiguousarray(pixels)
+
+
+def input_dtype(runner):
+    """The dtype name of the runner's file's input: float32, or uint8 for an int8 file."""
+    details = getattr(runner, "input", None)
+    return np.dtype(details["dtype"]).name if details is not None else "float32"
+
+
+def _tensorflow_threads(threads):
+    """TensorFlow's thread pools, set before it runs anything (None: left as they are, for a
+    process where TensorFlow already ran)."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def open_file(path, threads):
-    """The runner of an exported file: a callable from float32 pixels to probabilities.
+    """The runner of an exported file: a callable from float32 pixels to probabilities,
+    with `takes_raw` (raw RGB 0-255 in, else mean-subtracted pixels: 0.1.0's exports).
 
     Returns:
         (runner, runtime name).
@@ -130,10 +172,7 @@ def open_file(path, threads):
     if extension == ".onnx":
         return _load_runtimes().OnnxModel(path, threads), "onnxruntime"
     if extension == ".keras":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        _tensorflow_threads(threads)
         from keras_alexnet.serving import formats
 
         return formats.KerasModel(path), "Keras (TensorFlow)"
@@ -161,7 +200,7 @@ def op_times(path, pixels, threads, repeat):
 
     Args:
         path: the .tflite file.
-        pixels: the input, float32 [batch, size, size, 3].
+        pixels: the input, as the file takes it (`file_input`), [batch, size, size, 3].
         threads: the interpreter's threads.
         repeat: timed runs per cut.
 
@@ -240,7 +279,7 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def _serve(runner, pixels_file, path, threads):
+def _serve(runner, pixels_file, mean_file, path, threads):
     pixels = None
     for line in sys.stdin:
         request = json.loads(line)
@@ -248,7 +287,8 @@ def _serve(runner, pixels_file, path, threads):
             return
         try:
             if pixels is None:  # written by the benchmark once the processes are up
-                pixels = np.load(pixels_file, mmap_mode="r")
+                mean = np.load(mean_file) if mean_file else None
+                pixels = file_input(runner, np.load(pixels_file, mmap_mode="r"), mean)
             if "time" in request:
                 batch = np.ascontiguousarray(pixels[: request["time"]])
                 reply = {"seconds": _runs(runner, batch, request)}
@@ -276,6 +316,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", required=True)
     parser.add_argument("--pixels", required=True)
+    parser.add_argument("--mean", default=None)
     parser.add_argument("--threads", type=int, required=True)
     args = parser.parse_args(argv)
     # The runtime's own output (XNNPACK's "Created delegate" line, ...) goes to stderr,
@@ -286,8 +327,9 @@ def main(argv=None):
     runner, runtime = open_file(args.file, args.threads)
     info = {"runtime": runtime, "pid": os.getpid(), "threads": args.threads}
     info.update(input_size=runner.input_size, tensorflow_loaded="tensorflow" in sys.modules)
+    info.update(takes_raw=bool(runner.takes_raw), input_dtype=input_dtype(runner))
     print(json.dumps({"info": info}), flush=True)
-    _serve(runner, args.pixels, args.file, args.threads)
+    _serve(runner, args.pixels, args.mean, args.file, args.threads)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ formats.py), on the run's validation images (central patch), in one run:
   first run of each turn finds the caches full of the other processes' weights and the
   processor slowed down: it is reported apart, as the cold latency, and the figures are
   medians of the second half of each turn's runs (see `TURN_S`);
+- what it takes: every file of this package's exports raw RGB 0-255 pixels (uint8 for
+  the int8 LiteRT file, float32 for the others), the mean image inside; each process is
+  given the central patches (float32 raw RGB) and makes them its file's input once, before
+  any timing (`format_process.file_input`; less the mean for a file exported by 0.1.0);
 - top-1 agreement with the float32 Keras model (model.keras), and the top-1 error;
 - for each LiteRT file, the time of each operation, summed per layer, at batch 1 and at
   --batch_size (`format_process.op_times`): where the time goes.
@@ -56,19 +60,29 @@ TURN_S = 0.3
 
 
 def validation_pixels(model_dir, data_dir=None, crop=preprocessing.CROP_SIZE):
-    """The run's validation images, preprocessed as evaluation does: (pixels, labels)."""
+    """The run's validation images as the exported files take them: the central patch of
+    the 256x256 image, raw RGB 0-255 (float32), as evaluation preprocesses them but for
+    the mean. Returns (pixels, labels)."""
     run = run_dir.read_run(model_dir)
     source = run_dataset.run_source(run, data_dir, "The benchmark measures on")
-    stats = run_dir.read_stats(model_dir)
+    size = run_dir.read_stats(model_dir).mean_image.shape[0]
     ds = source.examples("validation").map(
         lambda ref, label: (
-            preprocessing.preprocess_for_eval(source.load(ref), stats, crop=crop),
+            preprocessing.central_patch(source.load(ref), size=size, crop=crop),
             label,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     pixels, labels = zip(*ds.as_numpy_iterator())
     return np.stack(pixels), np.array(labels)
+
+
+def mean_window(stats, crop):
+    """The central crop x crop window of a `stats.Stats`' mean image: what a file exported
+    by 0.1.0 wants subtracted from the central patch (float32 [crop, crop, 3])."""
+    mean = np.asarray(stats.mean_image, np.float32)
+    top = (len(mean) - crop) // 2
+    return mean[top : top + crop, top : top + crop]
 
 
 def _saved_model_size(version):
@@ -171,16 +185,19 @@ def run_benchmark(
     graph_ops.check(version, trust_model)
     threads = threads or os.cpu_count()
     found = format_files(version)
+    stats = run_dir.read_stats(version) or run_dir.read_stats(model_dir)
     with tempfile.TemporaryDirectory() as scratch:
         pixels_file = os.path.join(scratch, "pixels.npy")
+        mean_file = os.path.join(scratch, "mean.npy")
         processes = {
-            name: format_process.FormatProcess(path, pixels_file, threads)
+            name: format_process.FormatProcess(path, pixels_file, threads, mean=mean_file)
             for name, path, _ in found
         }
         try:
             infos = {name: process.ready() for name, process in processes.items()}
             crop = infos[SAVED_MODEL]["input_size"]
             pixels, labels = validation_pixels(model_dir, data_dir, crop=crop)
+            np.save(mean_file, mean_window(stats, crop))
             np.save(pixels_file, pixels)
             probabilities = {
                 name: process.predict(os.path.join(scratch, f"{i}.npy"), batch_size)
@@ -206,7 +223,7 @@ def run_benchmark(
     int8_file = os.path.join(version, formats.litert_file("int8"))
     if os.path.exists(int8_file):
         keras_model = keras.models.load_model(os.path.join(version, saved_model.KERAS_FILE))
-        errors = int8_layer_errors(int8_file, keras_model, pixels[:batch])
+        errors = int8_layer_errors(int8_file, keras_model, pixels[:batch], mean_window(stats, crop))
     reference = probabilities[saved_model.KERAS_FILE].argmax(-1)
     float_size = {n: s for n, _, s in found}.get(formats.litert_file("none"))
     rows = []
@@ -216,6 +233,7 @@ def run_benchmark(
             {
                 "format": name,
                 "runtime": infos[name]["runtime"],
+                "input": _input_text(infos[name]),
                 "pid": infos[name]["pid"],
                 "tensorflow_loaded": infos[name]["tensorflow_loaded"],
                 "bytes": size,
@@ -242,6 +260,12 @@ def run_benchmark(
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
+
+
+def _input_text(info):
+    """What a file takes, for the table: "uint8 RGB", "float32 RGB" (raw 0-255), or
+    "float32 less mean" (0.1.0's exports)."""
+    return f"{info['input_dtype']} " + ("RGB" if info["takes_raw"] else "less mean")
 
 
 def layer_of(name, kind):
@@ -273,7 +297,7 @@ def layer_times(ops):
     return [(name, ms, names) for name, (ms, names) in layers.items()]
 
 
-def int8_layer_errors(path, model, pixels):
+def int8_layer_errors(path, model, pixels, mean=None):
     """How far an int8 LiteRT file is from the float32 model, layer by layer.
 
     The file runs with every intermediate tensor kept; the last tensor of each layer
@@ -285,7 +309,9 @@ def int8_layer_errors(path, model, pixels):
         path: the int8 .tflite file.
         model: the float32 Keras model it was converted from (model.keras: with or
             without the mean image inside).
-        pixels: preprocessed images (mean subtracted), float32 [n, size, size, 3].
+        pixels: raw RGB 0-255 central patches, float32 [n, size, size, 3].
+        mean: the mean image's central window [size, size, 3], subtracted for a file or
+            model that takes mean-subtracted pixels (0.1.0's exports); None if neither does.
 
     Returns:
         A list of dicts in the network's order: "layer", "error" (the relative RMS error
@@ -301,7 +327,7 @@ def int8_layer_errors(path, model, pixels):
     with warnings.catch_warnings():  # "for debugging purposes only": that is what it does here
         warnings.simplefilter("ignore", UserWarning)
         runner = runtimes.LiteRTModel(path, experimental_preserve_all_tensors=True)
-    runner(pixels)
+    runner(pixels if runner.takes_raw else pixels - mean)
     interpreter = runner.interpreter
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
 
@@ -309,11 +335,8 @@ def int8_layer_errors(path, model, pixels):
         return runtimes.dequantize(interpreter.get_tensor(index), details[index])
 
     producer = {op["output"]: op for op in ops}
-    _, mean = mean_image.split(model)  # a model that subtracts the mean takes raw pixels
-    inputs = pixels
-    if mean is not None:
-        top = (len(mean) - pixels.shape[1]) // 2
-        inputs = pixels + mean[top : top + pixels.shape[1], top : top + pixels.shape[2]]
+    # A model.keras of this package subtracts the mean itself; 0.1.0's took it subtracted.
+    inputs = pixels if mean_image.find(model) is not None or mean is None else pixels - mean
     wanted = features.feature_extractor(model, layers_here)(inputs, training=False)
     rows = []
     for name in layers_here:
@@ -344,15 +367,15 @@ def format_table(report):
     """
     base = next(r for r in report["rows"] if r["format"] == SAVED_MODEL)
     lines = [
-        f"| file | runtime | size | of float32 | batch-1 latency | images/s, batch "
+        f"| file | runtime | input | size | of float32 | batch-1 latency | images/s, batch "
         f"{report['batch_size']} | batch-1 latency, cold | top-1 agreement with Keras "
         "| top-1 error |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         share = f"{row['size_vs_float32']:.1%}" if row["size_vs_float32"] else ""
         lines.append(
-            f"| `{row['format']}` | {row['runtime']} "
+            f"| `{row['format']}` | {row['runtime']} | {row.get('input', '')} "
             f"| {row['bytes'] / 1e6:.1f} MB | {share} "
             f"| {row['latency_ms']:.1f} ms (x{row['latency_ms'] / base['latency_ms']:.2f}) "
             f"| {row['images_per_s']:.1f} (x{row['images_per_s'] / base['images_per_s']:.2f}) "

@@ -466,3 +466,20 @@ def preprocess_for_eval(encoded, stats, crops="center", crop=CROP_SIZE):
     if crops == "10":
         return ten_crop(image, crop)
     raise ValueError(f'crops must be "center" or "10". Received: crops={crops!r}')
+
+
+def central_patch(encoded, size=IMAGE_SIZE, crop=CROP_SIZE):
+    """bytes -> the central patch, raw RGB 0-255: what the exported files take.
+
+    `preprocess_for_eval`'s central patch without the mean subtracted: the exports subtract
+    the mean image's central window inside, which gives the same values.
+
+    Args:
+        encoded: scalar string tensor, an image file's bytes (see `decode_and_center_crop`).
+        size: the side of the square the image is brought to (the mean image's, 256).
+        crop: side of the patch.
+
+    Returns:
+        float32 [crop, crop, 3], 0-255.
+    """
+    return center_crop(decode_and_center_crop(encoded, size), crop)

@@ -341,6 +341,12 @@ def read_onnx(path):
             if bias:  # MatMul + Add, towers' Concat + Add: the layer's bias
                 records[-1].params += sum(int(b.size) for b in bias)
                 continue
+        if node.op_type in ("Sub", "Add", "Mul", "Div") and not any(
+            r.kind in ("conv", "dense") for r in records
+        ):
+            # Before the first layer: the input's normalisation (an export's mean image, a
+            # scale), whose constants are not weights.
+            constants.update(i for i in node.input if i in g.init)
         record = _onnx_record(g, node)
         if record is None:
             continue

@@ -22,9 +22,14 @@ with int8 kernels in TFLite, instead of TFLite's float-only LOCAL_RESPONSE_NORMA
 (`layers.graph_for_conversion`); onnxruntime also runs it faster than its LRN node, and
 `verify` reads it as LRN. In float32 it is the same to about 1e-7.
 
-Every file takes what the SavedModel's `predict_pixels` takes, float32 pixels [batch, 227,
-227, 3] with the training mean subtracted (the int8 file too: it quantizes them itself),
-and returns float32 probabilities [batch, classes]. The batch size is free.
+Every file takes what the SavedModel's `predict_pixels` and model.keras take: raw RGB
+0-255 pixels [batch, 227, 227, 3], the central patch of the 256x256 image, with the
+training mean image subtracted inside (`mean_image.with_mean`), under the input name
+"rgb" (`runtimes.RAW_INPUT`); float32, but for the int8 file, which takes uint8 (scale 1,
+zero point 0: the pixel values themselves, as a camera gives them). Each returns float32
+probabilities [batch, classes]. The batch size is free. Files exported by 0.1.0 take
+float32 pixels with the mean already subtracted, under the name "pixels": the runtimes
+here tell them apart by that name (`takes_raw`) and still run them.
 
 `open_runtime(path)` runs any of them (and a `.keras` file) behind one interface: `.tflite` through
 the LiteRT interpreter (`ai_edge_litert`, or TensorFlow's own `tf.lite.Interpreter` where it
@@ -42,6 +47,7 @@ import tensorflow as tf
 from keras_alexnet import errors
 from keras_alexnet import hub
 from keras_alexnet.data import preprocessing
+from keras_alexnet.models import inspection
 from keras_alexnet.models import layers
 from keras_alexnet.models import loading
 from keras_alexnet.models import mean_image
@@ -52,7 +58,7 @@ EXPORT_FORMATS = ("saved_model", "litert", "onnx", "keras_hub")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
-INPUT_NAME = "pixels"
+INPUT_NAME = runtimes.RAW_INPUT
 OUTPUT_NAME = "probabilities"
 ONNX_EXTRA = runtimes.ONNX_EXTRA
 
@@ -95,17 +101,21 @@ def _pixel_signature(model):
 
 
 def _probabilities(model):
-    return lambda pixels: {OUTPUT_NAME: tf.cast(model(pixels, training=False), tf.float32)}
+    def probabilities(rgb):  # a signature's input is named after the argument too
+        return {OUTPUT_NAME: tf.cast(model(rgb, training=False), tf.float32)}
+
+    return probabilities
 
 
 def litert_bytes(model, quantize="none", calibration=None):
     """Converts a model to a LiteRT flatbuffer.
 
     Args:
-        model: the Keras model (preprocessed pixels in, probabilities out).
+        model: the Keras model (raw RGB 0-255 pixels in, the mean image inside:
+            `saved_model.raw_pixels_model`; probabilities out).
         quantize: "none", "float16", "dynamic" or "int8".
-        calibration: for "int8", float32 preprocessed pixels [n, 227, 227, 3] whose
-            activation ranges set the int8 scales.
+        calibration: for "int8", float32 raw RGB pixels [n, 227, 227, 3] (central
+            patches, `calibration_pixels`) whose activation ranges set the int8 scales.
 
     Returns:
         The .tflite file's bytes.
@@ -146,8 +156,10 @@ def _int8_bytes(converter, calibration, scratch):
     `QuantizationDebugger` (tf.lite.experimental) with those nodes denylisted; their
     name comes from the float32 file.
 
+    The input is then made uint8 (`_uint8_input`): raw pixels as a camera gives them.
+
     Returns:
-        The .tflite file's bytes: float32 pixels in, float32 probabilities out.
+        The .tflite file's bytes: uint8 pixels in, float32 probabilities out.
     """
     path = os.path.join(scratch, "float32.tflite")
     with open(path, "wb") as f:
@@ -172,14 +184,57 @@ def _int8_bytes(converter, calibration, scratch):
                 denylisted_ops=["SOFTMAX"], denylisted_nodes=dense[-1:]
             ),
         )
-        return debugger.get_nondebug_quantized_model()
+        return _uint8_input(debugger.get_nondebug_quantized_model())
+
+
+def _uint8_input(content):
+    """A full-integer LiteRT file whose float32 input is quantized by its first operation,
+    with a uint8 input instead: scale 1, zero point 0, the pixel values themselves.
+
+    The debugger's quantizer leaves the input float32 (it has no `inference_input_type`),
+    quantized by a QUANTIZE to int8 at the scale calibrated on raw 0-255 images (the
+    range of their darkest and brightest pixels: about 1, a little less when no image
+    holds a 0 or a 255). Here the input becomes uint8 at scale 1 and zero point 0, and
+    that QUANTIZE's int8 output scale 1 and zero point -128: the whole 0-255 range, a
+    step of 1, so that a camera's uint8 pixel passes exactly (shifted by 128) whatever
+    images calibrated the file, and none is clipped to the calibration images' range. The
+    operation after it reads the scale from that tensor.
+
+    Raises:
+        ValueError: the input is not read by one QUANTIZE operation into int8.
+    """
+    schema, flatbuffer_utils = runtimes.flatbuffers()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    (index,) = graph.inputs
+    ops = runtimes.model_operations(model)
+    readers = [op for op in ops if index in op["inputs"]]
+    if (
+        [op["op"] for op in readers] != ["QUANTIZE"]
+        or graph.tensors[index].type != schema.TensorType.FLOAT32
+        or graph.tensors[readers[0]["output"]].type != schema.TensorType.INT8
+    ):
+        raise ValueError(
+            "The int8 file's input is not quantized to int8 by one operation: it is read by "
+            f"{[op['op'] for op in readers]}"
+        )
+    graph.tensors[index].type = schema.TensorType.UINT8
+    for tensor, zero in ((index, 0), (readers[0]["output"], -128)):
+        quantization = schema.QuantizationParametersT()
+        quantization.scale, quantization.zeroPoint = [1.0], [zero]
+        graph.tensors[tensor].quantization = quantization
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def onnx_model(model, opset=ONNX_OPSET):
     """Converts a model to ONNX through tf2onnx, checked by `onnx.checker`.
 
+    Args:
+        model: the Keras model (raw RGB 0-255 pixels in, the mean image inside).
+        opset: the ONNX opset.
+
     Returns:
-        The `onnx.ModelProto`: input "pixels", output "probabilities".
+        The `onnx.ModelProto`: input "rgb", output "probabilities".
 
     Raises:
         ImportError: tf2onnx or onnx is not installed (the `onnx` extra).
@@ -232,11 +287,12 @@ def write(model, folder, formats, quantize=("none",), calibration=None):
     written here). An existing file is never overwritten.
 
     Args:
-        model: the Keras model (preprocessed pixels in, probabilities out).
+        model: the Keras model (raw RGB 0-255 pixels in, the mean image inside:
+            `saved_model.raw_pixels_model`; probabilities out).
         folder: an existing folder, e.g. an export version being written.
         formats: formats from `EXPORT_FORMATS`; "saved_model" is skipped here.
         quantize: the LiteRT quantizations to write, from `QUANTIZATIONS`.
-        calibration: float32 pixels [n, 227, 227, 3] for "int8".
+        calibration: float32 raw pixels [n, 227, 227, 3] for "int8" (`calibration_pixels`).
 
     Returns:
         The names of the files written, in `folder`.
@@ -261,37 +317,50 @@ def write(model, folder, formats, quantize=("none",), calibration=None):
 
 
 def calibration_pixels(source, stats, count, crop=preprocessing.CROP_SIZE, seed=0, split="train"):
-    """Preprocessed images to calibrate int8 quantization with.
+    """Images to calibrate int8 quantization with, as the exported files take them.
 
     The first `count` images of the split (the training split by default) in the shuffled
     order of (seed, epoch 0), so every class is represented, preprocessed as evaluation and
-    serving preprocess them (central patch, training mean subtracted): the inputs the model
-    will see.
+    serving preprocess them but for the mean (the central patch, raw RGB 0-255): the inputs
+    the files will see, whose model subtracts the mean inside.
+
+    Args:
+        source: the images' `sources.Source`.
+        stats: the training set's `stats.Stats`: the size of its mean image is the side
+            the images are brought to (256).
+        count: how many images.
+        crop: the side of the central patch.
+        seed: the shuffled order's seed.
+        split: the split to take them from.
 
     Returns:
         float32 [n, crop, crop, 3], n = min(count, the split's images).
     """
     if count < 1:
         raise ValueError(f"calibration_images must be >= 1. Received: {count}")
+    size = stats.mean_image.shape[0]
     ds = source.examples(split, order=(seed, 0)).take(count)
     ds = ds.map(
-        lambda ref, label: preprocessing.preprocess_for_eval(source.load(ref), stats, crop=crop),
+        lambda ref, label: preprocessing.central_patch(source.load(ref), size=size, crop=crop),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return np.stack(list(ds.as_numpy_iterator()))
 
 
 class KerasModel:
-    """A .keras file saved by this package: float32 pixels in (mean subtracted, as the
-    other files take them), probabilities out.
+    """A .keras file saved by this package: float32 pixels in, probabilities out.
 
-    An exported model.keras subtracts the mean image itself (`mean_image`); here it is
-    taken out, so that the file runs on the pixels every format here takes.
+    An exported model.keras takes raw RGB 0-255 pixels (the mean image inside,
+    `mean_image`), as does a converted one (its input normalisation inside): `takes_raw`.
+    A .keras file with neither, as 0.1.0 exported, takes mean-subtracted pixels.
     """
 
     def __init__(self, path):
         self.path = path
-        self.model, _ = mean_image.split(loading.load_keras(path))
+        self.model = loading.load_keras(path)
+        self.takes_raw = mean_image.find(self.model) is not None or (
+            inspection.normalizes_input(self.model)
+        )
         self.input_size = int(self.model.input_shape[1])
 
     def __call__(self, pixels):
@@ -314,7 +383,8 @@ def open_runtime(path):
 
     Returns:
         A callable from float32 pixels [batch, size, size, 3] to float32 probabilities,
-        with `input_size` (the side of its square input) and `path`.
+        with `input_size` (the side of its square input), `path` and `takes_raw` (raw RGB
+        0-255 pixels in, else pixels with the training mean subtracted: 0.1.0's exports).
 
     Raises:
         ValueError: the file is of another kind.
@@ -344,9 +414,12 @@ def _one_line(error, limit=300):
 
 def serving_function(path, top_k=5):
     """Runs a model file of an export folder on image files, as the SavedModel's
-    `serving_default` does: decoding and the evaluation preprocessing, then the model.
+    `serving_default` does: decoding and the evaluation preprocessing (the central patch of
+    the 256x256 image, raw RGB 0-255), then the model, which subtracts the mean inside.
 
-    The folder must hold the export's `labels.txt` and `dataset_stats.npz` (the mean image).
+    The folder must hold the export's `labels.txt`; for a file that takes mean-subtracted
+    pixels (exported by 0.1.0), `dataset_stats.npz` too (the mean image), which is then
+    subtracted here.
 
     Returns:
         A function of `images` (a string tensor of encoded image files) returning a dict of
@@ -362,17 +435,21 @@ def serving_function(path, top_k=5):
         raise ValueError(f"{run_dir.LABELS_FILE} must sit beside the model file. Received: {path}")
     labels = run_dir.read_labels(folder)
     stats = run_dir.read_stats(folder)
-    if stats is None:
-        raise ValueError(f"{run_dir.STATS_FILE} must sit beside the model file. Received: {path}")
+    if stats is None and not model.takes_raw:
+        raise ValueError(
+            f"{run_dir.STATS_FILE} must sit beside a model file that takes mean-subtracted "
+            f"pixels. Received: {path}"
+        )
+    size = preprocessing.IMAGE_SIZE if stats is None else stats.mean_image.shape[0]
     k = min(top_k, len(labels))
 
+    def pixels_of(image):
+        if model.takes_raw:
+            return preprocessing.central_patch(image, size=size, crop=model.input_size)
+        return preprocessing.preprocess_for_eval(image, stats, crop=model.input_size)
+
     def serve(images):
-        pixels = np.stack(
-            [
-                preprocessing.preprocess_for_eval(image, stats, crop=model.input_size).numpy()
-                for image in tf.unstack(images)
-            ]
-        )
+        pixels = np.stack([pixels_of(image).numpy() for image in tf.unstack(images)])
         probs = model(pixels)
         top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return {

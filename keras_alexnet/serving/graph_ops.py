@@ -27,8 +27,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 from keras_alexnet import errors
 
 GRAPH_FILE = "saved_model.pb"
-# The largest saved_model.pb read: an export of the paper's network writes 1 MB (its
-# weights are in variables/; its mean image, 0.8 MB, is a constant of the graph).
+# The largest saved_model.pb read: an export of the paper's network writes under 1 MB (its
+# weights and its mean image are in variables/; exports of 0.1.0 held the mean image, 0.8
+# MB, as a constant of the graph).
 # TensorFlow's own limit for the file is 2 GB, which costs several times that to parse.
 MAX_GRAPH_BYTES = 64 * 2**20
 

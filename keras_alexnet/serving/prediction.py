@@ -5,7 +5,8 @@ a .keras file (converted, exported or `model.save`d, with its preprocessing and 
 names: `model_files`), a LiteRT .tflite or ONNX .onnx file of a version folder (`formats`),
 or a training run. The images go through the serving signature's function (the
 SavedModel's own, `saved_model.serving_functions` of a Keras model, or the same
-preprocessing before a LiteRT or ONNX runtime). An image that does not decode, or whose
+preprocessing, the central patch in raw RGB, before a LiteRT or ONNX runtime, whose file
+subtracts the mean inside). An image that does not decode, or whose
 header declares more pixels than `image_headers.max_pixels()`, is reported by name; the
 others are still predicted.
 """

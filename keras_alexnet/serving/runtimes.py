@@ -1,4 +1,10 @@
-"""The runtimes of exported LiteRT and ONNX files: float32 pixels in, probabilities out.
+"""The runtimes of exported LiteRT and ONNX files: pixels in, probabilities out.
+
+A file this package exports takes raw RGB 0-255 pixels, the training mean subtracted
+inside: its input is named `RAW_INPUT` ("rgb"). Files exported by 0.1.0 take pixels with
+the training mean already subtracted, under the name "pixels". Each runtime says which
+its file takes (`takes_raw`), read from the file's own input name, never guessed from
+values.
 
 This module imports neither TensorFlow nor the rest of the package (only NumPy and, when
 a file is opened, its runtime), so that a process running one file holds one runtime
@@ -11,6 +17,9 @@ import os
 import numpy as np
 
 ONNX_EXTRA = "pip install keras-alexnet[onnx]"
+# The input name of every exported file and signature that takes raw RGB 0-255 pixels
+# (the mean image inside); 0.1.0's files named their mean-subtracted input "pixels".
+RAW_INPUT = "rgb"
 
 
 def litert_interpreter(num_threads=None, **kwargs):
@@ -26,7 +35,12 @@ def litert_interpreter(num_threads=None, **kwargs):
 
 
 class LiteRTModel:
-    """A .tflite file in the LiteRT interpreter: float32 pixels in, probabilities out.
+    """A .tflite file in the LiteRT interpreter: pixels in, float32 probabilities out.
+
+    The pixels may be given as float32 (or uint8): they are cast, or quantized, to the
+    file's input type (float32, or uint8 for an int8 file). `takes_raw`: whether the file
+    takes raw RGB 0-255 pixels (its input is named `RAW_INPUT`), else pixels with the
+    training mean subtracted (an export of 0.1.0).
 
     Args:
         path: the .tflite file.
@@ -45,17 +59,38 @@ class LiteRTModel:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = int(self.input["shape"][1])
+        self.input_name = litert_input_name(self.interpreter, self.input)
+        self.takes_raw = self.input_name == RAW_INPUT
         self._batch = None
 
     def __call__(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
+        pixels = np.asarray(pixels)
+        if pixels.dtype != self.input["dtype"]:
+            pixels = quantize(pixels.astype(np.float32), self.input)
         if self._batch != len(pixels):
             self.interpreter.resize_tensor_input(self.input["index"], pixels.shape)
             self.interpreter.allocate_tensors()
             self._batch = len(pixels)
-        self.interpreter.set_tensor(self.input["index"], quantize(pixels, self.input))
+        self.interpreter.set_tensor(self.input["index"], pixels)
         self.interpreter.invoke()
         return dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def litert_input_name(interpreter, details):
+    """The name of a LiteRT file's input: its signature's ("rgb"), else its tensor's
+    ("serve_rgb:0" -> "rgb", the converter's name for a signature's input)."""
+    try:
+        signatures = interpreter.get_signature_list()
+    except (AttributeError, ValueError, RuntimeError):
+        signatures = {}
+    for signature in signatures.values():
+        inputs = signature.get("inputs") or []
+        if len(inputs) == 1:
+            return str(inputs[0])
+    name = text(details["name"]).split(":")[0]
+    for key in signatures:
+        name = name.removeprefix(f"{key}_")
+    return name
 
 
 def quantize(values, details):
@@ -78,6 +113,9 @@ def dequantize(values, details):
 
 class OnnxModel:
     """A .onnx file in onnxruntime: float32 pixels in, probabilities out.
+
+    `takes_raw`: whether the file takes raw RGB 0-255 pixels (its input is named
+    `RAW_INPUT`), else pixels with the training mean subtracted (an export of 0.1.0).
 
     Args:
         path: the .onnx file.
@@ -112,6 +150,7 @@ class OnnxModel:
                 "size, 3] as this package's exports take"
             )
         self.input_name = inputs[0].name
+        self.takes_raw = self.input_name == RAW_INPUT
         self.input_size = int(shape[1])
 
     def __call__(self, pixels):

@@ -8,8 +8,10 @@ numeric version each time (an existing version is never touched):
                          WebP) -> probabilities [batch, classes], top5_indices
                          [batch, 5], top5_labels [batch, 5]; decoding and the
                          evaluation preprocessing run inside the graph.
-        predict_pixels   pixels: float32 [batch, 227, 227, 3], already preprocessed (the
-                         training mean subtracted) -> the same outputs.
+        predict_pixels   rgb: float32 [batch, 227, 227, 3], raw RGB 0-255 (the central
+                         patch of the 256x256 image; the training mean image is
+                         subtracted inside) -> the same outputs. (0.1.0's took
+                         `pixels`, with the mean already subtracted.)
     model.keras          the Keras model: raw RGB 0-255 pixels [batch, 227, 227, 3]
                          in (the training mean image subtracted inside, its first
                          layer), probabilities out, its class names inside; for
@@ -18,7 +20,8 @@ numeric version each time (an existing version is never touched):
     labels.txt           class names in label order.
     dataset_stats.npz    the training set's mean image and colour PCA.
     model*.tflite, model.onnx   with --format=litert (--quantize=...) and --format=onnx:
-                         the same network for LiteRT and ONNX runtimes (see formats.py).
+                         the same network for LiteRT and ONNX runtimes, raw RGB in
+                         (uint8 for the int8 file; see formats.py).
     keras_hub/           with --format=keras_hub: a KerasHub preset folder, for
                          `keras_hub.models.ImageClassifier.from_preset` (hub/presets.py).
 
@@ -43,8 +46,10 @@ from keras_alexnet.runs import folder as run_dir
 from keras_alexnet.runs import model_files
 from keras_alexnet.runs import write_errors
 from keras_alexnet.serving import formats as formats_lib
+from keras_alexnet.serving import runtimes
 
 KERAS_FILE = model_files.KERAS_FILE
+RAW_INPUT = runtimes.RAW_INPUT  # predict_pixels' input: raw RGB 0-255 pixels
 TOP_K = 5
 
 
@@ -75,17 +80,22 @@ def serving_functions(model, stats, class_names):
     """The two serving functions of an exported model.
 
     Args:
-        model: a Keras model from preprocessed 227x227 pixels to probabilities.
+        model: a Keras model from preprocessed 227x227 pixels (the training mean
+            subtracted, as `model_files.LoadedModel` holds it) to probabilities.
         stats: the training set's `stats.Stats`.
         class_names: label names in label order.
 
     Returns:
-        (from_bytes, from_pixels): functions of a string batch and of a pixel batch, each
-        returning a dict of probabilities, top5_indices and top5_labels.
+        (from_bytes, from_pixels): functions of a string batch and of a batch of raw RGB
+        0-255 pixels (the central patch; the mean image is subtracted inside,
+        `raw_pixels_model`), each returning a dict of probabilities, top5_indices and
+        top5_labels.
     """
     labels = tf.constant(list(class_names))
     k = min(TOP_K, len(class_names))
     crop = model.input_shape[1]
+    size = stats.mean_image.shape[0]
+    model = raw_pixels_model(model, stats)
 
     def outputs(probs):
         probs = tf.cast(probs, tf.float32)
@@ -96,12 +106,12 @@ def serving_functions(model, stats, class_names):
             "top5_labels": tf.gather(labels, top.indices),
         }
 
-    def from_pixels(pixels):
-        return outputs(model(pixels, training=False))
+    def from_pixels(rgb):  # the signature's input is named after the argument
+        return outputs(model(rgb, training=False))
 
     def from_bytes(images):
         pixels = tf.map_fn(
-            lambda encoded: preprocessing.preprocess_for_eval(encoded, stats, crop=crop),
+            lambda encoded: preprocessing.central_patch(encoded, size=size, crop=crop),
             images,
             fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.float32),
         )
@@ -123,7 +133,8 @@ def export(
     """Writes a new version of an exported model; never overwrites an existing one.
 
     Args:
-        model: the Keras model (preprocessed pixels in, probabilities out).
+        model: the Keras model (mean-subtracted pixels in, probabilities out); every file
+            written takes raw RGB 0-255 pixels, the mean image inside (`raw_pixels_model`).
         stats: the training set's `stats.Stats`.
         class_names: label names in label order.
         output_dir: the base folder, e.g. "saved_models".
@@ -131,7 +142,8 @@ def export(
         formats: from `formats.EXPORT_FORMATS`. The SavedModel (and model.keras) is
             written whatever they are: the version folder is one TensorFlow Serving loads.
         quantize: the LiteRT files' quantizations, from `formats.QUANTIZATIONS`.
-        calibration: float32 preprocessed pixels [n, 227, 227, 3] for int8 quantization.
+        calibration: float32 raw pixels [n, 227, 227, 3] for int8 quantization
+            (`formats.calibration_pixels`).
 
     Returns:
         The path of the new version folder.
@@ -152,7 +164,7 @@ def export(
     try:
         archive.write_out(partial, verbose=False)
         _write_beside(partial, model, stats, class_names)
-        formats_lib.write(model, partial, formats, quantize, calibration)
+        formats_lib.write(raw_pixels_model(model, stats), partial, formats, quantize, calibration)
         if "keras_hub" in formats:
             from keras_alexnet.hub import presets
 
@@ -219,7 +231,7 @@ def _serving_archive(model, stats, class_names):
         archive.add_endpoint(
             "predict_pixels",
             from_pixels,
-            input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32)],
+            input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.float32, name=RAW_INPUT)],
         ),
     ]
     used = {}
@@ -233,15 +245,22 @@ def _serving_archive(model, stats, class_names):
     return archive
 
 
-def keras_model(model, stats, class_names):
-    """The model an export saves as model.keras: raw RGB 0-255 pixels in.
+def raw_pixels_model(model, stats):
+    """The model every exported file holds: raw RGB 0-255 pixels in.
 
-    The training set's mean image goes inside (`mean_image.with_mean`; not for a model
-    that normalises its own input, whose mean image is zeros), and the class names.
+    The training set's mean image goes inside (`mean_image.with_mean`), but not for a
+    model that normalises its own input, whose mean image is zeros, nor for one that
+    already subtracts it.
     """
-    if np.any(stats.mean_image):
+    if np.any(stats.mean_image) and mean_image.find(model) is None:
         model = mean_image.with_mean(model, stats.mean_image)
-    return labels.with_class_names(model, class_names)
+    return model
+
+
+def keras_model(model, stats, class_names):
+    """The model an export saves as model.keras: raw RGB 0-255 pixels in, the mean image
+    (`raw_pixels_model`) and the class names inside."""
+    return labels.with_class_names(raw_pixels_model(model, stats), class_names)
 
 
 def _write_beside(folder, model, stats, class_names):

@@ -29,6 +29,9 @@ def test_every_format_is_measured_in_a_process_of_its_own(report):
     for name in ("model.keras", "model.tflite", "model.onnx", format_benchmark.SAVED_MODEL):
         assert rows[name]["agreement"] == 1.0, name
         assert rows[name]["top1_error"] == rows["model.keras"]["top1_error"], name
+    # Every file is given raw RGB pixels as it takes them: uint8 for the int8 file.
+    assert rows["model_int8.tflite"]["input"] == "uint8 RGB"
+    assert {row["input"] for name, row in rows.items() if "int8" not in name} == {"float32 RGB"}
     assert rows["model.tflite"]["size_vs_float32"] == 1.0
     assert rows["model_int8.tflite"]["size_vs_float32"] < 0.4
     for row in rows.values():
@@ -71,7 +74,8 @@ def test_table_shows_formats_errors_and_profile(report):
     assert "each file in a process of its own with" in table
     assert "int8 error per layer" in table and "lrn1 " in table and "(its own " in table
     assert "| lrn1 | " in table and "| all | " in table
-    assert [row["layer"] for row in report["int8_layer_errors"]][:2] == ["conv1", "lrn1"]
+    layers = [row["layer"] for row in report["int8_layer_errors"]]
+    assert layers[:3] == ["subtract_mean", "conv1", "lrn1"]
 
 
 def test_a_process_that_fails_names_its_file(tmp_path):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from caffe_files import BVLC_ALEXNET_SHAPES
 from caffe_files import random_weights
 from caffe_files import write_caffemodel
+from image_data import raw_validation_pixels
 from image_data import smooth_image
 from image_data import validation_pixels
 
@@ -83,10 +84,12 @@ def test_int8_file_runs_lrn_in_int8_and_only_the_classifier_in_float(exported_fo
 
 def test_int8_error_is_measured_layer_by_layer(trained, exported_formats):
     model = keras.models.load_model(os.path.join(exported_formats, "model.keras"))
-    _, pixels = validation_pixels(*trained)
+    _, pixels = raw_validation_pixels(trained[1])
     path = os.path.join(exported_formats, formats.litert_file("int8"))
     rows = {row["layer"]: row for row in format_speed.int8_layer_errors(path, model, pixels)}
-    assert list(rows)[:3] == ["conv1", "lrn1", "pool1"] and "fc8" in rows
+    # The file's first layer subtracts the mean from the raw pixels (the uint8 input's
+    # rounding and the int8 mean's, against the float32 model on unrounded pixels).
+    assert list(rows)[:4] == ["subtract_mean", "conv1", "lrn1", "pool1"] and "fc8" in rows
     for row in rows.values():
         assert 0 <= row["error"] < 0.2, row
     # The LRN's own error, against float32 LRN of its own int8 input: small, and below

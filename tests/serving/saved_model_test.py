@@ -75,7 +75,7 @@ FRESH = textwrap.dedent("""
     model = tf.saved_model.load(version)
     data = open(image_path, "rb").read()
     out = model.signatures["serving_default"](images=tf.constant([data, data]))
-    pixel_out = model.signatures["predict_pixels"](pixels=tf.constant(np.load(pixels_path)))
+    pixel_out = model.signatures["predict_pixels"](rgb=tf.constant(np.load(pixels_path)))
     assert "keras_alexnet" not in sys.modules
     print(json.dumps({
         "bytes": out["probabilities"].numpy().tolist(),
@@ -93,9 +93,12 @@ def test_saved_model_serves_jpeg_bytes_in_a_fresh_process(trained, exported, tmp
     stats = stats_lib.Stats.load(os.path.join(model_dir, run_dir.STATS_FILE))
     image_path = sorted(glob.glob(os.path.join(root, "validation", "*", "*.jpg")))[0]
     with open(image_path, "rb") as f:
-        pixels = preprocessing.preprocess_for_eval(f.read(), stats).numpy()[None]
-    np.save(tmp_path / "pixels.npy", pixels)
+        data = f.read()
+    pixels = preprocessing.preprocess_for_eval(data, stats).numpy()[None]
     want = model(pixels, training=False).numpy()[0]
+    # predict_pixels takes raw RGB 0-255, the central patch: the mean is subtracted inside.
+    image = preprocessing.decode_and_center_crop(data)
+    np.save(tmp_path / "pixels.npy", preprocessing.center_crop(image).numpy()[None])
     result = subprocess.run(
         [sys.executable, "-c", FRESH, first, image_path, str(tmp_path / "pixels.npy")],
         capture_output=True,
@@ -147,13 +150,16 @@ def test_saved_model_holds_each_weight_once(exported, trained):
     model_dir, _ = trained
     _, first, _ = exported
     model, _ = run_dir.restore_model(model_dir)
-    weight_bytes = sum(np.asarray(w).nbytes for w in model.weights)
+    # The model's weights and the mean image its signatures subtract inside.
+    mean = run_dir.read_stats(model_dir).mean_image
+    weights = [np.asarray(w) for w in model.weights] + [mean]
+    weight_bytes = sum(w.nbytes for w in weights)
     folder = os.path.join(first, "variables")
     saved = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     assert weight_bytes < saved <= 1.1 * weight_bytes, (saved, weight_bytes)
     loaded = tf.saved_model.load(first)
     assert sorted(v.shape.num_elements() for v in loaded.variables) == sorted(
-        int(np.prod(w.shape)) for w in model.weights
+        w.size for w in weights
     )
 
 

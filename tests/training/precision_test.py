@@ -133,11 +133,13 @@ def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
     path = export.export_run(str(model_dir), str(tmp_path / "out"), name="m")
     served = tf.saved_model.load(path)
     fn = served.signatures["predict_pixels"]
-    assert fn.structured_input_signature[1]["pixels"].dtype == tf.float32
-    pixels = np.zeros((1, 227, 227, 3), np.float32)
-    out = fn(pixels=tf.constant(pixels))
+    assert fn.structured_input_signature[1]["rgb"].dtype == tf.float32
+    rgb = np.full((1, 227, 227, 3), 128, np.float32)  # raw pixels: the mean is subtracted inside
+    out = fn(rgb=tf.constant(rgb))
     assert out["probabilities"].dtype == tf.float32
     model, _ = run_folder.restore_model(str(model_dir))
+    mean = run_folder.read_stats(str(model_dir)).mean_image[14:241, 14:241]  # central 227
+    pixels = rgb - mean
     np.testing.assert_allclose(out["probabilities"].numpy(), model(pixels).numpy(), rtol=1e-5)
 
 
