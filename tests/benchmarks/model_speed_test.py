@@ -198,6 +198,13 @@ def test_measure_reports_consistent_figures(full_size):
     assert "train_ratio_to_torch" not in result  # no peer was measured
 
 
+def rounding(ours, peer, key):
+    """The relative error of a ratio of the two rates, as the report rounds them: the ratio
+    to three decimals (taken from the rates before rounding), each rate to 0.01 img/s (on a
+    busy machine the full-size peer's rate is a few tenths of an image a second)."""
+    return 0.01 + sum(0.005 / row[f"{key}_img_per_s"] for row in (ours, peer))
+
+
 def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     if "TORCH" not in full_size:
         pytest.skip("needs PyTorch (the test extra installs it)")
@@ -211,9 +218,10 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
         assert peer[f"{key}_img_per_s"] > 0
         # One round: the ratio is that of the two steps, and both fractions have the
         # round's GEMM as their denominator.
-        # (The ratios are rounded to three decimals.)
         assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"], rel=0.01, abs=5e-4
+            ours[f"{key}_img_per_s"] / peer[f"{key}_img_per_s"],
+            rel=rounding(ours, peer, key),
+            abs=5e-4,
         )
         assert ours[f"{key}_ratio_to_torch"] == pytest.approx(
             ours[f"{key}_fraction_of_peak"] / peer[f"{key}_fraction_of_peak"], rel=0.05, abs=5e-4
@@ -228,7 +236,9 @@ def test_run_against_the_torch_peer_reports_ratios_and_fractions(full_size):
     assert ours_bf16["float32_peak_gflop_per_s"] == ours["gemm_peak_gflop_per_s"]
     for key in ("train", "infer"):
         assert ours_bf16[f"{key}_ratio_to_torch"] == pytest.approx(
-            ours_bf16[f"{key}_img_per_s"] / peer_bf16[f"{key}_img_per_s"], rel=0.01, abs=5e-4
+            ours_bf16[f"{key}_img_per_s"] / peer_bf16[f"{key}_img_per_s"],
+            rel=rounding(ours_bf16, peer_bf16, key),
+            abs=5e-4,
         )
         # The two fractions differ by the two GEMMs' ratio (one round: one GEMM of each).
         own, float32 = (ours_bf16[f"{key}_fraction_of{p}_peak"] for p in ("", "_float32"))
