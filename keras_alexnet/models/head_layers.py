@@ -35,6 +35,10 @@ class ReplicaDropout(keras.layers.Dropout):
     state advances once per call as in Keras, so a run stays reproducible and resumes
     exactly; on one replica the masks are those of `keras.layers.Dropout`.
 
+    The masks are drawn in float32 whatever the compute dtype: TensorFlow's random
+    numbers in bfloat16 or float16 come from other bits than float32's, so a mixed-precision
+    run would otherwise drop other units than the same run in float32.
+
     Args:
         rate, noise_shape, seed, **kwargs: as in `keras.layers.Dropout`.
     """
@@ -43,6 +47,10 @@ class ReplicaDropout(keras.layers.Dropout):
         if not _on_tensorflow():
             return super().call(inputs, training=training)
         tf = _tensorflow()
+        if training and self.rate and inputs.dtype != tf.float32:
+            # float32's masks and scaling, rounded once to the compute dtype.
+            dropped = self.call(tf.cast(inputs, tf.float32), training=training)
+            return tf.cast(dropped, inputs.dtype)
         context = tf.distribute.get_replica_context()
         if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:
             return super().call(inputs, training=training)

@@ -43,6 +43,27 @@ def test_dense_matches_keras_dense_with_its_gradients(policy):
                 np.testing.assert_allclose(got, expected, **tolerance)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_dropout_drops_the_same_units_in_every_precision(policy):
+    # Random numbers drawn in bfloat16 or float16 come from other bits than float32's:
+    # the masks must not, or a mixed-precision step drops other units than float32's.
+    x = np.random.default_rng(0).uniform(1, 2, (16, 512)).astype(np.float32)
+    dropped = {}
+    for dtype in ("float32", policy):
+        layer = head_layers.ReplicaDropout(0.5, seed=3, dtype=dtype)
+        # Two calls: the seed moves on between them, in every precision alike.
+        dropped[dtype] = [tf.cast(layer(x, training=True), tf.float32).numpy() for _ in "ab"]
+    reference = keras.layers.Dropout(0.5, seed=3)  # float32: Keras' own masks
+    for want, got, ours in zip(
+        [reference(x, training=True).numpy() for _ in "ab"], dropped[policy], dropped["float32"]
+    ):
+        assert 0.45 < np.mean(want == 0) < 0.55
+        np.testing.assert_array_equal(ours, want)
+        np.testing.assert_array_equal(got == 0, want == 0)
+        np.testing.assert_allclose(got, want, rtol=1e-2)  # kept values: x, rounded, times 2
+    assert not np.array_equal(dropped[policy][0] == 0, dropped[policy][1] == 0)
+
+
 def test_dense_is_a_keras_dense_and_round_trips():
     layer = head_layers.FastInputGradientDense(
         7, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.1)

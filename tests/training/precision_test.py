@@ -1,5 +1,8 @@
 """Mixed precision: training steps, loss scaling, checkpoints across precisions, export."""
 
+import dataclasses
+import os
+import re
 import textwrap
 
 import fresh_process
@@ -8,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from tensorflow.core.protobuf import saved_model_pb2
 
 import keras_alexnet
 from keras_alexnet.runs import folder as run_folder
@@ -127,20 +131,80 @@ def test_checkpoints_resume_across_precisions(tmp_path, tiny_root, first, second
     assert not [k for k, d in dtypes.items() if d in (tf.float16, tf.bfloat16)]
 
 
-def test_mixed_run_exports_float32_signatures(tmp_path, tiny_root):
+def test_a_bfloat16_run_resumes_bit_identical(tmp_path, tiny_root, capsys):
+    # Dropout on (the tiny variant keeps the paper's 0.5): 4 steps straight, or stopped
+    # after 2 and resumed.
+    cfg = tiny.train_config(
+        tmp_path / "straight",
+        tiny_root,
+        mixed_precision="bfloat16",
+        deterministic=True,
+        max_steps=4,
+        projector_images=0,
+    )
+    straight = trainer.train(cfg)
+    cut = dataclasses.replace(cfg, model_dir=str(tmp_path / "cut"))
+    capsys.readouterr()
+    assert trainer.train(dataclasses.replace(cut, max_steps=2))["step"] == 2
+    resumed = trainer.train(cut)
+    printed = capsys.readouterr().out
+    assert resumed["step"] == straight["step"] == 4
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # Both halves trained in bfloat16, the second from the first's checkpoint.
+    assert printed.count(", precision bfloat16;") == 2, printed
+    assert re.search(r"Resuming from \S+ckpt-2: epoch 1, step 2 of 6", printed), printed
+
+
+def _graph_dtypes(path):
+    """Every dtype the SavedModel's graph and functions name (node attributes)."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for fn in graph.library.function for n in fn.node_def]
+    found = set()
+    for node in nodes:
+        for value in node.attr.values():
+            found.add(value.type)
+            found.update(value.list.type)
+    return {tf.dtypes.as_dtype(t).name for t in found if t}
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_mixed_run_exports_float32_unless_asked(tmp_path, tiny_root, precision):
     model_dir = tmp_path / "run"
-    trainer.train(tiny.train_config(model_dir, tiny_root, mixed_precision="float16", max_steps=1))
+    trainer.train(tiny.train_config(model_dir, tiny_root, mixed_precision=precision, max_steps=1))
     path = export.export_run(str(model_dir), str(tmp_path / "out"), name="m")
     served = tf.saved_model.load(path)
     fn = served.signatures["predict_pixels"]
     assert fn.structured_input_signature[1]["rgb"].dtype == tf.float32
-    rgb = np.full((1, 227, 227, 3), 128, np.float32)  # raw pixels: the mean is subtracted inside
+    # raw pixels: the mean is subtracted inside
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 227, 227, 3)).astype(np.float32)
     out = fn(rgb=tf.constant(rgb))
     assert out["probabilities"].dtype == tf.float32
     model, _ = run_folder.restore_model(str(model_dir))
+    assert model.get_layer("conv2").compute_dtype == "float32"
     mean = run_folder.read_stats(str(model_dir)).mean_image[14:241, 14:241]  # central 227
     pixels = rgb - mean
     np.testing.assert_allclose(out["probabilities"].numpy(), model(pixels).numpy(), rtol=1e-5)
+    # float32 files: the variables, the graph's every operation, model.keras' layers.
+    assert {v.dtype for v in served.variables} == {tf.float32}
+    half = {"float16", "bfloat16"}
+    assert "float32" in _graph_dtypes(path) and not half & _graph_dtypes(path)
+    keras_file = keras.models.load_model(os.path.join(path, "model.keras"))
+    assert {layer.dtype_policy.name for layer in keras_file.layers} == {"float32"}
+    if precision == "bfloat16":
+        # Asked for (--mixed_precision=bfloat16): bfloat16 inside, float32 in and out.
+        asked = export.export_run(
+            str(model_dir), str(tmp_path / "out"), name="m", mixed_precision="bfloat16"
+        )
+        assert "bfloat16" in _graph_dtypes(asked)
+        fn = tf.saved_model.load(asked).signatures["predict_pixels"]
+        got = fn(rgb=tf.constant(rgb))["probabilities"]
+        assert got.dtype == tf.float32
+        assert {v.dtype for v in tf.saved_model.load(asked).variables} == {tf.float32}
+        np.testing.assert_allclose(got.numpy(), out["probabilities"].numpy(), atol=0.02)
+        assert not np.array_equal(got.numpy(), out["probabilities"].numpy())
 
 
 def test_jit_compile_is_refused_under_mirrored(tmp_path, tiny_root):
