@@ -9,10 +9,10 @@ traceback, and no more memory than a tool on a valid file plus the issue's 2 GB.
 
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import NamedTuple
 
 import fresh_process
@@ -56,38 +56,61 @@ def run_python(script, *args, address_limit=ADDRESS_LIMIT, timeout=600, env=None
     return run_command(command, address_limit, timeout, base)
 
 
+# Runs argv[2:] as its child and writes that child's peak resident memory (ru_maxrss, in
+# kilobytes) to the file argv[1]; exits as the child did. Linux starts a process's peak at
+# the resident size of the process it was forked from: a tool forked straight from a test
+# process that holds gigabytes would report those gigabytes. Forked from this small
+# process, its peak is its own.
+LAUNCHER = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_command(command, address_limit=ADDRESS_LIMIT, timeout=600, env=None):
     """Runs a command line under an address-space limit; its `Result`, with the child's
-    own peak resident memory (from wait4, not the test process's other children)."""
+    own peak resident memory (not the test process's, nor its other children's)."""
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (address_limit, address_limit))
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r") as peak,
+    ):
         process = subprocess.Popen(
-            [str(part) for part in command],
+            [sys.executable, "-I", "-c", LAUNCHER, peak.name, *[str(p) for p in command]],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             text=True,
             env=dict(os.environ if env is None else env),
             preexec_fn=limit,
+            start_new_session=True,  # a timeout ends the tool with its launcher
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                os.wait4(process.pid, 0)
-                raise subprocess.TimeoutExpired(command, timeout)
-            time.sleep(0.05)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
         out.seek(0)
         err.seek(0)
         # ru_maxrss is in kilobytes on Linux.
-        return Result(process.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+        return Result(process.returncode, out.read(), err.read(), int(peak.read()) * 1024)
 
 
 def assert_refused(result, *words, peak_limit=PEAK_LIMIT):

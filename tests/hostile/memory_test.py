@@ -216,3 +216,15 @@ def test_a_claimed_subtract_mean_size_is_named_by_every_tool_that_loads_the_file
     assert message.startswith(f"{path}: it cannot be loaded as a Keras model: ")
     assert "SubtractMean layer 'subtract_mean'" in message and "size=20000" in message
     assert "\n" not in message and message.count("size=20000") == 1
+
+
+def test_the_peak_is_the_childs_own_not_the_test_process_s():
+    """A child forked from a test process that holds 600 MB reports its own peak: a few
+    megabytes doing nothing, and 400 MB more when it fills 400 MB."""
+    held = np.ones(600 * 2**20, np.uint8)  # resident in this process while the children run
+    idle = harness.run_python("pass")
+    filled = harness.run_python("import numpy as np; x = np.ones(400 * 2**20, np.uint8)")
+    assert held.sum() == held.size
+    assert idle.returncode == filled.returncode == 0, (idle.stderr, filled.stderr)
+    assert idle.peak_bytes < 200 * 2**20, idle.peak_bytes / 2**20
+    assert filled.peak_bytes - idle.peak_bytes > 400 * 2**20, filled.peak_bytes / 2**20
