@@ -5,7 +5,6 @@ import keras_alexnet  # first: it sets TensorFlow's environment before TensorFlo
 # isort: on
 
 
-import contextlib
 import ctypes
 import ctypes.util
 import fcntl
@@ -100,9 +99,8 @@ def shared(tmp_path_factory, name, make):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return make(tmp_path_factory.mktemp(name))
     folder = tmp_path_factory.getbasetemp().parent / name
-    with open(f"{folder}.lock", "w") as lock, contextlib.ExitStack() as unlock:
+    with open(f"{folder}.lock", "w") as lock:  # closing the file releases the lock
         fcntl.flock(lock, fcntl.LOCK_EX)
-        unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
         done = folder / "result.json"
         if not done.exists():
             folder.mkdir(exist_ok=True)
@@ -126,6 +124,8 @@ def trained(tmp_path_factory):
         train.train(tiny.train_config(model_dir, root, init="he", input_scale="auto"))
         return model_dir, str(root)
 
+    # The run's variant, known in every worker, also one that did not train the run.
+    tiny.register()
     model_dir, root = shared(tmp_path_factory, "trained", make)
     return model_dir, pathlib.Path(root)
 
