@@ -327,7 +327,7 @@ def int8_layer_errors(path, model, pixels, mean=None):
     with warnings.catch_warnings():  # "for debugging purposes only": that is what it does here
         warnings.simplefilter("ignore", UserWarning)
         runner = runtimes.LiteRTModel(path, experimental_preserve_all_tensors=True)
-    runner(pixels if runner.takes_raw else pixels - mean)
+    runner(format_process.file_input(runner, pixels, mean))
     interpreter = runner.interpreter
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
 
